@@ -1,0 +1,175 @@
+# Build, test and run the load balancer. Plain GNU make; `make V=1` shows commands.
+#
+#   make          bin/lb, bin/lb-backend, bin/lb-load
+#   make run      the demo: config/lb.conf in front of three local backends
+#   make test     unit tests, fuzz seed replay, black-box tests (ASan+UBSan build)
+#   make asan     the same suite against a sanitizer build only
+#   make fuzz     libFuzzer runs of the parser and config loader (FUZZ_SECONDS each)
+#   make bench    side by side with HAProxy and nginx
+#   make install  binary, config, systemd unit (PREFIX, DESTDIR)
+
+CC       ?= cc
+OPT      ?= -O2
+CFLAGS   ?= $(OPT) -g
+WARN     := -Wall -Wextra -Wshadow -Werror
+CPPFLAGS += -D_GNU_SOURCE -Iconfig -Ihealth -Ilb -Iloadtest
+LDLIBS   := -lev -lconfig -lssl -lcrypto -lpthread -lm
+SAN      :=
+
+BUILD    ?= build/rel
+BIN      ?= bin
+PREFIX   ?= /usr/local
+FUZZ_SECONDS ?= 60
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+ALL_CFLAGS = -std=c11 $(WARN) $(CFLAGS) $(SAN) -MMD -MP
+
+# Everything but the programs' main files goes into one archive that the
+# programs, unit tests and fuzz drivers link against.
+LIB_SRC   := $(wildcard config/*.c) $(wildcard health/*.c) \
+             $(filter-out lb/main.c,$(wildcard lb/*.c)) $(wildcard loadtest/common/*.c)
+LB_SRC    := lb/main.c
+BACK_SRC  := $(wildcard loadtest/backend/*.c)
+LOAD_SRC  := $(wildcard loadtest/load/*.c)
+UNIT_SRC  := $(wildcard tests/unit/test_*.c)
+FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
+
+obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
+
+LIB       := $(BUILD)/liblb.a
+PROGS     := $(BIN)/lb $(if $(BACK_SRC),$(BIN)/lb-backend) $(if $(LOAD_SRC),$(BIN)/lb-load)
+UNITS     := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+REPLAYS   := $(patsubst tests/fuzz/fuzz_%.c,$(BUILD)/tests/replay_%,$(FUZZ_SRC))
+
+.PHONY: all deps test asan unit fuzz bench run install clean scenarios format
+.DEFAULT_GOAL := all
+
+all: $(PROGS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
+
+$(LIB): $(call obj,$(LIB_SRC))
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BIN)/lb: $(call obj,$(LB_SRC)) $(LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BIN)/lb-backend: $(call obj,$(BACK_SRC)) $(LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BIN)/lb-load: $(call obj,$(LOAD_SRC)) $(LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
+
+# Seed replay: the fuzz driver linked with a plain main() that feeds it files.
+$(BUILD)/tests/replay_%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/replay.o $(LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+
+unit: $(UNITS) $(REPLAYS)
+
+-include $(shell find build -name '*.d' 2>/dev/null)
+
+# --- dependencies -----------------------------------------------------------
+# Debian packages each target needs; installed when missing (as root), or the
+# exact command is printed.
+PKGS_BUILD := gcc make pkg-config libev-dev libconfig-dev libssl-dev libcmocka-dev
+PKGS_TEST  := $(PKGS_BUILD) python3 curl clang libclang-rt-14-dev
+PKGS_BENCH := $(PKGS_BUILD) haproxy nginx-light wrk python3
+
+define ensure_pkgs
+	@missing=""; for p in $(1); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null \
+	      || { echo "apt-get install failed:$$missing"; exit 1; }; \
+	  else \
+	    echo "missing packages; run:  sudo apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	fi
+endef
+
+deps:
+	$(call ensure_pkgs,$(PKGS_BUILD))
+
+deps-test:
+	$(call ensure_pkgs,$(PKGS_TEST))
+
+deps-bench:
+	$(call ensure_pkgs,$(PKGS_BENCH))
+
+# --- the two commands -------------------------------------------------------
+run: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)exec loadtest/demo.sh
+
+test: deps-test
+	$(Q)$(MAKE) --no-print-directory all unit
+	$(Q)$(MAKE) --no-print-directory BUILD=build/asan BIN=build/asan/bin \
+	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	    OPT=-O1 all unit
+	$(Q)tests/run.sh
+
+asan: deps-test
+	$(Q)$(MAKE) --no-print-directory BUILD=build/asan BIN=build/asan/bin \
+	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	    OPT=-O1 all unit
+	$(Q)TEST_ONLY=asan tests/run.sh
+
+fuzz: deps-test
+	$(Q)$(MAKE) --no-print-directory BUILD=build/fuzz BIN=build/fuzz/bin CC=clang OPT=-O1 \
+	    SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer" \
+	    $(patsubst tests/fuzz/fuzz_%.c,build/fuzz/fuzz_%,$(FUZZ_SRC))
+	$(Q)for f in $(patsubst tests/fuzz/fuzz_%.c,%,$(FUZZ_SRC)); do \
+	  mkdir -p build/fuzz/corpus-$$f; \
+	  echo "fuzzing $$f for $(FUZZ_SECONDS)s"; \
+	  build/fuzz/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -dict=tests/fuzz/$$f.dict \
+	    -artifact_prefix=build/fuzz/ build/fuzz/corpus-$$f tests/fuzz/seeds/$$f 2>&1 | tail -3 \
+	    || exit 1; \
+	done
+
+build/fuzz/fuzz_%: build/fuzz/tests/fuzz/fuzz_%.o build/fuzz/liblb.a
+	$(Q)clang -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS)
+
+bench: deps-bench
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)loadtest/bench.sh
+
+scenarios: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)loadtest/scenarios/run-all.sh
+
+install: all
+	install -D -m 0755 $(BIN)/lb $(DESTDIR)$(PREFIX)/bin/lb
+	install -D -m 0644 config/lb.conf $(DESTDIR)/etc/lb/lb.conf
+	install -D -m 0644 systemd/lb.service $(DESTDIR)/lib/systemd/system/lb.service
+	install -D -m 0644 systemd/lb.sysusers $(DESTDIR)/usr/lib/sysusers.d/lb.conf
+
+format:
+	clang-format -i $(wildcard */*.c */*.h */*/*.c */*/*.h)
+
+clean:
+	rm -rf build bin

@@ -1,0 +1,227 @@
+/*
+ * cfg.h - the configuration snapshot.
+ *
+ * cfg_load() turns a libconfig file into one validated, immutable struct cfg.
+ * Every error found is reported (not just the first) as "FILE:LINE: message"
+ * naming the setting and the bad value. A loaded snapshot is never modified;
+ * a reload builds a new one and the old one is freed by cfg_free() once its
+ * last user lets go. All strings and arrays hang off the snapshot and die
+ * with it.
+ *
+ * Indexes (listener->pool, route->pool) refer to cfg->pools[].
+ */
+#ifndef LB_CFG_H
+#define LB_CFG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define CFG_NAME_MAX 64 /* pool, backend, listener names */
+
+enum cfg_level { CFG_LOG_ERROR, CFG_LOG_WARN, CFG_LOG_INFO, CFG_LOG_DEBUG };
+enum cfg_log_format { CFG_FMT_TEXT, CFG_FMT_JSON };
+enum cfg_admin_state { CFG_ADMIN_ACTIVE, CFG_ADMIN_DRAIN, CFG_ADMIN_MAINT };
+enum cfg_balance { CFG_BAL_ROUND_ROBIN, CFG_BAL_LEAST_REQUEST, CFG_BAL_P2C_EWMA, CFG_BAL_HASH };
+enum cfg_locality { CFG_LOC_ZONE_AWARE, CFG_LOC_OFF };
+enum cfg_hash_src { CFG_HASH_HEADER, CFG_HASH_COOKIE, CFG_HASH_QUERY, CFG_HASH_PATH, CFG_HASH_CLIENT_IP };
+enum cfg_health_type { CFG_HC_HTTP, CFG_HC_TCP, CFG_HC_OFF };
+
+/* retry.on conditions besides statuses */
+#define CFG_RETRY_CONNECT_FAILURE 0x1u
+#define CFG_RETRY_RESET           0x2u
+#define CFG_RETRY_TIMEOUT         0x4u
+#define CFG_RETRY_INVALID         0x8u /* backend answered garbage */
+
+/* A set of HTTP status codes 100..599, e.g. "500-599" or "502,503,504" or "200-399". */
+struct cfg_status_set {
+    uint64_t bits[10]; /* bit n set: status n is in the set (n < 640) */
+};
+
+static inline bool cfg_status_has(const struct cfg_status_set *s, unsigned code)
+{
+    return code < 640 && (s->bits[code >> 6] >> (code & 63)) & 1u;
+}
+
+/* "HOST:PORT", "[v6]:PORT" or "unix:/path", resolved numerically (no DNS at runtime). */
+struct cfg_addr {
+    struct sockaddr_storage sa;
+    socklen_t len;
+    char text[128]; /* as written in the file, for logs and stats */
+};
+
+struct cfg_route {
+    const char *host;        /* NULL: any host; else exact, case-insensitive, port ignored */
+    const char *path_prefix; /* NULL: any path */
+    size_t path_prefix_len;
+    int pool; /* index into cfg->pools */
+    int line;
+};
+
+struct cfg_tls {
+    const char *cert; /* PEM file paths */
+    const char *key;
+};
+
+struct cfg_listener {
+    const char *name;
+    struct cfg_addr addr;
+    int pool; /* default pool, index into cfg->pools */
+    struct cfg_route *routes;
+    int nroutes;
+    bool tls_enabled;
+    struct cfg_tls tls;
+    int line;
+};
+
+struct cfg_breaker {
+    uint32_t consecutive_failures; /* 0 disables this trigger */
+    double failure_rate;           /* 0..1; 0 disables */
+    uint32_t min_requests;
+    uint32_t window_ms;
+    uint32_t slow_call_ms;
+    double slow_call_rate; /* 0..1; 0 disables */
+    uint32_t open_for_ms;
+    uint32_t max_open_for_ms;
+    uint32_t half_open_probes;
+    struct cfg_status_set failure_statuses;
+};
+
+struct cfg_limits {
+    uint32_t max_connections; /* per backend, all workers together */
+    uint32_t max_inflight;
+    uint32_t max_pending; /* per pool */
+    uint32_t pending_timeout_ms;
+};
+
+struct cfg_retry {
+    uint32_t attempts; /* extra tries */
+    double budget;     /* fraction of requests */
+    unsigned on;       /* CFG_RETRY_* bits */
+    struct cfg_status_set on_statuses;
+};
+
+struct cfg_health {
+    enum cfg_health_type type;
+    const char *path;
+    const char *host; /* Host header for http checks; NULL: the backend address */
+    struct cfg_status_set expect;
+    uint32_t interval_ms;
+    uint32_t timeout_ms;
+    uint32_t rise;
+    uint32_t fall;
+    double jitter; /* 0..0.5, fraction of interval */
+};
+
+struct cfg_backend {
+    const char *name;
+    struct cfg_addr addr;
+    uint32_t weight; /* 0..1000 */
+    const char *zone;   /* "" when not given */
+    const char *region; /* "" when not given */
+    enum cfg_admin_state state;
+    int line;
+};
+
+struct cfg_pool {
+    const char *name;
+    enum cfg_balance balance;
+    enum cfg_hash_src hash_src;
+    const char *hash_name; /* header/cookie/query name; NULL for path and client-ip */
+    double hash_balance;   /* >= 1.0 */
+    enum cfg_locality locality;
+    double panic_threshold; /* 0..1 */
+    uint32_t slow_start_ms;
+    struct cfg_breaker breaker;
+    struct cfg_limits limits;
+    struct cfg_retry retry;
+    struct cfg_health health;
+    struct cfg_backend *backends;
+    int nbackends;
+    int line;
+};
+
+struct cfg {
+    const char *path; /* the file this was loaded from */
+
+    /* lb */
+    uint32_t workers; /* already resolved: 0 in the file becomes the core count */
+    const char *zone;   /* "" when not given */
+    const char *region; /* "" when not given */
+    uint32_t max_connections;
+    const char *user; /* NULL: do not drop privileges */
+
+    /* log */
+    enum cfg_level log_level;
+    const char *log_access; /* NULL: off; "stdout"; or a file path */
+    enum cfg_log_format log_format;
+
+    /* admin */
+    struct cfg_addr admin_listen;
+    const char *admin_token; /* NULL: read-only admin */
+
+    /* timeouts, milliseconds */
+    uint32_t connect_ms;
+    uint32_t client_header_ms;
+    uint32_t client_idle_ms;
+    uint32_t backend_ms;
+    uint32_t drain_ms;
+    uint32_t tunnel_ms; /* idle timeout of an upgraded (WebSocket) tunnel */
+    uint32_t backend_idle_ms; /* timeouts.backend_idle: how long an idle keep-alive
+                               * connection to a backend is kept (default "10s") */
+
+    struct cfg_listener *listeners;
+    int nlisteners;
+    struct cfg_pool *pools;
+    int npools;
+
+    void *arena; /* owner of every string and array above (private to cfg.c) */
+};
+
+/* Errors collected by cfg_load(), each "FILE:LINE: message". */
+struct cfg_errors {
+    char **msgs;
+    int n;
+    int cap;
+};
+
+/*
+ * Load and validate FILE. Returns the snapshot, or NULL when the file is
+ * unreadable or invalid; then errs holds one message per problem found.
+ */
+struct cfg *cfg_load(const char *path, struct cfg_errors *errs);
+
+/*
+ * Load from a string instead of a file; NAME is used in error messages.
+ * @include is refused here: there is no directory to resolve it against, and
+ * the fuzz driver must not be able to make the loader read arbitrary files.
+ */
+struct cfg *cfg_load_string(const char *text, const char *name, struct cfg_errors *errs);
+
+void cfg_free(struct cfg *cfg);                /* NULL is fine */
+void cfg_errors_free(struct cfg_errors *errs); /* frees the messages, leaves errs empty */
+
+/*
+ * Parsers shared with the rest of the program. Each returns 0 on success and
+ * -1 on a malformed value.
+ */
+int cfg_parse_duration(const char *s, uint32_t *ms); /* "250ms" "2s" "5m" "1h" */
+int cfg_parse_addr(const char *s, struct cfg_addr *out);
+int cfg_parse_status_set(const char *s, struct cfg_status_set *out);
+
+/*
+ * The same parsers, saying why a value was refused: on -1, *why (when why is
+ * not NULL) points to a static phrase such as "port out of range (1-65535)".
+ */
+int cfg_parse_duration_why(const char *s, uint32_t *ms, const char **why);
+int cfg_parse_addr_why(const char *s, struct cfg_addr *out, const char **why);
+int cfg_parse_status_set_why(const char *s, struct cfg_status_set *out, const char **why);
+
+const char *cfg_admin_state_name(enum cfg_admin_state s);
+const char *cfg_balance_name(enum cfg_balance b);
+
+/* Find a pool by name; returns its index or -1. */
+int cfg_pool_index(const struct cfg *cfg, const char *name);
+
+#endif

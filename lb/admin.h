@@ -1,0 +1,27 @@
+/*
+ * admin.h - the admin listener: stats page, JSON, Prometheus metrics,
+ * health of the process, and the backend state/weight API. It runs on the
+ * main thread's loop, apart from the workers, so it answers while they are
+ * saturated.
+ */
+#ifndef LB_ADMIN_H
+#define LB_ADMIN_H
+
+#include <ev.h>
+
+#include "lb.h"
+
+struct admin {
+    struct lb *lb;
+    struct ev_loop *loop;
+    ev_io io;
+    int fd;
+    unsigned nconns;
+    uint64_t changes; /* successful POSTs */
+};
+
+/* Bind admin.listen of the current config; 0, or -1 with ERR set. */
+int admin_start(struct admin *adm, struct lb *lb, struct ev_loop *loop, char *err, size_t errlen);
+void admin_stop(struct admin *adm);
+
+#endif

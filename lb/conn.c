@@ -1,0 +1,1390 @@
+/*
+ * conn.c - the client connection state machine: read a request head, route
+ * it, pick a backend, stream the request up and the response down, then the
+ * next request or close. See the state table in conn.h.
+ *
+ * Bytes are never copied between buffers on the way through: a request body
+ * goes from c->in straight to the backend's socket, a response body from
+ * up->in straight to the client's. Only heads are rewritten (into c->uhead
+ * and c->out). Every buffer is bounded, and a full buffer stops reading from
+ * its source: that is the backpressure.
+ */
+#include "conn.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "upstream.h"
+#include "worker.h"
+
+#define HEAD_MAX   (BUF_SIZE - 1024) /* leave room for the headers we add */
+#define LINGER_MS  1000
+#define STEP_GUARD 64 /* state machine rounds per event, against livelock */
+
+#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
+
+static void conn_run(struct conn *c);
+
+/* ---- small helpers --------------------------------------------------- */
+
+static const struct cfg *conn_cfg(const struct conn *c)
+{
+    return c->wk->rt->cfg;
+}
+
+static bool put(struct buf *b, const char *s, size_t n)
+{
+    if (buf_room(b) < n)
+        return false;
+    memcpy(buf_tail(b), s, n);
+    b->w += (uint32_t)n;
+    return true;
+}
+
+static bool puts_(struct buf *b, const char *s)
+{
+    return put(b, s, strlen(s));
+}
+
+/* Is the error from a non-blocking socket call just "try later"? */
+static bool would_block(int e)
+{
+    return e == EAGAIN || e == EWOULDBLOCK || e == EINTR;
+}
+
+/*
+ * Lazy timeouts (libev's ev.pod, "be smart about timeouts"): moving the
+ * expiry later only records it, the timer re-arms itself when it fires
+ * early. Only an earlier expiry touches the timer heap.
+ */
+static void conn_set_timeout(struct conn *c, uint32_t ms)
+{
+    struct ev_loop *loop = c->wk->loop;
+    ev_tstamp now = ev_now(loop), exp = now + ms / 1000.0;
+    c->tmo_ms = ms;
+    c->want_exp = exp;
+    if (!ev_is_active(&c->tm) || exp < c->armed_exp) {
+        ev_timer_stop(loop, &c->tm);
+        ev_timer_set(&c->tm, exp - now, 0.);
+        ev_timer_start(loop, &c->tm);
+        c->armed_exp = exp;
+    }
+}
+
+/* Progress was made: push the current inactivity timeout out. */
+static void conn_touch(struct conn *c)
+{
+    c->want_exp = ev_now(c->wk->loop) + c->tmo_ms / 1000.0;
+}
+
+static void conn_update_watchers(struct conn *c)
+{
+    int ev = 0;
+    switch (c->st) {
+    case CS_IDLE:
+    case CS_HEAD:
+    case CS_LINGER:
+        ev = EV_READ;
+        break;
+    case CS_PROXY:
+        if (!c->req_done && !c->eof && (!c->in || buf_room(c->in) || c->in->r))
+            ev |= EV_READ;
+        break;
+    case CS_TUNNEL:
+        if (!c->eof && (!c->in || buf_room(c->in) || c->in->r))
+            ev |= EV_READ;
+        break;
+    default:
+        break;
+    }
+    if (c->wr_blocked)
+        ev |= EV_WRITE;
+    if ((c->io.events & (EV_READ | EV_WRITE)) != ev || !ev_is_active(&c->io)) {
+        ev_io_stop(c->wk->loop, &c->io);
+        if (ev) {
+            ev_io_set(&c->io, c->fd, ev);
+            ev_io_start(c->wk->loop, &c->io);
+        }
+    }
+    if (c->up) {
+        bool want = !c->resp_done && (!c->up->in || buf_room(c->up->in) || c->up->in->r);
+        if (c->st == CS_TUNNEL)
+            want = !c->up->eof && (!c->up->in || buf_room(c->up->in) || c->up->in->r);
+        upstream_update(c->up, want);
+    }
+}
+
+/* Read from FD into *bp (taking a buffer if needed). >0 bytes, 0 EOF, -1 error, -2 would block or no room. */
+static ssize_t read_into(struct worker *wk, int fd, struct buf **bp)
+{
+    if (!*bp && !(*bp = buf_get(&wk->bufs)))
+        return -1;
+    struct buf *b = *bp;
+    if (!buf_room(b))
+        buf_compact(b);
+    if (!buf_room(b))
+        return -2;
+    ssize_t n = read(fd, buf_tail(b), buf_room(b));
+    if (n > 0) {
+        b->w += (uint32_t)n;
+        return n;
+    }
+    if (n == 0)
+        return 0;
+    return would_block(errno) ? -2 : -1;
+}
+
+/* ---- request bookkeeping --------------------------------------------- */
+
+static void gen_request_id(struct conn *c)
+{
+    static const char hex[] = "0123456789abcdef";
+    uint64_t a = worker_rand(c->wk), b = worker_rand(c->wk);
+    for (int i = 0; i < 16; i++) {
+        c->rid[i] = hex[(a >> (i * 4)) & 15];
+        c->rid[16 + i] = hex[(b >> (i * 4)) & 15];
+    }
+    c->rid_len = 32;
+    c->rid[32] = 0;
+}
+
+/* Keep a client's X-Request-Id if it is short and of safe characters. */
+static bool take_request_id(struct conn *c, const struct h1_header *h)
+{
+    if (h->value_len == 0 || h->value_len > REQID_MAX)
+        return false;
+    for (uint32_t i = 0; i < h->value_len; i++) {
+        unsigned char ch = (unsigned char)h->value[i];
+        if (ch <= 0x20 || ch >= 0x7f || ch == '"' || ch == '\\')
+            return false;
+    }
+    memcpy(c->rid, h->value, h->value_len);
+    c->rid_len = (uint8_t)h->value_len;
+    c->rid[c->rid_len] = 0;
+    return true;
+}
+
+static void reset_request(struct conn *c)
+{
+    c->be = NULL;
+    c->pool = -1;
+    c->scanned = c->uscanned = 0;
+    c->keep_alive = c->upgrade = c->inflight = c->retried = false;
+    c->req_body = H1_BODY_NONE;
+    c->req_done = true;
+    c->req_left = 0;
+    c->req_ready = 0;
+    c->uhead_sent = 0;
+    c->resp_head = c->resp_done = c->dechunk = c->up_noreuse = false;
+    c->resp_body = H1_BODY_NONE;
+    c->resp_left = 0;
+    c->resp_ready = 0;
+    c->status = 0;
+    c->resp_bytes = 0;
+    c->t_sent = c->t_resp = 0;
+    c->rid_len = 0;
+    c->rid[0] = 0;
+    c->lmeth[0] = 0;
+    c->lpath_len = 0;
+}
+
+static enum rt_resp_class resp_class(int status)
+{
+    if (status < 200)
+        return RC_1XX;
+    if (status < 300)
+        return RC_2XX;
+    if (status < 400)
+        return RC_3XX;
+    if (status < 500)
+        return RC_4XX;
+    return RC_5XX;
+}
+
+static void count_failure(struct conn *c, enum rt_fail kind)
+{
+    if (c->be)
+        cnt_add(&c->be->cnt[c->wk->id].fail[kind], 1);
+}
+
+static void drop_inflight(struct conn *c)
+{
+    if (c->inflight) {
+        atomic_fetch_sub_explicit(&c->be->inflight, 1, memory_order_relaxed);
+        c->inflight = false;
+    }
+}
+
+static void release_upstream(struct conn *c, bool reusable)
+{
+    struct upstream *up = c->up;
+    if (!up)
+        return;
+    c->up = NULL;
+    up->owner = NULL;
+    if (reusable)
+        upstream_release(up);
+    else
+        upstream_close(up);
+}
+
+static void log_request(struct conn *c)
+{
+    if (!log_access_enabled())
+        return;
+    ev_tstamp now = ev_now(c->wk->loop);
+    struct log_access_rec r = {
+        .time = c->t_start, /* ev_now() is wall-clock time */
+        .client = c->peer,
+        .method = c->lmeth,
+        .method_len = strlen(c->lmeth),
+        .path = c->lpath,
+        .path_len = c->lpath_len,
+        .status = c->status,
+        .bytes = c->resp_bytes,
+        .pool = c->rt && c->pool >= 0 ? c->rt->cfg->pools[c->pool].name : NULL,
+        .backend = c->be ? c->be->name : NULL,
+        .upstream_ms = c->t_resp > 0 && c->t_sent > 0 ? (c->t_resp - c->t_sent) * 1000 : -1,
+        .total_ms = (now - c->t_start) * 1000,
+        .request_id = c->rid,
+    };
+    log_access(&r);
+}
+
+/* ---- closing ---------------------------------------------------------- */
+
+static void conn_free(struct conn *c)
+{
+    struct worker *wk = c->wk;
+    drop_inflight(c);
+    release_upstream(c, false);
+    if (c->rt) {
+        rt_unref(c->rt);
+        c->rt = NULL;
+    }
+    ev_io_stop(wk->loop, &c->io);
+    ev_timer_stop(wk->loop, &c->tm);
+    close(c->fd);
+    buf_put(&wk->bufs, &c->in);
+    buf_put(&wk->bufs, &c->out);
+    buf_put(&wk->bufs, &c->uhead);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        wk->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    wk->nconns--;
+    atomic_fetch_sub_explicit(&wk->lb->conns_current, 1, memory_order_relaxed);
+    free(c);
+    worker_conn_closed(wk);
+}
+
+/* Stop writing, wait briefly for the client to close, so our last response is
+ * not destroyed by a reset caused by unread input. */
+static void conn_linger(struct conn *c)
+{
+    if (c->eof) {
+        c->st = CS_DEAD;
+        return;
+    }
+    shutdown(c->fd, SHUT_WR);
+    buf_put(&c->wk->bufs, &c->out);
+    c->st = CS_LINGER;
+    conn_set_timeout(c, LINGER_MS);
+}
+
+/* The request failed after the client saw part of a response: cut it off. */
+static void conn_abort(struct conn *c)
+{
+    drop_inflight(c);
+    release_upstream(c, false);
+    log_request(c);
+    c->st = CS_DEAD;
+}
+
+/* ---- our own responses ------------------------------------------------ */
+
+static const char *error_body(int status)
+{
+    switch (status) {
+    case 400: return "bad request\n";
+    case 408: return "request timeout\n";
+    case 431: return "request header fields too large\n";
+    case 502: return "bad gateway\n";
+    case 503: return "service unavailable\n";
+    case 504: return "gateway timeout\n";
+    default:  return "error\n";
+    }
+}
+
+/*
+ * Answer STATUS ourselves. If the client has seen part of a response
+ * already, all we can do is close.
+ */
+static void conn_error(struct conn *c, int status)
+{
+    if (c->resp_bytes > 0 || c->resp_head) {
+        conn_abort(c);
+        return;
+    }
+    drop_inflight(c);
+    release_upstream(c, false);
+    buf_put(&c->wk->bufs, &c->uhead);
+    if (!c->out && !(c->out = buf_get(&c->wk->bufs))) {
+        c->st = CS_DEAD;
+        return;
+    }
+    c->out->r = c->out->w = 0;
+    if (status == 400 || status == 408 || status == 431 || !c->req_done || c->eof ||
+        c->wk->stopping)
+        c->closing = true;
+    if (!c->keep_alive)
+        c->closing = true;
+    const char *body = error_body(status);
+    char head[512];
+    int n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
+                     "%s%s%s%s%s\r\n",
+                     status, h1_reason(status), strlen(body),
+                     status == 503 ? "Retry-After: 1\r\n" : "", c->rid_len ? "X-Request-Id: " : "",
+                     c->rid_len ? c->rid : "", c->rid_len ? "\r\n" : "",
+                     c->closing ? "Connection: close\r\n"
+                                : (c->minor == 0 ? "Connection: keep-alive\r\n" : ""));
+    put(c->out, head, (size_t)n);
+    if (c->meth != H1_M_HEAD)
+        puts_(c->out, body);
+    c->status = status;
+    /* what is left of a request we will not serve must not be read as the next one */
+    if (c->closing && c->in)
+        c->in->r = c->in->w = 0;
+    c->st = CS_ERROR;
+    conn_set_timeout(c, conn_cfg(c)->client_idle_ms);
+}
+
+/* ---- sending what is in c->out plus a body slice --------------------- */
+
+/*
+ * Write c->out and then up to BODY_LEN bytes at BODY to the client.
+ * Returns bytes of the body written (>= 0), or -1 when the client is gone.
+ */
+static ssize_t send_client(struct conn *c, const char *body, size_t body_len)
+{
+    struct iovec iov[2];
+    int n = 0;
+    size_t out_len = c->out ? buf_len(c->out) : 0;
+    if (out_len) {
+        iov[n].iov_base = buf_head(c->out);
+        iov[n++].iov_len = out_len;
+    }
+    if (body_len) {
+        iov[n].iov_base = (void *)body;
+        iov[n++].iov_len = body_len;
+    }
+    if (!n || c->wr_blocked)
+        return 0;
+    ssize_t w = writev(c->fd, iov, n);
+    if (w == -1) {
+        if (would_block(errno)) {
+            c->wr_blocked = true;
+            return 0;
+        }
+        return -1;
+    }
+    c->resp_bytes += (uint64_t)w;
+    conn_touch(c);
+    size_t from_out = (size_t)w < out_len ? (size_t)w : out_len;
+    if (from_out)
+        buf_consume(c->out, from_out);
+    if ((size_t)w < out_len + body_len)
+        c->wr_blocked = true; /* short write: the socket buffer is full */
+    return w - (ssize_t)from_out;
+}
+
+/* ---- the request head -------------------------------------------------- */
+
+static bool host_matches(const char *host, size_t len, const char *want)
+{
+    /* strip ":port", minding "[v6]:port" */
+    if (len && host[0] == '[') {
+        const char *rb = memchr(host, ']', len);
+        if (rb)
+            len = (size_t)(rb - host) + 1;
+    } else {
+        const char *colon = memchr(host, ':', len);
+        if (colon)
+            len = (size_t)(colon - host);
+    }
+    return strlen(want) == len && strncasecmp(host, want, len) == 0;
+}
+
+/* Host and path of a request, from absolute-form when used. */
+static void request_host_path(const struct h1_request *req, const char **host, size_t *hlen,
+                              const char **path, size_t *plen)
+{
+    *host = NULL;
+    *hlen = 0;
+    *path = req->target;
+    *plen = req->target_len;
+    if (req->target_len && req->target[0] != '/' && req->target[0] != '*') {
+        const char *p = memchr(req->target, ':', req->target_len);
+        if (p && (size_t)(p - req->target) + 3 <= req->target_len) {
+            const char *auth = p + 3, *end = req->target + req->target_len;
+            const char *slash = memchr(auth, '/', (size_t)(end - auth));
+            *host = auth;
+            *hlen = (size_t)((slash ? slash : end) - auth);
+            *path = slash ? slash : "/";
+            *plen = slash ? (size_t)(end - slash) : 1;
+            return;
+        }
+    }
+    if (req->host >= 0) {
+        *host = req->headers[req->host].value;
+        *hlen = req->headers[req->host].value_len;
+    }
+}
+
+static int route_request(const struct cfg_listener *l, const struct h1_request *req)
+{
+    const char *host, *path;
+    size_t hlen, plen;
+    request_host_path(req, &host, &hlen, &path, &plen);
+    for (int i = 0; i < l->nroutes; i++) {
+        const struct cfg_route *r = &l->routes[i];
+        if (r->host && (!host || !host_matches(host, hlen, r->host)))
+            continue;
+        if (r->path_prefix &&
+            (plen < r->path_prefix_len || memcmp(path, r->path_prefix, r->path_prefix_len) != 0))
+            continue;
+        return r->pool;
+    }
+    return l->pool;
+}
+
+/* Is header H hop-by-hop for this message (fixed list or named in Connection)? */
+static bool is_hop_header(const struct h1_header *h, const struct h1_header *hs, int n)
+{
+    static const char *const hop[] = {"connection", "keep-alive", "proxy-connection", "te",
+                                      "upgrade", "trailer-unused"};
+    for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]) - 1; i++)
+        if (h1_name_is(h, hop[i]))
+            return true;
+    for (int i = 0; i < n; i++) {
+        if (!h1_name_is(&hs[i], "connection"))
+            continue;
+        char name[128];
+        if (h->name_len >= sizeof(name))
+            continue;
+        memcpy(name, h->name, h->name_len);
+        name[h->name_len] = 0;
+        if (h1_list_has(hs[i].value, hs[i].value_len, name))
+            return true;
+    }
+    return false;
+}
+
+/*
+ * Write the request head for the backend into c->uhead: the request line in
+ * HTTP/1.1, the client's headers less hop-by-hop ones, and ours. Returns
+ * false when it does not fit (431).
+ */
+static bool build_request_head(struct conn *c, const struct h1_request *req,
+                               const struct cfg_listener *l)
+{
+    struct buf *b = c->uhead;
+    bool ok = put(b, req->method, req->method_len) && put(b, " ", 1) &&
+              put(b, req->target, req->target_len) && puts_(b, " HTTP/1.1\r\n");
+    bool have_cl = false, have_conn_list = false;
+    const struct h1_header *xff[8];
+    int nxff = 0;
+    for (int i = 0; i < req->nheaders && ok; i++) {
+        const struct h1_header *h = &req->headers[i];
+        if (h1_name_is(h, "connection")) {
+            have_conn_list = true;
+            continue;
+        }
+        if (h1_name_is(h, "x-forwarded-for")) {
+            if (nxff < 8)
+                xff[nxff++] = h;
+            continue;
+        }
+        if (h1_name_is(h, "x-forwarded-proto") || h1_name_is(h, "x-request-id"))
+            continue;
+        if (h1_name_is(h, "content-length")) {
+            if (have_cl)
+                continue; /* identical duplicates (the parser checked) go up once */
+            have_cl = true;
+        }
+        if (h1_name_is(h, "upgrade") && c->upgrade)
+            ; /* kept: the backend must see what is asked for */
+        else if ((have_conn_list || i < req->nheaders) &&
+                 is_hop_header(h, req->headers, req->nheaders))
+            continue;
+        ok = put(b, h->name, h->name_len) && put(b, ": ", 2) && put(b, h->value, h->value_len) &&
+             put(b, "\r\n", 2);
+    }
+    if (!ok)
+        return false;
+    if (req->host < 0 && c->be)
+        ok = puts_(b, "Host: ") && puts_(b, c->be->addr.text) && puts_(b, "\r\n");
+    ok = ok && puts_(b, "X-Forwarded-For: ");
+    for (int i = 0; i < nxff && ok; i++)
+        ok = put(b, xff[i]->value, xff[i]->value_len) && put(b, ", ", 2);
+    ok = ok && puts_(b, c->ip) && puts_(b, "\r\nX-Forwarded-Proto: ") &&
+         puts_(b, l->tls_enabled ? "https" : "http") && puts_(b, "\r\nX-Request-Id: ") &&
+         put(b, c->rid, c->rid_len) && puts_(b, "\r\n");
+    if (ok && c->upgrade)
+        ok = puts_(b, "Connection: Upgrade\r\n");
+    return ok && puts_(b, "\r\n");
+}
+
+static void remember_for_log(struct conn *c, const struct h1_request *req)
+{
+    size_t ml = req->method_len < sizeof(c->lmeth) - 1 ? req->method_len : sizeof(c->lmeth) - 1;
+    memcpy(c->lmeth, req->method, ml);
+    c->lmeth[ml] = 0;
+    size_t pl = req->target_len < sizeof(c->lpath) ? req->target_len : sizeof(c->lpath);
+    memcpy(c->lpath, req->target, pl);
+    c->lpath_len = (uint16_t)pl;
+}
+
+static void start_upstream(struct conn *c);
+
+/* A complete, valid head of HEAD_LEN bytes is at the front of c->in. */
+static void request_start(struct conn *c, size_t head_len)
+{
+    struct worker *wk = c->wk;
+    const struct h1_request *req = &wk->req;
+    c->t_start = ev_now(wk->loop);
+    c->meth = (uint8_t)req->meth;
+    c->minor = (uint8_t)req->minor;
+    c->keep_alive = req->keep_alive && !c->closing;
+    c->upgrade = req->upgrade && req->minor == 1;
+    if (log_access_enabled())
+        remember_for_log(c, req);
+
+    for (int i = 0; i < req->nheaders && !c->rid_len; i++)
+        if (h1_name_is(&req->headers[i], "x-request-id"))
+            take_request_id(c, &req->headers[i]);
+    if (!c->rid_len)
+        gen_request_id(c);
+
+    c->rt = wk->rt;
+    rt_ref(c->rt);
+    const struct cfg_listener *l = &c->rt->cfg->listeners[c->ls];
+    c->pool = route_request(l, req);
+    cnt_add(&wk->lsc[c->ls].requests, 1);
+
+    c->req_body = (uint8_t)req->body;
+    c->req_left = req->body == H1_BODY_LENGTH ? req->content_length : 0;
+    c->req_done = req->body == H1_BODY_NONE || (req->body == H1_BODY_LENGTH && c->req_left == 0);
+    if (req->body == H1_BODY_CHUNKED)
+        h1_chunk_init(&c->req_chunk);
+
+    /* pick before building the head: an HTTP/1.0 request without Host gets the backend's */
+    struct rt_pool *pool = &c->rt->pools[c->pool];
+    int i = bal_for(pool->cfg)->pick(&wk->bal[c->pool], pool, 0);
+    c->be = i >= 0 ? pool->be[i] : NULL;
+
+    if (!(c->uhead = buf_get(&wk->bufs))) {
+        c->st = CS_DEAD;
+        return;
+    }
+    if (!build_request_head(c, req, l)) {
+        buf_consume(c->in, head_len);
+        c->req_done = false; /* the body, if any, will not be read: close */
+        conn_error(c, 431);
+        return;
+    }
+    buf_consume(c->in, head_len);
+    c->scanned = 0;
+    if (!c->be) {
+        conn_error(c, 503);
+        return;
+    }
+    c->st = CS_PROXY;
+    conn_set_timeout(c, conn_cfg(c)->backend_ms);
+    start_upstream(c);
+}
+
+/* Attach an upstream to the chosen backend: an idle one, or a new connection. */
+static void start_upstream(struct conn *c)
+{
+    int err = 0;
+    struct upstream *up = upstream_get(c->wk, c->be, c, c->retried, &err);
+    if (!c->inflight) {
+        atomic_fetch_add_explicit(&c->be->inflight, 1, memory_order_relaxed);
+        c->inflight = true;
+        cnt_add(&c->be->cnt[c->wk->id].requests, 1);
+    }
+    if (!up) {
+        log_warn("connect to %s/%s (%s) failed: %s", c->be->pool, c->be->name, c->be->addr.text,
+                 strerror(err));
+        count_failure(c, RF_CONNECT);
+        conn_error(c, 502);
+        return;
+    }
+    c->up = up;
+    c->uhead_sent = 0;
+}
+
+static int head_step(struct conn *c)
+{
+    struct worker *wk = c->wk;
+    if (c->in && buf_len(c->in)) {
+        int r = h1_parse_request(buf_head(c->in), buf_len(c->in), &c->scanned, &wk->req);
+        if (r > 0) {
+            request_start(c, (size_t)r);
+            return 1;
+        }
+        if (r == H1_ERROR) {
+            c->req_done = false;
+            conn_error(c, 400);
+            return 1;
+        }
+        if (r == H1_TOO_MANY || buf_len(c->in) >= HEAD_MAX) {
+            c->req_done = false;
+            conn_error(c, 431);
+            return 1;
+        }
+    }
+    if (!c->rd)
+        return 0;
+    ssize_t n = read_into(wk, c->fd, &c->in);
+    if (n > 0) {
+        if (c->st == CS_IDLE) {
+            c->st = CS_HEAD;
+            c->scanned = 0;
+        }
+        return 1;
+    }
+    c->rd = false;
+    if (n == -2)
+        return 0;
+    /* EOF or error: a client that leaves between requests is normal */
+    c->eof = true;
+    c->st = CS_DEAD;
+    return 1;
+}
+
+/* ---- proxying --------------------------------------------------------- */
+
+/* How many bytes at the front of c->in belong to the request body and may go up. */
+static int scan_request_body(struct conn *c)
+{
+    size_t avail = c->in ? buf_len(c->in) : 0;
+    if (c->req_body == H1_BODY_LENGTH) {
+        c->req_ready = (uint32_t)(avail < c->req_left ? avail : c->req_left);
+        return 0;
+    }
+    if (c->req_body != H1_BODY_CHUNKED)
+        return 0;
+    size_t off = c->req_ready;
+    while (off < avail && !h1_chunk_done(&c->req_chunk)) {
+        enum h1_span kind;
+        ssize_t n = h1_chunk_step(&c->req_chunk, buf_head(c->in) + off, avail - off, &kind);
+        if (n < 0)
+            return -1;
+        if (n == 0)
+            break;
+        off += (size_t)n;
+    }
+    c->req_ready = (uint32_t)off;
+    return 0;
+}
+
+static void update_req_done(struct conn *c)
+{
+    if (c->req_body == H1_BODY_LENGTH)
+        c->req_done = c->req_left == 0;
+    else if (c->req_body == H1_BODY_CHUNKED)
+        c->req_done = h1_chunk_done(&c->req_chunk) && c->req_ready == 0;
+}
+
+/*
+ * A backend failed before its response head arrived. A stale keep-alive
+ * connection (the backend closed it as we reused it) is replaced once by a
+ * fresh one when nothing of the body has been consumed yet; anything else
+ * answers the client with STATUS.
+ */
+static void upstream_failed(struct conn *c, enum rt_fail kind, int status)
+{
+    struct upstream *up = c->up;
+    bool stale = up && up->nreq > 1 && (kind == RF_RESET) && !c->retried &&
+                 (c->req_body == H1_BODY_NONE ||
+                  (c->req_body == H1_BODY_LENGTH && c->req_left == 0 && c->uhead_sent == 0));
+    if (stale) {
+        release_upstream(c, false);
+        c->retried = true;
+        c->uscanned = 0;
+        start_upstream(c);
+        return;
+    }
+    count_failure(c, kind);
+    log_warn("%s/%s (%s) failed: %s for client %s while %s", c->be->pool, c->be->name, c->be->addr.text,
+             kind == RF_CONNECT ? "connect error"
+             : kind == RF_RESET ? "connection reset or closed"
+             : kind == RF_TIMEOUT ? "timeout"
+                                  : "invalid response",
+             c->peer, c->resp_head ? "sending the response" : "waiting for the response head");
+    conn_error(c, status);
+}
+
+static int send_upstream(struct conn *c)
+{
+    struct upstream *up = c->up;
+    if (!up || up->connecting || up->wr_blocked)
+        return 0;
+    if (scan_request_body(c) == -1) {
+        log_info("invalid chunked request body from %s", c->peer);
+        c->req_done = false;
+        conn_error(c, 400);
+        return 1;
+    }
+    struct iovec iov[2];
+    int n = 0;
+    size_t head_left = c->uhead ? buf_len(c->uhead) - c->uhead_sent : 0;
+    if (head_left) {
+        iov[n].iov_base = buf_head(c->uhead) + c->uhead_sent;
+        iov[n++].iov_len = head_left;
+    }
+    if (c->req_ready) {
+        iov[n].iov_base = buf_head(c->in);
+        iov[n++].iov_len = c->req_ready;
+    }
+    if (!n)
+        return 0;
+    ssize_t w = writev(up->fd, iov, n);
+    if (w == -1) {
+        if (would_block(errno)) {
+            up->wr_blocked = true;
+            return 0;
+        }
+        upstream_failed(c, RF_RESET, 502);
+        return 1;
+    }
+    cnt_add(&c->be->cnt[c->wk->id].bytes_out, (uint64_t)w);
+    conn_touch(c);
+    size_t from_head = (size_t)w < head_left ? (size_t)w : head_left;
+    c->uhead_sent += (uint32_t)from_head;
+    if (head_left && c->uhead_sent == buf_len(c->uhead) && !c->t_sent)
+        c->t_sent = ev_now(c->wk->loop);
+    size_t body = (size_t)w - from_head;
+    if (body) {
+        buf_consume(c->in, body);
+        c->req_ready -= (uint32_t)body;
+        if (c->req_body == H1_BODY_LENGTH)
+            c->req_left -= body;
+    }
+    if ((size_t)w < head_left + (n == 2 || !head_left ? c->req_ready + body : 0))
+        up->wr_blocked = true;
+    update_req_done(c);
+    return 1;
+}
+
+static int read_client_body(struct conn *c)
+{
+    if (c->req_done || !c->rd || c->eof)
+        return 0;
+    ssize_t n = read_into(c->wk, c->fd, &c->in);
+    if (n > 0) {
+        conn_touch(c);
+        return 1;
+    }
+    if (n == -2) {
+        /* would block, or no room: then the socket is still readable */
+        c->rd = c->in && !buf_room(c->in) && !c->in->r;
+        return 0;
+    }
+    /* the client left in the middle of its request: not the backend's fault */
+    c->eof = true;
+    log_debug("client %s closed during the request body", c->peer);
+    conn_abort(c);
+    return 1;
+}
+
+static void build_response_head(struct conn *c, const struct h1_response *resp)
+{
+    struct buf *b = c->out;
+    char line[64];
+    int n = snprintf(line, sizeof(line), "HTTP/1.1 %d ", resp->status);
+    bool ok = put(b, line, (size_t)n) && put(b, resp->reason, resp->reason_len) &&
+              put(b, "\r\n", 2);
+    for (int i = 0; i < resp->nheaders && ok; i++) {
+        const struct h1_header *h = &resp->headers[i];
+        if (h1_name_is(h, "x-request-id"))
+            continue;
+        if (h1_name_is(h, "transfer-encoding")) {
+            if (c->dechunk || resp->body != H1_BODY_CHUNKED)
+                continue;
+        } else if (h1_name_is(h, "content-length")) {
+            if (resp->body == H1_BODY_CHUNKED)
+                continue; /* chunked framing wins (RFC 9112 6.3) */
+        } else if (h1_name_is(h, "upgrade") && resp->status == 101) {
+            ; /* kept */
+        } else if (is_hop_header(h, resp->headers, resp->nheaders)) {
+            continue;
+        }
+        ok = put(b, h->name, h->name_len) && put(b, ": ", 2) && put(b, h->value, h->value_len) &&
+             put(b, "\r\n", 2);
+    }
+    ok = ok && puts_(b, "X-Request-Id: ") && put(b, c->rid, c->rid_len) && puts_(b, "\r\n");
+    if (resp->status == 101)
+        ok = ok && puts_(b, "Connection: Upgrade\r\n");
+    else if (c->closing)
+        ok = ok && puts_(b, "Connection: close\r\n");
+    else if (c->minor == 0)
+        ok = ok && puts_(b, "Connection: keep-alive\r\n");
+    ok = ok && puts_(b, "\r\n");
+    if (!ok) {
+        /* a backend head too large to rewrite is a backend error */
+        b->r = b->w = 0;
+        c->resp_head = false;
+        upstream_failed(c, RF_INVALID, 502);
+    }
+}
+
+/* Returns 1 on progress (a head consumed), 0 when more bytes are needed. */
+static int parse_response(struct conn *c)
+{
+    struct upstream *up = c->up;
+    struct h1_response *resp = &c->wk->resp;
+    int r = h1_parse_response(buf_head(up->in), buf_len(up->in), &c->uscanned,
+                              c->meth == H1_M_HEAD, resp);
+    if (r == H1_INCOMPLETE) {
+        if (buf_len(up->in) >= HEAD_MAX)
+            upstream_failed(c, RF_INVALID, 502);
+        return buf_len(up->in) >= HEAD_MAX;
+    }
+    if (r < 0) {
+        upstream_failed(c, RF_INVALID, 502);
+        return 1;
+    }
+    if (!c->out && !(c->out = buf_get(&c->wk->bufs))) {
+        conn_abort(c);
+        return 1;
+    }
+    if (resp->status < 200 && resp->status != 101) {
+        /* interim: 100 Continue, 103 Early Hints go to HTTP/1.1 clients as they came */
+        if (c->minor == 1)
+            put(c->out, buf_head(up->in), (size_t)r);
+        buf_consume(up->in, (size_t)r);
+        c->uscanned = 0;
+        return 1;
+    }
+    if (resp->status == 101 && !c->upgrade) {
+        upstream_failed(c, RF_INVALID, 502);
+        return 1;
+    }
+    c->t_resp = ev_now(c->wk->loop);
+    struct be_counters *cnt = &c->be->cnt[c->wk->id];
+    hist_record(&cnt->latency, (uint64_t)((c->t_resp - (c->t_sent ? c->t_sent : c->t_start)) * 1e6));
+    cnt_add(&cnt->resp[resp_class(resp->status)], 1);
+    if (cfg_status_has(&c->rt->cfg->pools[c->pool].breaker.failure_statuses,
+                       (unsigned)resp->status))
+        cnt_add(&cnt->fail[RF_STATUS], 1);
+
+    c->status = resp->status;
+    c->resp_body = (uint8_t)resp->body;
+    c->resp_left = resp->body == H1_BODY_LENGTH ? resp->content_length : 0;
+    c->dechunk = resp->body == H1_BODY_CHUNKED && c->minor == 0;
+    if (resp->body == H1_BODY_CHUNKED)
+        h1_chunk_init(&c->resp_chunk);
+    if (!c->keep_alive || !c->req_done || c->wk->stopping || resp->body == H1_BODY_CLOSE ||
+        c->dechunk)
+        c->closing = true;
+    c->up_noreuse = !resp->keep_alive;
+    c->resp_head = true;
+    build_response_head(c, resp);
+    if (!c->resp_head)
+        return 1;
+    buf_consume(up->in, (size_t)r);
+    c->uscanned = 0;
+    if (resp->status == 101) {
+        c->st = CS_TUNNEL;
+        conn_set_timeout(c, conn_cfg(c)->tunnel_ms);
+        return 1;
+    }
+    if (resp->body == H1_BODY_NONE || (resp->body == H1_BODY_LENGTH && c->resp_left == 0))
+        c->resp_done = true;
+    return 1;
+}
+
+/* How many bytes at the front of up->in are response body ready for the client. */
+static int scan_response_body(struct conn *c)
+{
+    struct buf *in = c->up ? c->up->in : NULL;
+    size_t avail = in ? buf_len(in) : 0;
+    switch (c->resp_body) {
+    case H1_BODY_LENGTH:
+        c->resp_ready = (uint32_t)(avail < c->resp_left ? avail : c->resp_left);
+        return 0;
+    case H1_BODY_CLOSE:
+        c->resp_ready = (uint32_t)avail;
+        return 0;
+    case H1_BODY_CHUNKED:
+        break;
+    default:
+        c->resp_ready = 0;
+        return 0;
+    }
+    size_t off = c->resp_ready;
+    while (off < avail && !h1_chunk_done(&c->resp_chunk)) {
+        enum h1_span kind;
+        if (c->dechunk && off > 0)
+            break; /* one data span at a time, framing dropped in front of it */
+        ssize_t n = h1_chunk_step(&c->resp_chunk, buf_head(in) + off, avail - off, &kind);
+        if (n < 0)
+            return -1;
+        if (n == 0)
+            break;
+        if (c->dechunk && kind == H1_SPAN_FRAMING) {
+            buf_consume(in, (size_t)n);
+            avail -= (size_t)n;
+            continue;
+        }
+        off += (size_t)n;
+    }
+    c->resp_ready = (uint32_t)off;
+    return 0;
+}
+
+static void update_resp_done(struct conn *c)
+{
+    if (!c->resp_head)
+        return;
+    if (c->resp_body == H1_BODY_LENGTH)
+        c->resp_done = c->resp_left == 0;
+    else if (c->resp_body == H1_BODY_CHUNKED)
+        c->resp_done = h1_chunk_done(&c->resp_chunk) && c->resp_ready == 0;
+    else if (c->resp_body == H1_BODY_CLOSE)
+        c->resp_done = c->up && c->up->eof && buf_len(c->up->in) == 0;
+    else
+        c->resp_done = true;
+}
+
+static int send_response(struct conn *c)
+{
+    if (c->resp_head && scan_response_body(c) == -1) {
+        count_failure(c, RF_INVALID);
+        log_warn("%s/%s sent an invalid chunked body", c->be->pool, c->be->name);
+        conn_abort(c);
+        return 1;
+    }
+    const char *body = c->resp_ready ? buf_head(c->up->in) : NULL;
+    ssize_t b = send_client(c, body, c->resp_ready);
+    if (b < 0) {
+        log_debug("client %s went away while sending the response", c->peer);
+        conn_abort(c);
+        return 1;
+    }
+    if (b > 0) {
+        buf_consume(c->up->in, (size_t)b);
+        c->resp_ready -= (uint32_t)b;
+        if (c->resp_body == H1_BODY_LENGTH)
+            c->resp_left -= (uint64_t)b;
+        cnt_add(&c->be->cnt[c->wk->id].bytes_in, (uint64_t)b);
+    }
+    update_resp_done(c);
+    return b > 0;
+}
+
+/* Returns 1 on progress. */
+static int read_upstream(struct conn *c)
+{
+    struct upstream *up = c->up;
+    if (!up || !up->rd || up->eof || up->connecting)
+        return 0;
+    ssize_t n = read_into(c->wk, up->fd, &up->in);
+    if (n > 0) {
+        conn_touch(c);
+        return 1;
+    }
+    if (n == -2) {
+        if (up->in && (buf_room(up->in) || up->in->r))
+            up->rd = false;
+        return 0;
+    }
+    up->rd = false;
+    bool reset = n == -1;
+    up->eof = true; /* a reset is an end too, only not a clean one */
+    if (!c->resp_head) {
+        upstream_failed(c, RF_RESET, 502);
+        return 1;
+    }
+    if (c->resp_body == H1_BODY_CLOSE && !reset) {
+        update_resp_done(c);
+        return 1;
+    }
+    count_failure(c, RF_RESET);
+    log_warn("%s/%s closed the connection in the middle of a response to %s", c->be->pool,
+             c->be->name, c->peer);
+    /* send what we have, then cut the client off */
+    if (up->in && buf_len(up->in))
+        send_response(c);
+    conn_abort(c);
+    return 1;
+}
+
+static void request_finish(struct conn *c);
+
+static int proxy_step(struct conn *c)
+{
+    int progress = 0;
+    if (!c->req_done || (c->uhead && c->uhead_sent < buf_len(c->uhead)))
+        progress |= send_upstream(c);
+    if (c->st != CS_PROXY)
+        return 1;
+    progress |= read_client_body(c);
+    if (c->st != CS_PROXY)
+        return 1;
+    progress |= read_upstream(c);
+    if (c->st != CS_PROXY)
+        return 1;
+    if (!c->resp_head && c->up && c->up->in && buf_len(c->up->in))
+        progress |= parse_response(c);
+    if (c->st != CS_PROXY)
+        return 1;
+    if ((c->out && buf_len(c->out)) || c->resp_head)
+        progress |= send_response(c);
+    if (c->st != CS_PROXY)
+        return 1;
+    if (c->resp_done && !(c->out && buf_len(c->out)) && c->resp_ready == 0) {
+        request_finish(c);
+        return 1;
+    }
+    return progress;
+}
+
+/* The response went out in full (or our own answer did): account, then next. */
+static void request_finish(struct conn *c)
+{
+    struct worker *wk = c->wk;
+    cnt_add(&wk->requests_total, 1);
+    log_request(c);
+    drop_inflight(c);
+    if (c->up) {
+        struct upstream *up = c->up;
+        bool reuse = c->req_done && !up->eof && !c->up_noreuse &&
+                     (!up->in || buf_len(up->in) == 0) && !wk->stopping;
+        release_upstream(c, reuse);
+    }
+    buf_put(&wk->bufs, &c->uhead);
+    buf_put(&wk->bufs, &c->out);
+    if (c->rt) {
+        rt_unref(c->rt);
+        c->rt = NULL;
+    }
+    if (c->closing) {
+        conn_linger(c);
+        return;
+    }
+    reset_request(c);
+    if (c->in && buf_len(c->in)) {
+        c->st = CS_HEAD; /* a pipelined request is waiting */
+        conn_set_timeout(c, conn_cfg(c)->client_header_ms);
+    } else {
+        buf_put(&wk->bufs, &c->in);
+        c->st = CS_IDLE;
+        conn_set_timeout(c, conn_cfg(c)->client_idle_ms);
+    }
+}
+
+static int error_step(struct conn *c)
+{
+    ssize_t b = send_client(c, NULL, 0);
+    if (b < 0) {
+        c->st = CS_DEAD;
+        return 1;
+    }
+    if (c->out && buf_len(c->out))
+        return 0;
+    request_finish(c);
+    return 1;
+}
+
+/* ---- tunnel (after 101 Switching Protocols) --------------------------- */
+
+static int tunnel_pump(struct conn *c, int from_fd, struct buf **from, bool *from_rd,
+                       bool *from_eof, int to_fd, bool *to_blocked, bool *shut)
+{
+    int progress = 0;
+    if (*from_rd && !*from_eof) {
+        ssize_t n = read_into(c->wk, from_fd, from);
+        if (n > 0)
+            progress = 1;
+        else if (n == -2)
+            *from_rd = false;
+        else {
+            *from_eof = true;
+            *from_rd = false;
+            progress = 1;
+        }
+    }
+    if (*from && buf_len(*from) && !*to_blocked) {
+        ssize_t w = write(to_fd, buf_head(*from), buf_len(*from));
+        if (w > 0) {
+            buf_consume(*from, (size_t)w);
+            if (buf_len(*from))
+                *to_blocked = true;
+            progress = 1;
+        } else if (w == -1 && would_block(errno)) {
+            *to_blocked = true;
+        } else {
+            return -1;
+        }
+    }
+    if (*from_eof && (!*from || !buf_len(*from)) && !*shut) {
+        shutdown(to_fd, SHUT_WR);
+        *shut = true;
+        progress = 1;
+    }
+    return progress;
+}
+
+static int tunnel_step(struct conn *c)
+{
+    struct upstream *up = c->up;
+    /* the 101 head first, with whatever the backend sent right behind it */
+    if (c->out && buf_len(c->out)) {
+        ssize_t b = send_client(c, NULL, 0);
+        if (b < 0) {
+            conn_abort(c);
+            return 1;
+        }
+        if (buf_len(c->out))
+            return 0;
+        buf_put(&c->wk->bufs, &c->out);
+    }
+    int p1 = tunnel_pump(c, c->fd, &c->in, &c->rd, &c->eof, up->fd, &up->wr_blocked, &c->shut_up);
+    int p2 =
+        tunnel_pump(c, up->fd, &up->in, &up->rd, &up->eof, c->fd, &c->wr_blocked, &c->shut_client);
+    if (p1 < 0 || p2 < 0) {
+        conn_abort(c);
+        return 1;
+    }
+    if (p1 || p2)
+        conn_touch(c);
+    if (c->eof && up->eof && (!c->in || !buf_len(c->in)) && (!up->in || !buf_len(up->in))) {
+        c->closing = true;
+        drop_inflight(c);
+        log_request(c);
+        release_upstream(c, false);
+        c->st = CS_DEAD;
+        return 1;
+    }
+    return p1 || p2;
+}
+
+static int linger_step(struct conn *c)
+{
+    char sink[4096];
+    if (!c->rd)
+        return 0;
+    for (int i = 0; i < 16; i++) {
+        ssize_t n = read(c->fd, sink, sizeof(sink));
+        if (n > 0)
+            continue;
+        if (n == -1 && would_block(errno)) {
+            c->rd = false;
+            return 0;
+        }
+        c->st = CS_DEAD; /* EOF or error: the client has our answer */
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- the machine ------------------------------------------------------ */
+
+static void conn_run(struct conn *c)
+{
+    for (int round = 0; round < STEP_GUARD; round++) {
+        int r;
+        switch (c->st) {
+        case CS_IDLE:
+        case CS_HEAD:
+            r = head_step(c);
+            break;
+        case CS_PROXY:
+            r = proxy_step(c);
+            break;
+        case CS_TUNNEL:
+            r = tunnel_step(c);
+            break;
+        case CS_ERROR:
+            r = error_step(c);
+            break;
+        case CS_LINGER:
+            r = linger_step(c);
+            break;
+        default:
+            r = 0;
+            break;
+        }
+        if (c->st == CS_DEAD) {
+            conn_free(c);
+            return;
+        }
+        if (!r)
+            break;
+    }
+    if (c->st == CS_HEAD && c->tmo_ms != conn_cfg(c)->client_header_ms)
+        conn_set_timeout(c, conn_cfg(c)->client_header_ms); /* a deadline for the whole head */
+    conn_update_watchers(c);
+}
+
+static void conn_on_io(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    struct conn *c = container_of(w, struct conn, io);
+    if (revents & EV_READ)
+        c->rd = true;
+    if (revents & EV_WRITE)
+        c->wr_blocked = false;
+    conn_run(c);
+}
+
+void conn_on_upstream(struct conn *c, int revents)
+{
+    struct upstream *up = c->up;
+    if (revents & EV_READ)
+        up->rd = true;
+    if (revents & EV_WRITE) {
+        up->wr_blocked = false;
+        if (up->connecting) {
+            int err = 0;
+            socklen_t len = sizeof(err);
+            if (getsockopt(up->fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
+                err = errno;
+            up->connecting = false;
+            ev_timer_stop(c->wk->loop, &up->tm);
+            if (err) {
+                log_warn("connect to %s/%s (%s) failed: %s", c->be->pool, c->be->name,
+                         c->be->addr.text, strerror(err));
+                count_failure(c, RF_CONNECT);
+                conn_error(c, 502);
+                if (c->st == CS_DEAD)
+                    conn_free(c);
+                else
+                    conn_run(c);
+                return;
+            }
+        }
+    }
+    if (revents & EV_TIMER) {
+        /* connect timeout */
+        log_warn("connect to %s/%s (%s) timed out", c->be->pool, c->be->name, c->be->addr.text);
+        count_failure(c, RF_CONNECT);
+        conn_error(c, 502);
+    }
+    if (c->st == CS_DEAD)
+        conn_free(c);
+    else
+        conn_run(c);
+}
+
+static void conn_on_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    struct conn *c = container_of(w, struct conn, tm);
+    ev_tstamp now = ev_now(loop);
+    if (c->want_exp > now + 0.0005) {
+        /* progress since arming: sleep until the real expiry */
+        ev_timer_set(&c->tm, c->want_exp - now, 0.);
+        ev_timer_start(loop, &c->tm);
+        c->armed_exp = c->want_exp;
+        return;
+    }
+    switch (c->st) {
+    case CS_HEAD:
+        if (c->in && buf_len(c->in)) {
+            log_info("client %s sent no complete request head within %ums", c->peer, c->tmo_ms);
+            c->req_done = false;
+            conn_error(c, 408);
+        } else {
+            c->st = CS_DEAD;
+        }
+        break;
+    case CS_PROXY:
+        if (c->up && c->up->connecting) {
+            count_failure(c, RF_CONNECT);
+            conn_error(c, 502);
+        } else if (!c->resp_head) {
+            upstream_failed(c, RF_TIMEOUT, 504);
+        } else {
+            count_failure(c, RF_TIMEOUT);
+            conn_abort(c);
+        }
+        break;
+    default: /* idle, tunnel, error, linger */
+        c->st = CS_DEAD;
+        break;
+    }
+    if (c->st == CS_DEAD)
+        conn_free(c);
+    else
+        conn_run(c);
+}
+
+void conn_accept(struct worker *wk, int fd, const struct sockaddr *sa, int ls)
+{
+    struct conn *c = calloc(1, sizeof(*c));
+    if (!c) {
+        close(fd);
+        return;
+    }
+    c->wk = wk;
+    c->fd = fd;
+    c->ls = ls;
+    c->st = CS_IDLE;
+    reset_request(c);
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &s4->sin_addr, c->ip, sizeof(c->ip));
+        snprintf(c->peer, sizeof(c->peer), "%s:%u", c->ip, ntohs(s4->sin_port));
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &s6->sin6_addr, c->ip, sizeof(c->ip));
+        snprintf(c->peer, sizeof(c->peer), "[%s]:%u", c->ip, ntohs(s6->sin6_port));
+    } else {
+        strcpy(c->ip, "unix");
+        strcpy(c->peer, "unix");
+    }
+    c->next = wk->conns;
+    if (wk->conns)
+        wk->conns->prev = c;
+    wk->conns = c;
+    wk->nconns++;
+    ev_io_init(&c->io, conn_on_io, fd, EV_READ);
+    ev_init(&c->tm, conn_on_timeout);
+    ev_io_start(wk->loop, &c->io);
+    /* a new connection gets client_header to send its first request */
+    conn_set_timeout(c, wk->rt->cfg->client_header_ms);
+    c->st = CS_HEAD;
+}
+
+void conn_shutdown_all(struct worker *wk)
+{
+    struct conn *c = wk->conns;
+    while (c) {
+        struct conn *next = c->next;
+        c->closing = true;
+        if (c->st == CS_IDLE || (c->st == CS_HEAD && (!c->in || !buf_len(c->in))))
+            conn_free(c);
+        c = next;
+    }
+}
+
+void conn_close_all(struct worker *wk)
+{
+    while (wk->conns)
+        conn_free(wk->conns);
+}

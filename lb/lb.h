@@ -1,0 +1,41 @@
+/*
+ * lb.h - the process: what main() owns and every worker can see.
+ *
+ * There is one struct lb per process, allocated by main() and handed to each
+ * worker by pointer (no globals). The current runtime table is published by
+ * the main thread and read by workers when they start a new request.
+ */
+#ifndef LB_LB_H
+#define LB_LB_H
+
+#include <ev.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "rt.h"
+
+#define LB_VERSION "0.1.0"
+
+struct worker;
+
+struct lb {
+    const char *conf_path;
+    _Atomic(struct rt *) rt; /* current table; workers take a reference per request */
+    struct worker *workers;
+    int nworkers;
+
+    _Atomic int64_t conns_current; /* client connections, all workers */
+    _Atomic bool stopping;         /* graceful shutdown under way */
+    double start_time;             /* unix seconds */
+
+    /* reloads: written and read on the main thread only */
+    uint64_t reloads_ok;
+    uint64_t reloads_failed;
+    char last_error[512];
+
+    struct ev_loop *main_loop;
+};
+
+#endif

@@ -1,0 +1,267 @@
+/*
+ * main.c - command line, signals, start and stop.
+ *
+ * The main thread owns the configuration, the signals and the admin
+ * listener; the workers own the traffic.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "admin.h"
+#include "cfg.h"
+#include "lb.h"
+#include "log.h"
+#include "worker.h"
+
+#define STOP_POLL_S 0.02
+
+struct main_ctx {
+    struct lb lb;
+    struct admin admin;
+    ev_signal sig_term, sig_int, sig_hup, sig_usr1;
+    ev_timer stop_poll;
+    ev_tstamp stop_deadline;
+};
+
+#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: lb [-c FILE] [-t] [-v]\n"
+               "  -c FILE  configuration file (default config/lb.conf)\n"
+               "  -t       check the configuration and exit (0 valid, 1 invalid)\n"
+               "  -v       print the version and exit\n");
+}
+
+static void print_errors(const struct cfg_errors *errs)
+{
+    for (int i = 0; i < errs->n; i++)
+        fprintf(stderr, "%s\n", errs->msgs[i]);
+}
+
+static bool all_workers_done(const struct lb *lb)
+{
+    for (int i = 0; i < lb->nworkers; i++)
+        if (!atomic_load(&lb->workers[i].done))
+            return false;
+    return true;
+}
+
+static void on_stop_poll(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    struct main_ctx *m = container_of(w, struct main_ctx, stop_poll);
+    if (all_workers_done(&m->lb)) {
+        ev_break(loop, EVBREAK_ALL);
+        return;
+    }
+    if (ev_now(loop) >= m->stop_deadline) {
+        log_warn("drain timeout (%ums): %lld connections cut", atomic_load(&m->lb.rt)->cfg->drain_ms,
+                 (long long)atomic_load(&m->lb.conns_current));
+        _exit(0);
+    }
+}
+
+static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)revents;
+    struct main_ctx *m = w->signum == SIGTERM ? container_of(w, struct main_ctx, sig_term)
+                                              : container_of(w, struct main_ctx, sig_int);
+    if (atomic_load(&m->lb.stopping)) {
+        log_warn("second stop signal: exiting now with %lld connections open",
+                 (long long)atomic_load(&m->lb.conns_current));
+        _exit(0);
+    }
+    log_info("%s: stopping; finishing %lld connections", strsignal(w->signum),
+             (long long)atomic_load(&m->lb.conns_current));
+    atomic_store(&m->lb.stopping, true);
+    for (int i = 0; i < m->lb.nworkers; i++)
+        worker_stop(&m->lb.workers[i]);
+    m->stop_deadline = ev_now(loop) + atomic_load(&m->lb.rt)->cfg->drain_ms / 1000.0;
+    ev_timer_init(&m->stop_poll, on_stop_poll, STOP_POLL_S, STOP_POLL_S);
+    ev_timer_start(loop, &m->stop_poll);
+}
+
+static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct main_ctx *m = container_of(w, struct main_ctx, sig_hup);
+    struct cfg_errors errs = {0};
+    struct cfg *cfg = cfg_load(m->lb.conf_path, &errs);
+    if (!cfg) {
+        m->lb.reloads_failed++;
+        for (int i = 0; i < errs.n; i++)
+            log_err("reload: %s", errs.msgs[i]);
+        snprintf(m->lb.last_error, sizeof(m->lb.last_error), "%s",
+                 errs.n ? errs.msgs[0] : "unknown error");
+        log_err("reload failed: %d errors; still running the previous configuration", errs.n);
+        cfg_errors_free(&errs);
+        return;
+    }
+    /* Applying a new snapshot to running workers comes with hot reload;
+     * until then a valid file is checked and reported, and not applied. */
+    log_warn("reload: %s is valid, but this build applies configuration changes only on restart",
+             m->lb.conf_path);
+    cfg_free(cfg);
+}
+
+static void on_usr1(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct main_ctx *m = container_of(w, struct main_ctx, sig_usr1);
+    const struct cfg *cfg = atomic_load(&m->lb.rt)->cfg;
+    if (log_access_open(cfg->log_access, cfg->log_format) == -1)
+        log_err("reopening access log %s: %s", cfg->log_access, strerror(errno));
+    else
+        log_info("log files reopened");
+}
+
+static int drop_privileges(const char *user)
+{
+    struct passwd *pw = getpwnam(user);
+    if (!pw) {
+        log_err("lb.user: no such user \"%s\"", user);
+        return -1;
+    }
+    if (setgroups(0, NULL) == -1 || setgid(pw->pw_gid) == -1 || setuid(pw->pw_uid) == -1) {
+        log_err("dropping privileges to %s: %s", user, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int start(struct main_ctx *m, struct cfg *cfg)
+{
+    struct lb *lb = &m->lb;
+    lb->start_time = ev_time();
+    lb->nworkers = (int)cfg->workers;
+    struct rt *rt = rt_new(cfg, NULL, lb->nworkers);
+    if (!rt) {
+        log_err("out of memory");
+        return -1;
+    }
+    atomic_store(&lb->rt, rt);
+    log_set_level(cfg->log_level);
+    if (log_access_open(cfg->log_access, cfg->log_format) == -1) {
+        log_err("log.access: cannot open %s: %s", cfg->log_access, strerror(errno));
+        return -1;
+    }
+    lb->workers = calloc((size_t)lb->nworkers, sizeof(*lb->workers));
+    if (!lb->workers)
+        return -1;
+    for (int i = 0; i < lb->nworkers; i++)
+        if (worker_init(&lb->workers[i], lb, i) == -1) {
+            log_err("%s", lb->workers[i].err);
+            return -1;
+        }
+    char err[256];
+    if (admin_start(&m->admin, lb, lb->main_loop, err, sizeof(err)) == -1) {
+        log_err("admin.listen: %s", err);
+        return -1;
+    }
+    if (cfg->user && drop_privileges(cfg->user) == -1)
+        return -1;
+
+    /* workers take no signals: they all reach the main loop */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    for (int i = 0; i < lb->nworkers; i++)
+        if (worker_start(&lb->workers[i]) == -1) {
+            log_err("%s", lb->workers[i].err);
+            return -1;
+        }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+
+    for (int i = 0; i < cfg->nlisteners; i++)
+        log_info("listener %s on %s (%s)", cfg->listeners[i].name, cfg->listeners[i].addr.text,
+                 cfg->pools[cfg->listeners[i].pool].name);
+    log_info("lb %s started: %d workers, admin on %s", LB_VERSION, lb->nworkers,
+             cfg->admin_listen.text);
+    return 0;
+}
+
+static void stop(struct main_ctx *m)
+{
+    struct lb *lb = &m->lb;
+    for (int i = 0; i < lb->nworkers; i++)
+        worker_join(&lb->workers[i]);
+    for (int i = 0; i < lb->nworkers; i++)
+        worker_deinit(&lb->workers[i]);
+    free(lb->workers);
+    admin_stop(&m->admin);
+    rt_unref(atomic_load(&lb->rt));
+    log_access_close();
+}
+
+int main(int argc, char **argv)
+{
+    const char *path = "config/lb.conf";
+    bool check = false;
+    int opt;
+    while ((opt = getopt(argc, argv, "c:tvh")) != -1) {
+        switch (opt) {
+        case 'c':
+            path = optarg;
+            break;
+        case 't':
+            check = true;
+            break;
+        case 'v':
+            printf("lb %s\n", LB_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        usage(stderr);
+        return 2;
+    }
+    struct cfg_errors errs = {0};
+    struct cfg *cfg = cfg_load(path, &errs);
+    if (!cfg) {
+        print_errors(&errs);
+        cfg_errors_free(&errs);
+        return 1;
+    }
+    if (check) {
+        printf("configuration OK\n");
+        cfg_free(cfg);
+        return 0;
+    }
+    signal(SIGPIPE, SIG_IGN);
+
+    static struct main_ctx m;
+    m.lb.conf_path = path;
+    m.lb.main_loop = ev_default_loop(EVFLAG_AUTO);
+    if (start(&m, cfg) == -1)
+        return 1;
+    struct ev_loop *loop = m.lb.main_loop;
+    ev_signal_init(&m.sig_term, on_stop_signal, SIGTERM);
+    ev_signal_init(&m.sig_int, on_stop_signal, SIGINT);
+    ev_signal_init(&m.sig_hup, on_hup, SIGHUP);
+    ev_signal_init(&m.sig_usr1, on_usr1, SIGUSR1);
+    ev_signal_start(loop, &m.sig_term);
+    ev_signal_start(loop, &m.sig_int);
+    ev_signal_start(loop, &m.sig_hup);
+    ev_signal_start(loop, &m.sig_usr1);
+    ev_run(loop, 0);
+    stop(&m);
+    log_info("stopped");
+    ev_loop_destroy(loop);
+    return 0;
+}

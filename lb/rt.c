@@ -1,0 +1,129 @@
+/*
+ * rt.c - building and releasing runtime tables.
+ */
+#include "rt.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static struct rt_backend *be_new(const struct cfg_pool *p, const struct cfg_backend *b,
+                                 uint32_t id, int nworkers)
+{
+    struct rt_backend *be;
+    size_t sz = sizeof(*be) + (size_t)nworkers * sizeof(be->cnt[0]);
+    if (posix_memalign((void **)&be, 64, sz) != 0)
+        return NULL;
+    memset(be, 0, sz);
+    snprintf(be->pool, sizeof(be->pool), "%s", p->name);
+    snprintf(be->name, sizeof(be->name), "%s", b->name);
+    be->id = id;
+    be->nworkers = nworkers;
+    atomic_init(&be->refs, 1);
+    atomic_init(&be->admin, (int)b->state);
+    /* Until the first check answers, a checked backend's health is unknown.
+     * The checker thread is not in this build yet, so backends are taken as
+     * up: traffic flows as with health.type = "off". */
+    atomic_init(&be->health, HC_UP);
+    atomic_init(&be->breaker, BRK_CLOSED);
+    return be;
+}
+
+static void be_update(struct rt_backend *be, const struct cfg_backend *b)
+{
+    be->addr = b->addr;
+    snprintf(be->zone, sizeof(be->zone), "%s", b->zone ? b->zone : "");
+    atomic_store(&be->weight, b->weight);
+    atomic_store(&be->admin, (int)b->state);
+}
+
+struct rt_backend *rt_find_backend(const struct rt *rt, const char *pool, const char *name)
+{
+    if (!rt)
+        return NULL;
+    for (int i = 0; i < rt->npools; i++) {
+        const struct rt_pool *p = &rt->pools[i];
+        if (strcmp(p->cfg->name, pool) != 0)
+            continue;
+        for (int j = 0; j < p->n; j++)
+            if (strcmp(p->be[j]->name, name) == 0)
+                return p->be[j];
+    }
+    return NULL;
+}
+
+void rt_backend_ref(struct rt_backend *be)
+{
+    atomic_fetch_add_explicit(&be->refs, 1, memory_order_relaxed);
+}
+
+void rt_backend_unref(struct rt_backend *be)
+{
+    if (be && atomic_fetch_sub(&be->refs, 1) == 1)
+        free(be);
+}
+
+static void rt_free(struct rt *rt)
+{
+    for (int i = 0; i < rt->npools; i++) {
+        for (int j = 0; j < rt->pools[i].n; j++)
+            rt_backend_unref(rt->pools[i].be[j]);
+        free(rt->pools[i].be);
+    }
+    free(rt->pools);
+    cfg_free(rt->cfg);
+    free(rt);
+}
+
+struct rt *rt_new(struct cfg *cfg, const struct rt *old, int nworkers)
+{
+    struct rt *rt = calloc(1, sizeof(*rt));
+    if (!rt)
+        goto fail_cfg;
+    rt->cfg = cfg;
+    atomic_init(&rt->refs, 1);
+    rt->next_be_id = old ? old->next_be_id : 0;
+    rt->pools = calloc((size_t)cfg->npools, sizeof(*rt->pools));
+    if (!rt->pools)
+        goto fail_rt;
+    rt->npools = cfg->npools;
+    for (int i = 0; i < cfg->npools; i++) {
+        const struct cfg_pool *p = &cfg->pools[i];
+        struct rt_pool *rp = &rt->pools[i];
+        rp->cfg = p;
+        rp->be = calloc((size_t)p->nbackends, sizeof(*rp->be));
+        if (!rp->be)
+            goto fail_rt;
+        for (int j = 0; j < p->nbackends; j++) {
+            struct rt_backend *be = rt_find_backend(old, p->name, p->backends[j].name);
+            if (be)
+                atomic_fetch_add(&be->refs, 1);
+            else
+                be = be_new(p, &p->backends[j], rt->next_be_id++, nworkers);
+            if (!be)
+                goto fail_rt;
+            be_update(be, &p->backends[j]);
+            rp->be[j] = be;
+            rp->n = j + 1;
+        }
+    }
+    return rt;
+
+fail_rt:
+    rt_free(rt);
+    return NULL;
+fail_cfg:
+    cfg_free(cfg);
+    return NULL;
+}
+
+void rt_ref(struct rt *rt)
+{
+    atomic_fetch_add_explicit(&rt->refs, 1, memory_order_relaxed);
+}
+
+void rt_unref(struct rt *rt)
+{
+    if (rt && atomic_fetch_sub(&rt->refs, 1) == 1)
+        rt_free(rt);
+}

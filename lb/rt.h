@@ -1,0 +1,111 @@
+/*
+ * rt.h - runtime state of pools and backends.
+ *
+ * A struct rt pairs one config snapshot with the runtime state of its
+ * backends. The state of a backend (struct rt_backend: admin, health and
+ * breaker state, in-flight and connection counts, counters) is keyed by
+ * (pool name, backend name) and outlives snapshots: a reload that keeps a
+ * backend hands the same rt_backend to the new rt.
+ *
+ * Shared fields are atomics. Counters are per worker (cnt[worker]), written
+ * only by that worker with relaxed load+store and summed when read.
+ */
+#ifndef LB_RT_H
+#define LB_RT_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "breaker.h"
+#include "cfg.h"
+#include "health.h"
+#include "hist.h"
+
+enum rt_resp_class { RC_1XX, RC_2XX, RC_3XX, RC_4XX, RC_5XX, RC_COUNT };
+
+/* Why a request to a backend failed (no usable response). */
+enum rt_fail { RF_CONNECT, RF_RESET, RF_TIMEOUT, RF_INVALID, RF_STATUS, RF_COUNT };
+
+struct be_counters {
+    _Atomic uint64_t requests;       /* requests sent to this backend */
+    _Atomic uint64_t resp[RC_COUNT]; /* responses by class */
+    _Atomic uint64_t fail[RF_COUNT]; /* failures by kind */
+    _Atomic uint64_t conns_opened;   /* upstream connections made */
+    _Atomic uint64_t bytes_in;       /* response bytes from the backend */
+    _Atomic uint64_t bytes_out;      /* request bytes to the backend */
+    struct hist latency;             /* request sent -> response head, microseconds */
+} __attribute__((aligned(64)));
+
+struct rt_backend {
+    char pool[CFG_NAME_MAX];
+    char name[CFG_NAME_MAX];
+    uint32_t id; /* unique for the process's life: index of per-worker tables */
+    _Atomic int refs;
+
+    struct cfg_addr addr; /* copied from the snapshot that created or last updated it */
+    char zone[CFG_NAME_MAX];
+
+    _Atomic int admin;   /* enum cfg_admin_state */
+    _Atomic int health;  /* enum hc_state */
+    _Atomic int breaker; /* enum brk_state */
+    _Atomic uint32_t weight;
+    _Atomic int32_t inflight; /* requests in flight, all workers */
+    _Atomic int32_t conns;    /* open upstream connections, all workers */
+
+    int nworkers;
+    struct be_counters cnt[]; /* [nworkers] */
+};
+
+struct rt_pool {
+    const struct cfg_pool *cfg;
+    struct rt_backend **be; /* [cfg->nbackends], same order as the snapshot */
+    int n;
+};
+
+struct rt {
+    struct cfg *cfg;
+    struct rt_pool *pools; /* [cfg->npools] */
+    int npools;
+    _Atomic int refs;     /* workers and requests using this snapshot */
+    uint32_t next_be_id;  /* ids given so far (carried over on reload) */
+};
+
+static inline void cnt_add(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+static inline uint64_t cnt_get(const _Atomic uint64_t *c)
+{
+    return atomic_load_explicit(c, memory_order_relaxed);
+}
+
+/*
+ * Build the runtime table for CFG. State of backends found in OLD (same pool
+ * and backend name) is carried over; OLD may be NULL. Takes ownership of CFG.
+ * Returns NULL when out of memory (CFG is then freed).
+ */
+struct rt *rt_new(struct cfg *cfg, const struct rt *old, int nworkers);
+
+void rt_ref(struct rt *rt);
+/* Drop a reference; the last one frees the table, its snapshot, and backends no longer shared. */
+void rt_unref(struct rt *rt);
+
+/* May this backend take a new request now? Admin active, health up, breaker admits. */
+static inline bool rt_backend_is_eligible(const struct rt_backend *b)
+{
+    return atomic_load_explicit(&b->admin, memory_order_relaxed) == CFG_ADMIN_ACTIVE &&
+           atomic_load_explicit(&b->health, memory_order_relaxed) == HC_UP &&
+           atomic_load_explicit(&b->breaker, memory_order_relaxed) != BRK_OPEN &&
+           atomic_load_explicit(&b->weight, memory_order_relaxed) > 0;
+}
+
+/* Upstream connections pin their backend across reloads. */
+void rt_backend_ref(struct rt_backend *be);
+void rt_backend_unref(struct rt_backend *be);
+
+struct rt_backend *rt_find_backend(const struct rt *rt, const char *pool, const char *name);
+
+#endif

@@ -1,0 +1,310 @@
+/*
+ * stats.c - rendering the process's figures for the admin port.
+ */
+#include "stats.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "worker.h"
+
+static const char *const class_names[RC_COUNT] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
+static const char *const fail_names[RF_COUNT] = {"connect", "reset", "timeout", "invalid",
+                                                 "status"};
+
+struct be_sum {
+    uint64_t requests;
+    uint64_t resp[RC_COUNT];
+    uint64_t fail[RF_COUNT];
+    uint64_t failures;
+    uint64_t conns_opened;
+    uint64_t bytes_in;
+    uint64_t bytes_out;
+    uint64_t hist[HIST_BUCKETS];
+};
+
+static void be_sum(const struct rt_backend *be, struct be_sum *s)
+{
+    memset(s, 0, sizeof(*s));
+    for (int w = 0; w < be->nworkers; w++) {
+        const struct be_counters *c = &be->cnt[w];
+        s->requests += cnt_get(&c->requests);
+        for (int i = 0; i < RC_COUNT; i++)
+            s->resp[i] += cnt_get(&c->resp[i]);
+        for (int i = 0; i < RF_COUNT; i++)
+            s->fail[i] += cnt_get(&c->fail[i]);
+        s->conns_opened += cnt_get(&c->conns_opened);
+        s->bytes_in += cnt_get(&c->bytes_in);
+        s->bytes_out += cnt_get(&c->bytes_out);
+        hist_sum(s->hist, &c->latency);
+    }
+    for (int i = 0; i < RF_COUNT; i++)
+        s->failures += s->fail[i];
+}
+
+static uint64_t rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long size = 0, rss = 0;
+    if (f) {
+        if (fscanf(f, "%lu %lu", &size, &rss) != 2)
+            rss = 0;
+        fclose(f);
+    }
+    return (uint64_t)rss * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+void stats_backend_json(struct lb *lb, const struct rt_backend *be, struct sbuf *o)
+{
+    (void)lb;
+    struct be_sum s;
+    be_sum(be, &s);
+    sbuf_put(o, "{\"name\":", 8);
+    sbuf_json_str(o, be->name);
+    sbuf_put(o, ",\"address\":", 11);
+    sbuf_json_str(o, be->addr.text);
+    sbuf_put(o, ",\"zone\":", 8);
+    sbuf_json_str(o, be->zone);
+    int32_t inflight = atomic_load(&be->inflight);
+    sbuf_printf(o,
+                ",\"weight\":%u,\"admin_state\":\"%s\",\"health\":\"%s\",\"breaker\":\"%s\","
+                "\"drained\":%s,\"inflight\":%d,\"connections\":%d,\"requests\":%llu,"
+                "\"failures\":%llu,",
+                atomic_load(&be->weight), cfg_admin_state_name(atomic_load(&be->admin)),
+                hc_state_name(atomic_load(&be->health)), brk_state_name(atomic_load(&be->breaker)),
+                atomic_load(&be->admin) != CFG_ADMIN_ACTIVE && inflight == 0 ? "true" : "false",
+                inflight, atomic_load(&be->conns), (unsigned long long)s.requests,
+                (unsigned long long)s.failures);
+    sbuf_put(o, "\"responses\":{", 13);
+    for (int i = 0; i < RC_COUNT; i++)
+        sbuf_printf(o, "%s\"%s\":%llu", i ? "," : "", class_names[i],
+                    (unsigned long long)s.resp[i]);
+    sbuf_put(o, "},\"failures_by_kind\":{", 22);
+    for (int i = 0; i < RF_COUNT; i++)
+        sbuf_printf(o, "%s\"%s\":%llu", i ? "," : "", fail_names[i],
+                    (unsigned long long)s.fail[i]);
+    sbuf_printf(o,
+                "},\"latency_ms\":{\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f},"
+                "\"connections_opened\":%llu,\"bytes_in\":%llu,\"bytes_out\":%llu}",
+                hist_quantile(s.hist, 0.5) / 1000, hist_quantile(s.hist, 0.9) / 1000,
+                hist_quantile(s.hist, 0.99) / 1000, (unsigned long long)s.conns_opened,
+                (unsigned long long)s.bytes_in, (unsigned long long)s.bytes_out);
+}
+
+static void listeners_json(struct lb *lb, const struct cfg *cfg, struct sbuf *o)
+{
+    sbuf_put(o, "\"listeners\":[", 13);
+    for (int i = 0; i < cfg->nlisteners; i++) {
+        uint64_t conns = 0, reqs = 0;
+        for (int w = 0; w < lb->nworkers; w++) {
+            if (lb->workers[w].lsc && i < lb->workers[w].nls) {
+                conns += cnt_get(&lb->workers[w].lsc[i].conns);
+                reqs += cnt_get(&lb->workers[w].lsc[i].requests);
+            }
+        }
+        sbuf_puts(o, i ? ",{\"name\":" : "{\"name\":");
+        sbuf_json_str(o, cfg->listeners[i].name);
+        sbuf_put(o, ",\"address\":", 11);
+        sbuf_json_str(o, cfg->listeners[i].addr.text);
+        sbuf_printf(o, ",\"connections\":%llu,\"requests\":%llu}", (unsigned long long)conns,
+                    (unsigned long long)reqs);
+    }
+    sbuf_put(o, "],", 2);
+}
+
+void stats_json(struct lb *lb, struct sbuf *o)
+{
+    struct rt *rt = atomic_load(&lb->rt);
+    const struct cfg *cfg = rt->cfg;
+    uint64_t total = 0, reqs = 0;
+    for (int w = 0; w < lb->nworkers; w++) {
+        total += cnt_get(&lb->workers[w].conns_total);
+        reqs += cnt_get(&lb->workers[w].requests_total);
+    }
+    sbuf_printf(o, "{\"version\":\"%s\",\"uptime_s\":%.3f,\"pid\":%d,\"workers\":%d,", LB_VERSION,
+                ev_time() - lb->start_time, (int)getpid(), lb->nworkers);
+    sbuf_printf(o, "\"stopping\":%s,\"reloads\":{\"ok\":%llu,\"failed\":%llu,\"last_error\":",
+                atomic_load(&lb->stopping) ? "true" : "false",
+                (unsigned long long)lb->reloads_ok, (unsigned long long)lb->reloads_failed);
+    sbuf_json_str(o, lb->last_error);
+    sbuf_printf(o,
+                "},\"connections\":{\"current\":%lld,\"total\":%llu,\"max\":%u},"
+                "\"requests\":{\"total\":%llu},\"memory\":{\"rss_bytes\":%llu},",
+                (long long)atomic_load(&lb->conns_current), (unsigned long long)total,
+                cfg->max_connections, (unsigned long long)reqs, (unsigned long long)rss_bytes());
+    listeners_json(lb, cfg, o);
+    sbuf_put(o, "\"pools\":[", 9);
+    for (int i = 0; i < rt->npools; i++) {
+        const struct rt_pool *p = &rt->pools[i];
+        sbuf_puts(o, i ? ",{\"name\":" : "{\"name\":");
+        sbuf_json_str(o, p->cfg->name);
+        sbuf_printf(o, ",\"balance\":\"%s\",\"backends\":[", cfg_balance_name(p->cfg->balance));
+        for (int j = 0; j < p->n; j++) {
+            if (j)
+                sbuf_put(o, ",", 1);
+            stats_backend_json(lb, p->be[j], o);
+        }
+        sbuf_put(o, "]}", 2);
+    }
+    sbuf_put(o, "]}\n", 3);
+}
+
+/* Prometheus label values: backslash, quote and newline escaped. */
+static void prom_label(struct sbuf *o, const char *v)
+{
+    for (; *v; v++) {
+        if (*v == '\\' || *v == '"')
+            sbuf_printf(o, "\\%c", *v);
+        else if (*v == '\n')
+            sbuf_put(o, "\\n", 2);
+        else
+            sbuf_put(o, v, 1);
+    }
+}
+
+static void prom_be(struct sbuf *o, const struct rt_backend *be)
+{
+    sbuf_put(o, "{pool=\"", 7);
+    prom_label(o, be->pool);
+    sbuf_put(o, "\",backend=\"", 11);
+    prom_label(o, be->name);
+    sbuf_put(o, "\"", 1);
+}
+
+typedef void (*prom_value_fn)(struct sbuf *o, const struct rt_backend *be, const struct be_sum *s);
+
+static void prom_family(struct sbuf *o, struct rt *rt, struct be_sum *sums, const char *name,
+                        const char *type, const char *help, prom_value_fn fn)
+{
+    sbuf_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    int k = 0;
+    for (int i = 0; i < rt->npools; i++)
+        for (int j = 0; j < rt->pools[i].n; j++, k++) {
+            (void)name;
+            fn(o, rt->pools[i].be[j], &sums[k]);
+        }
+}
+
+#define PROM_SIMPLE(fname, metric, expr)                                                           \
+    static void fname(struct sbuf *o, const struct rt_backend *be, const struct be_sum *s)        \
+    {                                                                                              \
+        (void)s;                                                                                   \
+        sbuf_put(o, metric, strlen(metric));                                                       \
+        prom_be(o, be);                                                                            \
+        sbuf_printf(o, "} %llu\n", (unsigned long long)(expr));                                    \
+    }
+
+PROM_SIMPLE(pv_requests, "lb_backend_requests_total", s->requests)
+PROM_SIMPLE(pv_inflight, "lb_backend_inflight", atomic_load(&be->inflight))
+PROM_SIMPLE(pv_conns, "lb_backend_connections", atomic_load(&be->conns))
+PROM_SIMPLE(pv_weight, "lb_backend_weight", atomic_load(&be->weight))
+PROM_SIMPLE(pv_up, "lb_backend_up", atomic_load(&be->health) == HC_UP)
+PROM_SIMPLE(pv_bytes_in, "lb_backend_response_bytes_total", s->bytes_in)
+PROM_SIMPLE(pv_bytes_out, "lb_backend_request_bytes_total", s->bytes_out)
+
+static void pv_responses(struct sbuf *o, const struct rt_backend *be, const struct be_sum *s)
+{
+    for (int c = 0; c < RC_COUNT; c++) {
+        sbuf_put(o, "lb_backend_responses_total", 26);
+        prom_be(o, be);
+        sbuf_printf(o, ",class=\"%s\"} %llu\n", class_names[c], (unsigned long long)s->resp[c]);
+    }
+}
+
+static void pv_failures(struct sbuf *o, const struct rt_backend *be, const struct be_sum *s)
+{
+    for (int c = 0; c < RF_COUNT; c++) {
+        sbuf_put(o, "lb_backend_failures_total", 25);
+        prom_be(o, be);
+        sbuf_printf(o, ",kind=\"%s\"} %llu\n", fail_names[c], (unsigned long long)s->fail[c]);
+    }
+}
+
+static void pv_state(struct sbuf *o, const struct rt_backend *be, const struct be_sum *s)
+{
+    (void)s;
+    sbuf_put(o, "lb_backend_state", 16);
+    prom_be(o, be);
+    sbuf_printf(o, ",admin=\"%s\",health=\"%s\",breaker=\"%s\"} 1\n",
+                cfg_admin_state_name(atomic_load(&be->admin)),
+                hc_state_name(atomic_load(&be->health)), brk_state_name(atomic_load(&be->breaker)));
+}
+
+static void pv_latency(struct sbuf *o, const struct rt_backend *be, const struct be_sum *s)
+{
+    static const double qs[] = {0.5, 0.9, 0.99};
+    uint64_t n = 0;
+    for (int i = 0; i < HIST_BUCKETS; i++)
+        n += s->hist[i];
+    for (size_t i = 0; i < sizeof(qs) / sizeof(qs[0]); i++) {
+        sbuf_put(o, "lb_backend_latency_seconds", 26);
+        prom_be(o, be);
+        sbuf_printf(o, ",quantile=\"%g\"} %.6f\n", qs[i], hist_quantile(s->hist, qs[i]) / 1e6);
+    }
+    sbuf_put(o, "lb_backend_latency_seconds_count", 32);
+    prom_be(o, be);
+    sbuf_printf(o, "} %llu\n", (unsigned long long)n);
+}
+
+void stats_prometheus(struct lb *lb, struct sbuf *o)
+{
+    struct rt *rt = atomic_load(&lb->rt);
+    int n = 0;
+    for (int i = 0; i < rt->npools; i++)
+        n += rt->pools[i].n;
+    struct be_sum *sums = calloc((size_t)(n ? n : 1), sizeof(*sums));
+    if (!sums) {
+        o->oom = true;
+        return;
+    }
+    int k = 0;
+    for (int i = 0; i < rt->npools; i++)
+        for (int j = 0; j < rt->pools[i].n; j++)
+            be_sum(rt->pools[i].be[j], &sums[k++]);
+
+    uint64_t total = 0, reqs = 0;
+    for (int w = 0; w < lb->nworkers; w++) {
+        total += cnt_get(&lb->workers[w].conns_total);
+        reqs += cnt_get(&lb->workers[w].requests_total);
+    }
+    sbuf_printf(o,
+                "# HELP lb_uptime_seconds Seconds since the process started.\n"
+                "# TYPE lb_uptime_seconds gauge\nlb_uptime_seconds %.3f\n"
+                "# HELP lb_connections Client connections open now.\n"
+                "# TYPE lb_connections gauge\nlb_connections %lld\n"
+                "# HELP lb_connections_total Client connections accepted.\n"
+                "# TYPE lb_connections_total counter\nlb_connections_total %llu\n"
+                "# HELP lb_requests_total Requests answered.\n"
+                "# TYPE lb_requests_total counter\nlb_requests_total %llu\n"
+                "# HELP lb_reloads_total Configuration reloads by result.\n"
+                "# TYPE lb_reloads_total counter\nlb_reloads_total{result=\"ok\"} %llu\n"
+                "lb_reloads_total{result=\"failed\"} %llu\n"
+                "# HELP lb_resident_memory_bytes Resident set size.\n"
+                "# TYPE lb_resident_memory_bytes gauge\nlb_resident_memory_bytes %llu\n",
+                ev_time() - lb->start_time, (long long)atomic_load(&lb->conns_current),
+                (unsigned long long)total, (unsigned long long)reqs,
+                (unsigned long long)lb->reloads_ok, (unsigned long long)lb->reloads_failed,
+                (unsigned long long)rss_bytes());
+    prom_family(o, rt, sums, "lb_backend_requests_total", "counter",
+                "Requests sent to the backend.", pv_requests);
+    prom_family(o, rt, sums, "lb_backend_responses_total", "counter",
+                "Responses from the backend by status class.", pv_responses);
+    prom_family(o, rt, sums, "lb_backend_failures_total", "counter",
+                "Failed requests to the backend by kind.", pv_failures);
+    prom_family(o, rt, sums, "lb_backend_inflight", "gauge", "Requests in flight.", pv_inflight);
+    prom_family(o, rt, sums, "lb_backend_connections", "gauge", "Open upstream connections.",
+                pv_conns);
+    prom_family(o, rt, sums, "lb_backend_weight", "gauge", "Current weight.", pv_weight);
+    prom_family(o, rt, sums, "lb_backend_up", "gauge", "1 when health is up.", pv_up);
+    prom_family(o, rt, sums, "lb_backend_state", "gauge",
+                "Admin, health and breaker state (value always 1).", pv_state);
+    prom_family(o, rt, sums, "lb_backend_response_bytes_total", "counter",
+                "Response bytes forwarded from the backend.", pv_bytes_in);
+    prom_family(o, rt, sums, "lb_backend_request_bytes_total", "counter",
+                "Request bytes sent to the backend.", pv_bytes_out);
+    prom_family(o, rt, sums, "lb_backend_latency_seconds", "summary",
+                "Request sent to response head, since start.", pv_latency);
+    free(sums);
+}

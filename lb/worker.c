@@ -1,0 +1,304 @@
+/*
+ * worker.c - a worker thread: its loop, accepting on its own SO_REUSEPORT
+ * sockets, and a graceful stop.
+ */
+#include "worker.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "log.h"
+#include "upstream.h"
+
+#define ACCEPT_BATCH    64
+#define ACCEPT_BACKLOG  4096
+#define EMFILE_PAUSE_S  0.1  /* out of descriptors: try again after this */
+#define MAXCONN_PAUSE_S 0.05 /* at max_connections: look again after this */
+
+#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
+
+uint64_t worker_rand(struct worker *wk)
+{
+    /* xorshift128+: request ids need to be unique, not secret */
+    uint64_t s1 = wk->rng[0];
+    const uint64_t s0 = wk->rng[1];
+    wk->rng[0] = s0;
+    s1 ^= s1 << 23;
+    wk->rng[1] = s1 ^ s0 ^ (s1 >> 17) ^ (s0 >> 26);
+    return wk->rng[1] + s0;
+}
+
+struct wk_backend *worker_backend(struct worker *wk, const struct rt_backend *be)
+{
+    if (be->id >= wk->nbe) {
+        uint32_t n = be->id + 16;
+        struct wk_backend *nb = realloc(wk->be, n * sizeof(*nb));
+        if (!nb)
+            return NULL;
+        memset(nb + wk->nbe, 0, (n - wk->nbe) * sizeof(*nb));
+        wk->be = nb;
+        wk->nbe = n;
+    }
+    return &wk->be[be->id];
+}
+
+static void accept_pause(struct worker *wk, double seconds)
+{
+    for (int i = 0; i < wk->nls; i++)
+        ev_io_stop(wk->loop, &wk->ls[i].io);
+    wk->accept_paused = true;
+    ev_timer_stop(wk->loop, &wk->accept_retry);
+    ev_timer_set(&wk->accept_retry, seconds, 0.);
+    ev_timer_start(wk->loop, &wk->accept_retry);
+}
+
+static void accept_resume(struct worker *wk)
+{
+    if (!wk->accept_paused || wk->stopping)
+        return;
+    wk->accept_paused = false;
+    ev_timer_stop(wk->loop, &wk->accept_retry);
+    for (int i = 0; i < wk->nls; i++)
+        if (wk->ls[i].fd != -1)
+            ev_io_start(wk->loop, &wk->ls[i].io);
+}
+
+static void on_accept_retry(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    accept_resume(container_of(w, struct worker, accept_retry));
+}
+
+void worker_conn_closed(struct worker *wk)
+{
+    if (wk->accept_paused)
+        accept_resume(wk);
+    if (wk->stopping && wk->nconns == 0)
+        ev_break(wk->loop, EVBREAK_ALL);
+}
+
+static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct wk_listener *l = container_of(w, struct wk_listener, io);
+    struct worker *wk = l->wk;
+    int64_t max = wk->rt->cfg->max_connections;
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        /* reserve the slot first, so workers together never exceed the limit */
+        if (atomic_fetch_add(&wk->lb->conns_current, 1) >= max) {
+            atomic_fetch_sub(&wk->lb->conns_current, 1);
+            accept_pause(wk, MAXCONN_PAUSE_S);
+            return;
+        }
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        int fd = accept4(l->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd == -1) {
+            int e = errno;
+            atomic_fetch_sub(&wk->lb->conns_current, 1);
+            if (e == EAGAIN || e == EWOULDBLOCK)
+                return;
+            if (e == EINTR || e == ECONNABORTED)
+                continue;
+            if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+                /* the backlog stays in the kernel; do not spin on it */
+                log_warn("accept on listener %s: %s; pausing accepts for %.0fms",
+                         wk->rt->cfg->listeners[l->index].name, strerror(e),
+                         EMFILE_PAUSE_S * 1000);
+                accept_pause(wk, EMFILE_PAUSE_S);
+                return;
+            }
+            log_err("accept on listener %s: %s", wk->rt->cfg->listeners[l->index].name,
+                    strerror(e));
+            return;
+        }
+        if (ss.ss_family != AF_UNIX) {
+            int one = 1;
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        }
+        cnt_add(&wk->conns_total, 1);
+        cnt_add(&wk->lsc[l->index].conns, 1);
+        conn_accept(wk, fd, (struct sockaddr *)&ss, l->index);
+    }
+}
+
+/* A listening socket of our own (SO_REUSEPORT: each worker has one per listener). */
+int worker_listen_socket(const struct cfg_addr *a, bool reuseport, char *err, size_t errlen)
+{
+    int fd = socket(a->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd == -1) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return -1;
+    }
+    int one = 1;
+    if (a->sa.ss_family != AF_UNIX) {
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == -1) {
+            snprintf(err, errlen, "SO_REUSEPORT: %s", strerror(errno));
+            goto fail;
+        }
+        if (a->sa.ss_family == AF_INET6)
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    }
+    if (bind(fd, (const struct sockaddr *)&a->sa, a->len) == -1) {
+        snprintf(err, errlen, "bind %s: %s", a->text, strerror(errno));
+        goto fail;
+    }
+    if (listen(fd, ACCEPT_BACKLOG) == -1) {
+        snprintf(err, errlen, "listen %s: %s", a->text, strerror(errno));
+        goto fail;
+    }
+    return fd;
+fail:
+    close(fd);
+    return -1;
+}
+
+static void on_wake(struct ev_loop *loop, ev_async *w, int revents)
+{
+    (void)revents;
+    struct worker *wk = container_of(w, struct worker, wake);
+    if (!atomic_load(&wk->lb->stopping) || wk->stopping)
+        return;
+    wk->stopping = true;
+    for (int i = 0; i < wk->nls; i++) {
+        ev_io_stop(loop, &wk->ls[i].io);
+        if (wk->ls[i].fd != -1)
+            close(wk->ls[i].fd);
+        wk->ls[i].fd = -1;
+    }
+    ev_timer_stop(loop, &wk->accept_retry);
+    conn_shutdown_all(wk);
+    upstream_close_idle(wk);
+    if (wk->nconns == 0)
+        ev_break(loop, EVBREAK_ALL);
+}
+
+static int listeners_open(struct worker *wk)
+{
+    const struct cfg *cfg = wk->rt->cfg;
+    wk->nls = cfg->nlisteners;
+    wk->ls = calloc((size_t)cfg->nlisteners, sizeof(*wk->ls));
+    wk->lsc = calloc((size_t)cfg->nlisteners, sizeof(*wk->lsc));
+    if (!wk->ls || !wk->lsc) {
+        snprintf(wk->err, sizeof(wk->err), "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < cfg->nlisteners; i++)
+        wk->ls[i].fd = -1;
+    for (int i = 0; i < cfg->nlisteners; i++) {
+        const struct cfg_listener *l = &cfg->listeners[i];
+        char e[200];
+        if (l->tls_enabled) {
+            snprintf(wk->err, sizeof(wk->err),
+                     "listener %s: tls is configured but this build does not terminate TLS yet",
+                     l->name);
+            return -1;
+        }
+        int fd = worker_listen_socket(&l->addr, true, e, sizeof(e));
+        if (fd == -1) {
+            snprintf(wk->err, sizeof(wk->err), "listener %s: %s", l->name, e);
+            return -1;
+        }
+        wk->ls[i].fd = fd;
+        wk->ls[i].wk = wk;
+        wk->ls[i].index = i;
+        ev_io_init(&wk->ls[i].io, on_accept, fd, EV_READ);
+        ev_io_start(wk->loop, &wk->ls[i].io);
+    }
+    return 0;
+}
+
+int worker_init(struct worker *wk, struct lb *lb, int id)
+{
+    memset(wk, 0, sizeof(*wk));
+    wk->lb = lb;
+    wk->id = id;
+    wk->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
+    if (!wk->loop) {
+        snprintf(wk->err, sizeof(wk->err), "cannot create an event loop");
+        return -1;
+    }
+    ev_set_userdata(wk->loop, wk);
+    wk->rt = atomic_load(&lb->rt);
+    rt_ref(wk->rt);
+    wk->bal = calloc((size_t)wk->rt->npools, sizeof(*wk->bal));
+    if (!wk->bal) {
+        snprintf(wk->err, sizeof(wk->err), "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < wk->rt->npools; i++)
+        if (bal_state_init(&wk->bal[i], &wk->rt->pools[i]) == -1) {
+            snprintf(wk->err, sizeof(wk->err), "out of memory");
+            return -1;
+        }
+    buf_pool_init(&wk->bufs, 1024);
+    if (getrandom(wk->rng, sizeof(wk->rng), 0) != sizeof(wk->rng))
+        wk->rng[0] = (uint64_t)ev_time() * 1000003u + (uint64_t)id;
+    wk->rng[1] |= 1;
+    ev_async_init(&wk->wake, on_wake);
+    ev_async_start(wk->loop, &wk->wake);
+    ev_init(&wk->accept_retry, on_accept_retry);
+    return listeners_open(wk);
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *wk = arg;
+    ev_run(wk->loop, 0);
+    atomic_store(&wk->done, true);
+    return NULL;
+}
+
+int worker_start(struct worker *wk)
+{
+    int e = pthread_create(&wk->thread, NULL, worker_main, wk);
+    if (e) {
+        snprintf(wk->err, sizeof(wk->err), "pthread_create: %s", strerror(e));
+        return -1;
+    }
+    return 0;
+}
+
+void worker_stop(struct worker *wk)
+{
+    ev_async_send(wk->loop, &wk->wake);
+}
+
+void worker_join(struct worker *wk)
+{
+    pthread_join(wk->thread, NULL);
+}
+
+void worker_deinit(struct worker *wk)
+{
+    if (!wk->loop)
+        return;
+    conn_close_all(wk);
+    upstream_close_idle(wk);
+    for (int i = 0; i < wk->nls; i++)
+        if (wk->ls[i].fd != -1)
+            close(wk->ls[i].fd);
+    if (wk->bal)
+        for (int i = 0; i < wk->rt->npools; i++)
+            bal_state_deinit(&wk->bal[i]);
+    free(wk->bal);
+    free(wk->ls);
+    free(wk->lsc);
+    free(wk->be);
+    buf_pool_deinit(&wk->bufs);
+    rt_unref(wk->rt);
+    ev_loop_destroy(wk->loop);
+    wk->loop = NULL;
+}

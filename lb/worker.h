@@ -1,0 +1,91 @@
+/*
+ * worker.h - a worker thread: its loop, its listening sockets, its buffers
+ * and upstream idle pools. A connection lives and dies on one worker.
+ */
+#ifndef LB_WORKER_H
+#define LB_WORKER_H
+
+#include <ev.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "bal.h"
+#include "buf.h"
+#include "h1.h"
+#include "lb.h"
+
+struct conn;
+struct upstream;
+
+struct wk_listener {
+    ev_io io;
+    struct worker *wk;
+    int fd;
+    int index; /* into cfg->listeners */
+};
+
+/* Per backend (by rt_backend id) state of one worker. */
+struct wk_backend {
+    struct upstream *idle; /* idle keep-alive connections, most recent first */
+    uint32_t nidle;
+};
+
+struct ls_counters {
+    _Atomic uint64_t conns;
+    _Atomic uint64_t requests;
+};
+
+struct worker {
+    struct lb *lb;
+    int id;
+    pthread_t thread;
+    struct ev_loop *loop;
+    ev_async wake;         /* the main thread asks: stop */
+    ev_timer accept_retry; /* resume accepting after EMFILE or max_connections */
+    bool accept_paused;
+    bool stopping;
+    _Atomic bool done; /* the loop has returned */
+
+    struct rt *rt;             /* the table new requests are routed with */
+    struct bal_state *bal;     /* [rt->npools] */
+    struct wk_listener *ls;    /* [nls] */
+    int nls;
+    struct ls_counters *lsc;   /* [nls] */
+
+    struct wk_backend *be; /* [nbe], indexed by rt_backend id */
+    uint32_t nbe;
+
+    struct buf_pool bufs;
+    struct h1_request req;   /* scratch: the head being parsed */
+    struct h1_response resp; /* scratch */
+    uint64_t rng[2];         /* xorshift128+ state, for request ids */
+
+    struct conn *conns; /* every client connection, for shutdown */
+    uint32_t nconns;
+    _Atomic uint64_t conns_total;
+    _Atomic uint64_t requests_total;
+
+    char err[256]; /* setup errors */
+};
+
+/* Create the worker's loop and listening sockets; 0, or -1 with wk->err set. */
+int worker_init(struct worker *wk, struct lb *lb, int id);
+int worker_start(struct worker *wk);
+/* Ask the worker to stop (graceful); safe from any thread. */
+void worker_stop(struct worker *wk);
+void worker_join(struct worker *wk);
+void worker_deinit(struct worker *wk);
+
+/* Slot of backend BE in this worker, grown on demand; NULL when out of memory. */
+struct wk_backend *worker_backend(struct worker *wk, const struct rt_backend *be);
+
+/* A connection closed: accept again if we had paused for max_connections. */
+void worker_conn_closed(struct worker *wk);
+
+uint64_t worker_rand(struct worker *wk);
+
+/* A non-blocking listening socket on A (with SO_REUSEPORT when asked); -1 with ERR set. */
+int worker_listen_socket(const struct cfg_addr *a, bool reuseport, char *err, size_t errlen);
+
+#endif
