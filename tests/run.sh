@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Run every suite: unit tests (release and ASan+UBSan builds), fuzz seed
+# replay (ASan+UBSan), black-box tests against the ASan+UBSan binaries.
+# Ends with one line "N passed, N failed"; exits non-zero if anything failed.
+#
+#   TEST_ONLY=asan   skip the release-build unit tests
+#   TEST_K=substr    run only the black-box tests whose name contains substr
+set -u
+cd "$(dirname "$0")/.."
+
+pass=0
+fail=0
+failed_names=()
+
+# A cmocka binary in TAP mode: count "ok" and "not ok" lines.
+run_unit() {
+    local bin=$1 label=$2 out rc p f
+    out=$(CMOCKA_MESSAGE_OUTPUT=TAP ASAN_OPTIONS=detect_leaks=1 "$bin" 2>&1)
+    rc=$?
+    p=$(grep -c '^ok ' <<<"$out")
+    f=$(grep -c '^not ok ' <<<"$out")
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+        f=1 # it crashed or a sanitizer stopped it
+    fi
+    pass=$((pass + p))
+    fail=$((fail + f))
+    if [ "$f" -ne 0 ]; then
+        failed_names+=("$label")
+        printf '%s\n' "$out" | grep -v '^ok ' | tail -40
+    fi
+    printf '%-40s %4d passed, %d failed\n' "$label" "$p" "$f"
+}
+
+# A seed replay: the whole corpus is one test.
+run_replay() {
+    local bin=$1 name=$2 out rc
+    out=$("$bin" "tests/fuzz/seeds/$name" 2>&1)
+    rc=$?
+    if [ "$rc" -eq 0 ]; then
+        pass=$((pass + 1))
+    else
+        fail=$((fail + 1))
+        failed_names+=("replay $name")
+        printf '%s\n' "$out" | tail -40
+    fi
+    printf '%-40s %s\n' "replay $name" "$(tail -1 <<<"$out")"
+}
+
+builds=(rel asan)
+[ "${TEST_ONLY:-}" = asan ] && builds=(asan)
+for b in "${builds[@]}"; do
+    for t in build/$b/tests/test_*; do
+        [ -x "$t" ] || continue
+        run_unit "$t" "$b $(basename "$t")"
+    done
+done
+
+for r in build/asan/tests/replay_*; do
+    [ -x "$r" ] || continue
+    run_replay "$r" "${r##*/replay_}"
+done
+
+if [ -f tests/integration/run.py ]; then
+    args=(--lb build/asan/bin/lb --backend build/asan/bin/lb-backend -j 2)
+    [ -n "${TEST_K:-}" ] && args+=(-k "$TEST_K")
+    out=$(python3 tests/integration/run.py "${args[@]}" 2>&1)
+    rc=$?
+    printf '%s\n' "$out" | grep -v '^ok ' | grep -v -E '^[0-9]+ passed, [0-9]+ failed$'
+    last=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' <<<"$out" | tail -1)
+    if [ -n "$last" ]; then
+        p=${last%% passed*}
+        f=${last#*, }
+        f=${f%% failed*}
+    else
+        p=0
+        f=1
+    fi
+    [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
+    pass=$((pass + p))
+    fail=$((fail + f))
+    [ "$f" -ne 0 ] && failed_names+=("black-box")
+    printf '%-40s %4d passed, %d failed\n' "black-box (ASan build)" "$p" "$f"
+fi
+
+if [ "${#failed_names[@]}" -ne 0 ]; then
+    printf 'failing: %s\n' "${failed_names[*]}"
+fi
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
