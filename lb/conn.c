@@ -93,10 +93,7 @@ static void conn_update_watchers(struct conn *c)
     case CS_LINGER:
         ev = EV_READ;
         break;
-    case CS_PROXY:
-        if (!c->req_done && !c->eof && (!c->in || buf_room(c->in) || c->in->r))
-            ev |= EV_READ;
-        break;
+    case CS_PROXY: /* read on even after the request: no epoll change per request */
     case CS_TUNNEL:
         if (!c->eof && (!c->in || buf_room(c->in) || c->in->r))
             ev |= EV_READ;
@@ -114,9 +111,8 @@ static void conn_update_watchers(struct conn *c)
         }
     }
     if (c->up) {
-        bool want = !c->resp_done && (!c->up->in || buf_room(c->up->in) || c->up->in->r);
-        if (c->st == CS_TUNNEL)
-            want = !c->up->eof && (!c->up->in || buf_room(c->up->in) || c->up->in->r);
+        bool want = (!c->resp_done || c->st == CS_TUNNEL) && !c->up->eof &&
+                    (!c->up->in || buf_room(c->up->in) || c->up->in->r);
         upstream_update(c->up, want);
     }
 }
@@ -175,8 +171,10 @@ static void reset_request(struct conn *c)
 {
     c->be = NULL;
     c->pool = -1;
+    c->meth = H1_M_OTHER;
+    c->minor = 1;
     c->scanned = c->uscanned = 0;
-    c->keep_alive = c->upgrade = c->inflight = c->retried = false;
+    c->keep_alive = c->upgrade = c->inflight = c->retried = c->replayable = false;
     c->req_body = H1_BODY_NONE;
     c->req_done = true;
     c->req_left = 0;
@@ -291,7 +289,8 @@ static void conn_free(struct conn *c)
  * not destroyed by a reset caused by unread input. */
 static void conn_linger(struct conn *c)
 {
-    if (c->eof) {
+    if (c->eof || (c->req_done && (!c->in || !buf_len(c->in)))) {
+        /* nothing unread that could turn our close into a reset */
         c->st = CS_DEAD;
         return;
     }
@@ -468,23 +467,35 @@ static int route_request(const struct cfg_listener *l, const struct h1_request *
     return l->pool;
 }
 
+/* The Connection headers of a message: they name more hop-by-hop headers. */
+struct conn_list {
+    const struct h1_header *h[4];
+    int n;
+};
+
+static void conn_list_init(struct conn_list *cl, const struct h1_header *hs, int n)
+{
+    cl->n = 0;
+    for (int i = 0; i < n && cl->n < 4; i++)
+        if (h1_name_is(&hs[i], "connection"))
+            cl->h[cl->n++] = &hs[i];
+}
+
 /* Is header H hop-by-hop for this message (fixed list or named in Connection)? */
-static bool is_hop_header(const struct h1_header *h, const struct h1_header *hs, int n)
+static bool is_hop_header(const struct h1_header *h, const struct conn_list *cl)
 {
     static const char *const hop[] = {"connection", "keep-alive", "proxy-connection", "te",
-                                      "upgrade", "trailer-unused"};
-    for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]) - 1; i++)
+                                      "upgrade"};
+    for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
         if (h1_name_is(h, hop[i]))
             return true;
-    for (int i = 0; i < n; i++) {
-        if (!h1_name_is(&hs[i], "connection"))
-            continue;
+    for (int i = 0; i < cl->n; i++) {
         char name[128];
         if (h->name_len >= sizeof(name))
             continue;
         memcpy(name, h->name, h->name_len);
         name[h->name_len] = 0;
-        if (h1_list_has(hs[i].value, hs[i].value_len, name))
+        if (h1_list_has(cl->h[i]->value, cl->h[i]->value_len, name))
             return true;
     }
     return false;
@@ -501,15 +512,13 @@ static bool build_request_head(struct conn *c, const struct h1_request *req,
     struct buf *b = c->uhead;
     bool ok = put(b, req->method, req->method_len) && put(b, " ", 1) &&
               put(b, req->target, req->target_len) && puts_(b, " HTTP/1.1\r\n");
-    bool have_cl = false, have_conn_list = false;
+    bool have_cl = false;
     const struct h1_header *xff[8];
     int nxff = 0;
+    struct conn_list cl;
+    conn_list_init(&cl, req->headers, req->nheaders);
     for (int i = 0; i < req->nheaders && ok; i++) {
         const struct h1_header *h = &req->headers[i];
-        if (h1_name_is(h, "connection")) {
-            have_conn_list = true;
-            continue;
-        }
         if (h1_name_is(h, "x-forwarded-for")) {
             if (nxff < 8)
                 xff[nxff++] = h;
@@ -524,8 +533,7 @@ static bool build_request_head(struct conn *c, const struct h1_request *req,
         }
         if (h1_name_is(h, "upgrade") && c->upgrade)
             ; /* kept: the backend must see what is asked for */
-        else if ((have_conn_list || i < req->nheaders) &&
-                 is_hop_header(h, req->headers, req->nheaders))
+        else if (is_hop_header(h, &cl))
             continue;
         ok = put(b, h->name, h->name_len) && put(b, ": ", 2) && put(b, h->value, h->value_len) &&
              put(b, "\r\n", 2);
@@ -585,6 +593,7 @@ static void request_start(struct conn *c, size_t head_len)
     c->req_body = (uint8_t)req->body;
     c->req_left = req->body == H1_BODY_LENGTH ? req->content_length : 0;
     c->req_done = req->body == H1_BODY_NONE || (req->body == H1_BODY_LENGTH && c->req_left == 0);
+    c->replayable = c->req_done; /* no body: the head alone can be sent again */
     if (req->body == H1_BODY_CHUNKED)
         h1_chunk_init(&c->req_chunk);
 
@@ -717,9 +726,8 @@ static void update_req_done(struct conn *c)
 static void upstream_failed(struct conn *c, enum rt_fail kind, int status)
 {
     struct upstream *up = c->up;
-    bool stale = up && up->nreq > 1 && (kind == RF_RESET) && !c->retried &&
-                 (c->req_body == H1_BODY_NONE ||
-                  (c->req_body == H1_BODY_LENGTH && c->req_left == 0 && c->uhead_sent == 0));
+    bool stale = up && up->nreq > 1 && kind == RF_RESET && !c->retried && c->replayable &&
+                 (!up->in || buf_len(up->in) == 0);
     if (stale) {
         release_upstream(c, false);
         c->retried = true;
@@ -761,6 +769,7 @@ static int send_upstream(struct conn *c)
     }
     if (!n)
         return 0;
+    size_t total = head_left + c->req_ready;
     ssize_t w = writev(up->fd, iov, n);
     if (w == -1) {
         if (would_block(errno)) {
@@ -783,15 +792,16 @@ static int send_upstream(struct conn *c)
         if (c->req_body == H1_BODY_LENGTH)
             c->req_left -= body;
     }
-    if ((size_t)w < head_left + (n == 2 || !head_left ? c->req_ready + body : 0))
-        up->wr_blocked = true;
+    if ((size_t)w < total)
+        up->wr_blocked = true; /* short write: the socket buffer is full */
     update_req_done(c);
     return 1;
 }
 
-static int read_client_body(struct conn *c)
+/* Read the request body, or a pipelined request that waits its turn in c->in. */
+static int read_client(struct conn *c)
 {
-    if (c->req_done || !c->rd || c->eof)
+    if (!c->rd || c->eof)
         return 0;
     ssize_t n = read_into(c->wk, c->fd, &c->in);
     if (n > 0) {
@@ -803,8 +813,13 @@ static int read_client_body(struct conn *c)
         c->rd = c->in && !buf_room(c->in) && !c->in->r;
         return 0;
     }
-    /* the client left in the middle of its request: not the backend's fault */
     c->eof = true;
+    c->rd = false;
+    if (c->req_done) {
+        c->closing = true; /* a half-close after the request: answer, then close */
+        return 1;
+    }
+    /* the client left in the middle of its request: not the backend's fault */
     log_debug("client %s closed during the request body", c->peer);
     conn_abort(c);
     return 1;
@@ -817,6 +832,8 @@ static void build_response_head(struct conn *c, const struct h1_response *resp)
     int n = snprintf(line, sizeof(line), "HTTP/1.1 %d ", resp->status);
     bool ok = put(b, line, (size_t)n) && put(b, resp->reason, resp->reason_len) &&
               put(b, "\r\n", 2);
+    struct conn_list cl;
+    conn_list_init(&cl, resp->headers, resp->nheaders);
     for (int i = 0; i < resp->nheaders && ok; i++) {
         const struct h1_header *h = &resp->headers[i];
         if (h1_name_is(h, "x-request-id"))
@@ -829,7 +846,7 @@ static void build_response_head(struct conn *c, const struct h1_response *resp)
                 continue; /* chunked framing wins (RFC 9112 6.3) */
         } else if (h1_name_is(h, "upgrade") && resp->status == 101) {
             ; /* kept */
-        } else if (is_hop_header(h, resp->headers, resp->nheaders)) {
+        } else if (is_hop_header(h, &cl)) {
             continue;
         }
         ok = put(b, h->name, h->name_len) && put(b, ": ", 2) && put(b, h->value, h->value_len) &&
@@ -1042,7 +1059,7 @@ static int proxy_step(struct conn *c)
         progress |= send_upstream(c);
     if (c->st != CS_PROXY)
         return 1;
-    progress |= read_client_body(c);
+    progress |= read_client(c);
     if (c->st != CS_PROXY)
         return 1;
     progress |= read_upstream(c);

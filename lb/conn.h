@@ -70,6 +70,7 @@ struct conn {
     bool upgrade;     /* the request asks for an upgrade */
     bool inflight;    /* counted in be->inflight */
     bool retried;     /* a stale keep-alive upstream was replaced once */
+    bool replayable;  /* no body: the request can go to a fresh connection again */
 
     uint8_t req_body; /* enum h1_body */
     bool req_done;
