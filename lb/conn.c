@@ -117,8 +117,13 @@ static void conn_update_watchers(struct conn *c)
     }
 }
 
-/* Read from FD into *bp (taking a buffer if needed). >0 bytes, 0 EOF, -1 error, -2 would block or no room. */
-static ssize_t read_into(struct worker *wk, int fd, struct buf **bp)
+/*
+ * Read from FD into *bp (taking a buffer if needed). Returns >0 bytes, 0 at
+ * EOF, -1 on error, -2 when it would block or there is no room. A read that
+ * does not fill the room drained the socket: *rd is cleared, which saves the
+ * read that would only say EAGAIN (level-triggered epoll reports new data).
+ */
+static ssize_t read_into(struct worker *wk, int fd, struct buf **bp, bool *rd)
 {
     if (!*bp && !(*bp = buf_get(&wk->bufs)))
         return -1;
@@ -127,9 +132,12 @@ static ssize_t read_into(struct worker *wk, int fd, struct buf **bp)
         buf_compact(b);
     if (!buf_room(b))
         return -2;
-    ssize_t n = read(fd, buf_tail(b), buf_room(b));
+    size_t room = buf_room(b);
+    ssize_t n = read(fd, buf_tail(b), room);
     if (n > 0) {
         b->w += (uint32_t)n;
+        if ((size_t)n < room)
+            *rd = false;
         return n;
     }
     if (n == 0)
@@ -666,7 +674,7 @@ static int head_step(struct conn *c)
     }
     if (!c->rd)
         return 0;
-    ssize_t n = read_into(wk, c->fd, &c->in);
+    ssize_t n = read_into(wk, c->fd, &c->in, &c->rd);
     if (n > 0) {
         if (c->st == CS_IDLE) {
             c->st = CS_HEAD;
@@ -803,7 +811,7 @@ static int read_client(struct conn *c)
 {
     if (!c->rd || c->eof)
         return 0;
-    ssize_t n = read_into(c->wk, c->fd, &c->in);
+    ssize_t n = read_into(c->wk, c->fd, &c->in, &c->rd);
     if (n > 0) {
         conn_touch(c);
         return 1;
@@ -1019,7 +1027,7 @@ static int read_upstream(struct conn *c)
     struct upstream *up = c->up;
     if (!up || !up->rd || up->eof || up->connecting)
         return 0;
-    ssize_t n = read_into(c->wk, up->fd, &up->in);
+    ssize_t n = read_into(c->wk, up->fd, &up->in, &up->rd);
     if (n > 0) {
         conn_touch(c);
         return 1;
@@ -1134,7 +1142,7 @@ static int tunnel_pump(struct conn *c, int from_fd, struct buf **from, bool *fro
 {
     int progress = 0;
     if (*from_rd && !*from_eof) {
-        ssize_t n = read_into(c->wk, from_fd, from);
+        ssize_t n = read_into(c->wk, from_fd, from, from_rd);
         if (n > 0)
             progress = 1;
         else if (n == -2)
@@ -1223,7 +1231,8 @@ static int linger_step(struct conn *c)
 
 static void conn_run(struct conn *c)
 {
-    for (int round = 0; round < STEP_GUARD; round++) {
+    int round;
+    for (round = 0; round < STEP_GUARD; round++) {
         int r;
         switch (c->st) {
         case CS_IDLE:
@@ -1256,6 +1265,13 @@ static void conn_run(struct conn *c)
     if (c->st == CS_HEAD && c->tmo_ms != conn_cfg(c)->client_header_ms)
         conn_set_timeout(c, conn_cfg(c)->client_header_ms); /* a deadline for the whole head */
     conn_update_watchers(c);
+    if (round == STEP_GUARD) {
+        /* A busy connection yields to the others and resumes on the next
+         * loop iteration (no event may be armed for what is left to do).
+         * Fed after the watcher update: stopping a watcher clears its
+         * pending events. */
+        ev_feed_event(c->wk->loop, &c->io, 0);
+    }
 }
 
 static void conn_on_io(struct ev_loop *loop, ev_io *w, int revents)
