@@ -15,6 +15,14 @@
  *   H1_ERROR       malformed or dangerous (smuggling vector): answer 400
  *                  (request) or 502 (response) and close
  *   H1_TOO_MANY    more than H1_MAX_HEADERS header fields: 431
+ *
+ * *scanned is how many bytes have been examined: 0 for a new head (also for
+ * the next head of a pipelined stream, whose buffer then starts after the
+ * previous message), then kept by the caller; the buffer may only grow at
+ * its end between calls. A bare CR or bare LF fails as soon as it arrives,
+ * before the head is complete. Everything else is checked once the head is
+ * complete (so H1_TOO_MANY and most H1_ERRORs come only then). Bytes after
+ * the head are never examined except to find its end.
  */
 #ifndef LB_H1_H
 #define LB_H1_H
@@ -75,13 +83,13 @@ struct h1_request {
     int nheaders;
 
     /* derived from the headers */
-    enum h1_body body; /* NONE, LENGTH or CHUNKED */
-    uint64_t content_length;
-    unsigned conn;        /* H1_CONN_* */
-    bool keep_alive;      /* after version and Connection tokens */
-    bool expect_continue; /* Expect: 100-continue */
-    bool upgrade;         /* Connection: upgrade and an Upgrade header */
-    int host;             /* index of the Host header, -1 if none */
+    enum h1_body body;       /* NONE, LENGTH or CHUNKED */
+    uint64_t content_length; /* with H1_BODY_LENGTH (at most 2^62), else 0 */
+    unsigned conn;           /* H1_CONN_* */
+    bool keep_alive;         /* after version and Connection tokens */
+    bool expect_continue;    /* Expect: 100-continue (only that value; HTTP/1.1 only) */
+    bool upgrade;            /* Connection: upgrade and an Upgrade header (HTTP/1.1 only) */
+    int host;                /* index of the Host header, -1 if none */
 };
 
 struct h1_response {
@@ -93,10 +101,16 @@ struct h1_response {
     struct h1_header headers[H1_MAX_HEADERS];
     int nheaders;
 
-    enum h1_body body; /* framing, after the request method and status */
-    uint64_t content_length;
+    /*
+     * Framing, after the request method and status. H1_BODY_CHUNKED wins over
+     * a Content-Length, which is then ignored: the caller must drop that
+     * header when forwarding (RFC 9112 6.3). A Transfer-Encoding that does
+     * not end in chunked gives H1_BODY_CLOSE.
+     */
+    enum h1_body body;
+    uint64_t content_length; /* with H1_BODY_LENGTH, else 0 */
     unsigned conn;
-    bool keep_alive; /* the server allows reuse of its connection */
+    bool keep_alive; /* the server allows reuse of its connection (never with CLOSE) */
 };
 
 /*
@@ -107,12 +121,19 @@ struct h1_response {
  * a colon; obs-fold; Content-Length with Transfer-Encoding; differing
  * Content-Length values; Transfer-Encoding whose last coding is not chunked,
  * or on HTTP/1.0; HTTP/1.1 without Host or with several Host headers.
+ * Also: a version other than HTTP/1.0 and HTTP/1.1; CONNECT and any target
+ * that is not origin-form, http(s) absolute-form or "*" with OPTIONS; a Host
+ * value that is not a plausible host[:port]; more than 4 empty lines before
+ * the request line (up to 4 are skipped and counted in the returned length).
  */
 int h1_parse_request(const char *buf, size_t len, size_t *scanned, struct h1_request *req);
 
 /*
  * Parse a response head. head_request: the request was HEAD; then, like for
- * 1xx, 204 and 304, body is H1_BODY_NONE whatever the headers say.
+ * 1xx, 204 and 304, body is H1_BODY_NONE whatever the headers say. The
+ * status line may lack the reason phrase ("HTTP/1.1 200"). Field syntax and
+ * Content-Length values are checked as for requests; Transfer-Encoding on an
+ * HTTP/1.0 response is H1_ERROR (RFC 9112 6.1: faulty framing).
  */
 int h1_parse_response(const char *buf, size_t len, size_t *scanned, bool head_request,
                       struct h1_response *resp);
@@ -138,7 +159,11 @@ void h1_chunk_init(struct h1_chunk *c);
  * Consume the longest prefix of p[0..len) that is of one span kind and
  * return its length (0 only when len is 0 or the body is done); *kind tells
  * which. Returns H1_ERROR on an invalid chunk size, extension, line ending or
- * an oversized line or trailer section.
+ * an oversized line or trailer section; the error sticks.
+ * Limits: a chunk size of at most 16 hex digits and 2^62; a chunk-size line,
+ * extensions and CRLF included, of at most 4096 bytes; a trailer section,
+ * final CRLF included, of at most 16384 bytes. Bytes after the body are
+ * never consumed: once done, a step returns 0.
  */
 ssize_t h1_chunk_step(struct h1_chunk *c, const char *p, size_t len, enum h1_span *kind);
 
