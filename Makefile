@@ -51,7 +51,16 @@ REPLAYS   := $(patsubst tests/fuzz/fuzz_%.c,$(BUILD)/tests/replay_%,$(FUZZ_SRC))
 
 all: $(PROGS)
 
-$(BUILD)/%.o: %.c
+# Objects depend on the exact flags they were built with: changing CC, OPT or
+# SAN for a build directory rebuilds it instead of mixing objects.
+FLAGS_STAMP := $(BUILD)/.flags
+FLAGS_NOW   := $(CC) $(CPPFLAGS) $(ALL_CFLAGS)
+$(shell mkdir -p $(BUILD) && { [ "$$(cat $(FLAGS_STAMP) 2>/dev/null)" = "$(FLAGS_NOW)" ] || echo "$(FLAGS_NOW)" > $(FLAGS_STAMP); })
+
+# keep objects of test and replay binaries between runs
+.SECONDARY:
+
+$(BUILD)/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
@@ -88,7 +97,7 @@ $(BUILD)/tests/replay_%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/replay
 
 unit: $(UNITS) $(REPLAYS)
 
--include $(shell find build -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
 # --- dependencies -----------------------------------------------------------
 # Debian packages each target needs; installed when missing (as root), or the
@@ -147,7 +156,7 @@ fuzz: deps-test
 	  mkdir -p build/fuzz/corpus-$$f; \
 	  echo "fuzzing $$f for $(FUZZ_SECONDS)s"; \
 	  build/fuzz/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -dict=tests/fuzz/$$f.dict \
-	    -artifact_prefix=build/fuzz/ build/fuzz/corpus-$$f tests/fuzz/seeds/$$f 2>&1 | tail -3 \
+	    -artifact_prefix=build/fuzz/ -detect_leaks=0 build/fuzz/corpus-$$f tests/fuzz/seeds/$$f 2>&1 | tail -3 \
 	    || exit 1; \
 	done
 

@@ -489,7 +489,12 @@ static void conn_list_init(struct conn_list *cl, const struct h1_header *hs, int
             cl->h[cl->n++] = &hs[i];
 }
 
-/* Is header H hop-by-hop for this message (fixed list or named in Connection)? */
+/*
+ * Is header H hop-by-hop for this message (fixed list or named in
+ * Connection)? The framing headers and Host are never dropped because a
+ * Connection header names them: that would let a client desynchronise us
+ * from the backend.
+ */
 static bool is_hop_header(const struct h1_header *h, const struct conn_list *cl)
 {
     static const char *const hop[] = {"connection", "keep-alive", "proxy-connection", "te",
@@ -497,6 +502,9 @@ static bool is_hop_header(const struct h1_header *h, const struct conn_list *cl)
     for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
         if (h1_name_is(h, hop[i]))
             return true;
+    if (!cl->n || h1_name_is(h, "content-length") || h1_name_is(h, "transfer-encoding") ||
+        h1_name_is(h, "host"))
+        return false;
     for (int i = 0; i < cl->n; i++) {
         char name[128];
         if (h->name_len >= sizeof(name))
@@ -534,6 +542,9 @@ static bool build_request_head(struct conn *c, const struct h1_request *req,
         }
         if (h1_name_is(h, "x-forwarded-proto") || h1_name_is(h, "x-request-id"))
             continue;
+        if (memchr(h->name, '_', h->name_len))
+            continue; /* X_Forwarded_For would pass for X-Forwarded-For behind CGI-style
+                       * servers: dropped, as nginx does by default */
         if (h1_name_is(h, "content-length")) {
             if (have_cl)
                 continue; /* identical duplicates (the parser checked) go up once */
