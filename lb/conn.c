@@ -475,6 +475,46 @@ static int route_request(const struct cfg_listener *l, const struct h1_request *
     return l->pool;
 }
 
+/* Headers the proxy treats specially, recognised once per header by length first. */
+enum hdr_kind {
+    HK_OTHER,
+    HK_CONNECTION,
+    HK_KEEP_ALIVE,
+    HK_PROXY_CONNECTION,
+    HK_TE,
+    HK_UPGRADE,
+    HK_HOST,
+    HK_CONTENT_LENGTH,
+    HK_TRANSFER_ENCODING,
+    HK_XFF,
+    HK_XFP,
+    HK_REQUEST_ID,
+};
+
+static enum hdr_kind hdr_kind(const struct h1_header *h)
+{
+    static const struct {
+        const char *name;
+        enum hdr_kind kind;
+    } by_len[][2] = {
+        [2] = {{"te", HK_TE}},
+        [4] = {{"host", HK_HOST}},
+        [7] = {{"upgrade", HK_UPGRADE}},
+        [10] = {{"connection", HK_CONNECTION}, {"keep-alive", HK_KEEP_ALIVE}},
+        [12] = {{"x-request-id", HK_REQUEST_ID}},
+        [14] = {{"content-length", HK_CONTENT_LENGTH}},
+        [15] = {{"x-forwarded-for", HK_XFF}},
+        [16] = {{"proxy-connection", HK_PROXY_CONNECTION}},
+        [17] = {{"transfer-encoding", HK_TRANSFER_ENCODING}, {"x-forwarded-proto", HK_XFP}},
+    };
+    if (h->name_len >= sizeof(by_len) / sizeof(by_len[0]))
+        return HK_OTHER;
+    for (int i = 0; i < 2 && by_len[h->name_len][i].name; i++)
+        if (strncasecmp(h->name, by_len[h->name_len][i].name, h->name_len) == 0)
+            return by_len[h->name_len][i].kind;
+    return HK_OTHER;
+}
+
 /* The Connection headers of a message: they name more hop-by-hop headers. */
 struct conn_list {
     const struct h1_header *h[4];
@@ -485,7 +525,7 @@ static void conn_list_init(struct conn_list *cl, const struct h1_header *hs, int
 {
     cl->n = 0;
     for (int i = 0; i < n && cl->n < 4; i++)
-        if (h1_name_is(&hs[i], "connection"))
+        if (hdr_kind(&hs[i]) == HK_CONNECTION)
             cl->h[cl->n++] = &hs[i];
 }
 
@@ -495,15 +535,12 @@ static void conn_list_init(struct conn_list *cl, const struct h1_header *hs, int
  * Connection header names them: that would let a client desynchronise us
  * from the backend.
  */
-static bool is_hop_header(const struct h1_header *h, const struct conn_list *cl)
+static bool is_hop_header(const struct h1_header *h, enum hdr_kind k, const struct conn_list *cl)
 {
-    static const char *const hop[] = {"connection", "keep-alive", "proxy-connection", "te",
-                                      "upgrade"};
-    for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
-        if (h1_name_is(h, hop[i]))
-            return true;
-    if (!cl->n || h1_name_is(h, "content-length") || h1_name_is(h, "transfer-encoding") ||
-        h1_name_is(h, "host"))
+    if (k == HK_CONNECTION || k == HK_KEEP_ALIVE || k == HK_PROXY_CONNECTION || k == HK_TE ||
+        k == HK_UPGRADE)
+        return true;
+    if (!cl->n || k == HK_CONTENT_LENGTH || k == HK_TRANSFER_ENCODING || k == HK_HOST)
         return false;
     for (int i = 0; i < cl->n; i++) {
         char name[128];
@@ -535,24 +572,25 @@ static bool build_request_head(struct conn *c, const struct h1_request *req,
     conn_list_init(&cl, req->headers, req->nheaders);
     for (int i = 0; i < req->nheaders && ok; i++) {
         const struct h1_header *h = &req->headers[i];
-        if (h1_name_is(h, "x-forwarded-for")) {
+        enum hdr_kind k = hdr_kind(h);
+        if (k == HK_XFF) {
             if (nxff < 8)
                 xff[nxff++] = h;
             continue;
         }
-        if (h1_name_is(h, "x-forwarded-proto") || h1_name_is(h, "x-request-id"))
+        if (k == HK_XFP || k == HK_REQUEST_ID)
             continue;
         if (memchr(h->name, '_', h->name_len))
             continue; /* X_Forwarded_For would pass for X-Forwarded-For behind CGI-style
                        * servers: dropped, as nginx does by default */
-        if (h1_name_is(h, "content-length")) {
+        if (k == HK_CONTENT_LENGTH) {
             if (have_cl)
                 continue; /* identical duplicates (the parser checked) go up once */
             have_cl = true;
         }
-        if (h1_name_is(h, "upgrade") && c->upgrade)
+        if (k == HK_UPGRADE && c->upgrade)
             ; /* kept: the backend must see what is asked for */
-        else if (is_hop_header(h, &cl))
+        else if (is_hop_header(h, k, &cl))
             continue;
         ok = put(b, h->name, h->name_len) && put(b, ": ", 2) && put(b, h->value, h->value_len) &&
              put(b, "\r\n", 2);
@@ -598,7 +636,7 @@ static void request_start(struct conn *c, size_t head_len)
         remember_for_log(c, req);
 
     for (int i = 0; i < req->nheaders && !c->rid_len; i++)
-        if (h1_name_is(&req->headers[i], "x-request-id"))
+        if (hdr_kind(&req->headers[i]) == HK_REQUEST_ID)
             take_request_id(c, &req->headers[i]);
     if (!c->rid_len)
         gen_request_id(c);
@@ -855,17 +893,18 @@ static void build_response_head(struct conn *c, const struct h1_response *resp)
     conn_list_init(&cl, resp->headers, resp->nheaders);
     for (int i = 0; i < resp->nheaders && ok; i++) {
         const struct h1_header *h = &resp->headers[i];
-        if (h1_name_is(h, "x-request-id"))
+        enum hdr_kind k = hdr_kind(h);
+        if (k == HK_REQUEST_ID)
             continue;
-        if (h1_name_is(h, "transfer-encoding")) {
+        if (k == HK_TRANSFER_ENCODING) {
             if (c->dechunk || resp->body != H1_BODY_CHUNKED)
                 continue;
-        } else if (h1_name_is(h, "content-length")) {
+        } else if (k == HK_CONTENT_LENGTH) {
             if (resp->body == H1_BODY_CHUNKED)
                 continue; /* chunked framing wins (RFC 9112 6.3) */
-        } else if (h1_name_is(h, "upgrade") && resp->status == 101) {
+        } else if (k == HK_UPGRADE && resp->status == 101) {
             ; /* kept */
-        } else if (is_hop_header(h, &cl)) {
+        } else if (is_hop_header(h, k, &cl)) {
             continue;
         }
         ok = put(b, h->name, h->name_len) && put(b, ": ", 2) && put(b, h->value, h->value_len) &&
