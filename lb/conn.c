@@ -220,6 +220,21 @@ static void count_failure(struct conn *c, enum rt_fail kind)
         cnt_add(&c->be->cnt[c->wk->id].fail[kind], 1);
 }
 
+/* One warning per second per backend about its failures, with how many were folded in. */
+static void log_backend_failure(struct conn *c, const char *what)
+{
+    uint32_t more;
+    if (!c->be || !log_enabled(LOG_WARN) ||
+        !log_rl_allow(&c->be->fail_log, ev_now(c->wk->loop), &more))
+        return;
+    if (more)
+        log_warn("%s/%s (%s): %s, for client %s (%u more failures in the last second)",
+                 c->be->pool, c->be->name, c->be->addr.text, what, c->peer, more);
+    else
+        log_warn("%s/%s (%s): %s, for client %s", c->be->pool, c->be->name, c->be->addr.text,
+                 what, c->peer);
+}
+
 static void drop_inflight(struct conn *c)
 {
     if (c->inflight) {
@@ -262,6 +277,16 @@ static void log_request(struct conn *c)
         .request_id = c->rid,
     };
     log_access(&r);
+}
+
+/* A client's bad request: one info line per second per worker. */
+static void log_client_error(struct conn *c, int status, const char *what)
+{
+    uint32_t more;
+    if (!log_enabled(LOG_INFO) || !log_rl_allow(&c->wk->client_log, ev_now(c->wk->loop), &more))
+        return;
+    log_info("%d to client %s: %s (%u more client errors in the last second)", status, c->peer,
+             what, more);
 }
 
 /* ---- closing ---------------------------------------------------------- */
@@ -691,8 +716,9 @@ static void start_upstream(struct conn *c)
         cnt_add(&c->be->cnt[c->wk->id].requests, 1);
     }
     if (!up) {
-        log_warn("connect to %s/%s (%s) failed: %s", c->be->pool, c->be->name, c->be->addr.text,
-                 strerror(err));
+        char what[128];
+        snprintf(what, sizeof(what), "connect failed: %s", strerror(err));
+        log_backend_failure(c, what);
         count_failure(c, RF_CONNECT);
         conn_error(c, 502);
         return;
@@ -711,11 +737,14 @@ static int head_step(struct conn *c)
             return 1;
         }
         if (r == H1_ERROR) {
+            log_client_error(c, 400, "malformed request head");
             c->req_done = false;
             conn_error(c, 400);
             return 1;
         }
         if (r == H1_TOO_MANY || buf_len(c->in) >= HEAD_MAX) {
+            log_client_error(c, 431, r == H1_TOO_MANY ? "too many header fields"
+                                                      : "request head too large");
             c->req_done = false;
             conn_error(c, 431);
             return 1;
@@ -793,12 +822,10 @@ static void upstream_failed(struct conn *c, enum rt_fail kind, int status)
         return;
     }
     count_failure(c, kind);
-    log_warn("%s/%s (%s) failed: %s for client %s while %s", c->be->pool, c->be->name, c->be->addr.text,
-             kind == RF_CONNECT ? "connect error"
-             : kind == RF_RESET ? "connection reset or closed"
-             : kind == RF_TIMEOUT ? "timeout"
-                                  : "invalid response",
-             c->peer, c->resp_head ? "sending the response" : "waiting for the response head");
+    log_backend_failure(c, kind == RF_CONNECT   ? "connect error"
+                           : kind == RF_RESET   ? "reset or closed before the response head"
+                           : kind == RF_TIMEOUT ? "no response head within timeouts.backend"
+                                                : "invalid response head");
     conn_error(c, status);
 }
 
@@ -808,7 +835,7 @@ static int send_upstream(struct conn *c)
     if (!up || up->connecting || up->wr_blocked)
         return 0;
     if (scan_request_body(c) == -1) {
-        log_info("invalid chunked request body from %s", c->peer);
+        log_client_error(c, 400, "invalid chunked request body");
         c->req_done = false;
         conn_error(c, 400);
         return 1;
@@ -1049,7 +1076,7 @@ static int send_response(struct conn *c)
 {
     if (c->resp_head && scan_response_body(c) == -1) {
         count_failure(c, RF_INVALID);
-        log_warn("%s/%s sent an invalid chunked body", c->be->pool, c->be->name);
+        log_backend_failure(c, "invalid chunked response body");
         conn_abort(c);
         return 1;
     }
@@ -1099,8 +1126,7 @@ static int read_upstream(struct conn *c)
         return 1;
     }
     count_failure(c, RF_RESET);
-    log_warn("%s/%s closed the connection in the middle of a response to %s", c->be->pool,
-             c->be->name, c->peer);
+    log_backend_failure(c, "closed in the middle of a response");
     /* send what we have, then cut the client off */
     if (up->in && buf_len(up->in))
         send_response(c);
@@ -1350,8 +1376,9 @@ void conn_on_upstream(struct conn *c, int revents)
             up->connecting = false;
             ev_timer_stop(c->wk->loop, &up->tm);
             if (err) {
-                log_warn("connect to %s/%s (%s) failed: %s", c->be->pool, c->be->name,
-                         c->be->addr.text, strerror(err));
+                char what[128];
+                snprintf(what, sizeof(what), "connect failed: %s", strerror(err));
+                log_backend_failure(c, what);
                 count_failure(c, RF_CONNECT);
                 conn_error(c, 502);
                 if (c->st == CS_DEAD)
@@ -1363,8 +1390,7 @@ void conn_on_upstream(struct conn *c, int revents)
         }
     }
     if (revents & EV_TIMER) {
-        /* connect timeout */
-        log_warn("connect to %s/%s (%s) timed out", c->be->pool, c->be->name, c->be->addr.text);
+        log_backend_failure(c, "connect timed out");
         count_failure(c, RF_CONNECT);
         conn_error(c, 502);
     }
@@ -1389,7 +1415,7 @@ static void conn_on_timeout(struct ev_loop *loop, ev_timer *w, int revents)
     switch (c->st) {
     case CS_HEAD:
         if (c->in && buf_len(c->in)) {
-            log_info("client %s sent no complete request head within %ums", c->peer, c->tmo_ms);
+            log_client_error(c, 408, "no complete request head within timeouts.client_header");
             c->req_done = false;
             conn_error(c, 408);
         } else {

@@ -85,6 +85,17 @@ void log_event(enum cfg_level level, const char *fmt, ...)
     (void)w;
 }
 
+bool log_rl_allow(struct log_rl *rl, double now, uint32_t *suppressed)
+{
+    int64_t now_ms = (int64_t)(now * 1000), next = atomic_load(&rl->next_ms);
+    if (now_ms < next || !atomic_compare_exchange_strong(&rl->next_ms, &next, now_ms + 1000)) {
+        atomic_fetch_add(&rl->suppressed, 1);
+        return false;
+    }
+    *suppressed = atomic_exchange(&rl->suppressed, 0);
+    return true;
+}
+
 int log_access_open(const char *target, enum cfg_log_format format)
 {
     int fd = -1;

@@ -12,6 +12,7 @@
 #ifndef LB_LOG_H
 #define LB_LOG_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -33,6 +34,19 @@ void log_event(enum cfg_level level, const char *fmt, ...) __attribute__((format
 #define log_warn(...)  log_event(LOG_WARN, __VA_ARGS__)
 #define log_info(...)  log_event(LOG_INFO, __VA_ARGS__)
 #define log_debug(...) do { if (log_enabled(LOG_DEBUG)) log_event(LOG_DEBUG, __VA_ARGS__); } while (0)
+
+/*
+ * Rate limit for repetitive events (a failing backend must not flood the
+ * log with one line per request): at most one line per second per limiter.
+ * log_rl_allow() returns true when a line may be written now, and then sets
+ * *suppressed to the lines dropped since the last one. Safe from any thread.
+ */
+struct log_rl {
+    _Atomic int64_t next_ms;     /* earliest time of the next line */
+    _Atomic uint32_t suppressed; /* lines dropped since the last one */
+};
+
+bool log_rl_allow(struct log_rl *rl, double now, uint32_t *suppressed);
 
 /*
  * Access log. log_access_open() opens (or reopens, for SIGUSR1) the target

@@ -21,6 +21,7 @@
 #include "cfg.h"
 #include "health.h"
 #include "hist.h"
+#include "log.h"
 
 enum rt_resp_class { RC_1XX, RC_2XX, RC_3XX, RC_4XX, RC_5XX, RC_COUNT };
 
@@ -52,6 +53,7 @@ struct rt_backend {
     _Atomic uint32_t weight;
     _Atomic int32_t inflight; /* requests in flight, all workers */
     _Atomic int32_t conns;    /* open upstream connections, all workers */
+    struct log_rl fail_log;   /* failures of this backend: one log line per second */
 
     int nworkers;
     struct be_counters cnt[]; /* [nworkers] */

@@ -14,6 +14,7 @@
 #include "buf.h"
 #include "h1.h"
 #include "lb.h"
+#include "log.h"
 
 struct conn;
 struct upstream;
@@ -66,7 +67,8 @@ struct worker {
     _Atomic uint64_t conns_total;
     _Atomic uint64_t requests_total;
 
-    char err[256]; /* setup errors */
+    struct log_rl client_log; /* client errors (400, 408, 431): one line per second */
+    char err[256];            /* setup errors */
 };
 
 /* Create the worker's loop and listening sockets; 0, or -1 with wk->err set. */
