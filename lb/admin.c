@@ -346,6 +346,19 @@ int admin_start(struct admin *adm, struct lb *lb, struct ev_loop *loop, char *er
     return 0;
 }
 
+int admin_prepare(const struct cfg_addr *a, char *err, size_t errlen)
+{
+    return worker_listen_socket(a, false, err, errlen);
+}
+
+void admin_swap(struct admin *adm, int fd)
+{
+    admin_stop(adm);
+    adm->fd = fd;
+    ev_io_init(&adm->io, admin_on_accept, fd, EV_READ);
+    ev_io_start(adm->loop, &adm->io);
+}
+
 void admin_stop(struct admin *adm)
 {
     if (adm->fd != -1) {

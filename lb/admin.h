@@ -24,4 +24,9 @@ struct admin {
 int admin_start(struct admin *adm, struct lb *lb, struct ev_loop *loop, char *err, size_t errlen);
 void admin_stop(struct admin *adm);
 
+/* Open a socket on A for a reload; -1 with ERR set. admin_swap() then moves
+ * the admin port to it (the old socket closes; open admin connections finish). */
+int admin_prepare(const struct cfg_addr *a, char *err, size_t errlen);
+void admin_swap(struct admin *adm, int fd);
+
 #endif

@@ -1497,3 +1497,24 @@ void conn_close_all(struct worker *wk)
     while (wk->conns)
         conn_free(wk->conns);
 }
+
+void conn_remap_listeners(struct worker *wk, const int *map, int nmap)
+{
+    struct conn *c = wk->conns;
+    while (c) {
+        struct conn *next = c->next;
+        int ls = c->ls >= 0 && c->ls < nmap ? map[c->ls] : -1;
+        if (ls >= 0) {
+            c->ls = ls;
+        } else {
+            /* its listener is gone: a request under way finishes, then the
+             * connection closes; one not started yet (even half a head) has
+             * no listener to be routed by any more */
+            c->ls = 0;
+            c->closing = true;
+            if (c->st == CS_IDLE || c->st == CS_HEAD)
+                conn_free(c);
+        }
+        c = next;
+    }
+}

@@ -111,6 +111,13 @@ void conn_on_upstream(struct conn *c, int revents);
 /* Graceful stop: close idle connections, make busy ones close after their response. */
 void conn_shutdown_all(struct worker *wk);
 
+/*
+ * The worker adopted a new configuration: MAP[i] is the new index of old
+ * listener i, or -1 when it is gone (its connections close after their
+ * current response).
+ */
+void conn_remap_listeners(struct worker *wk, const int *map, int nmap);
+
 /* Free every connection at once (the worker's loop is no longer running). */
 void conn_close_all(struct worker *wk);
 

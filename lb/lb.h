@@ -33,7 +33,10 @@ struct lb {
     /* reloads: written and read on the main thread only */
     uint64_t reloads_ok;
     uint64_t reloads_failed;
-    char last_error[512];
+    char last_error[512]; /* of the most recent failed reload, "" if none failed */
+    bool last_reload_ok;  /* the most recent reload was applied */
+    double last_reload_time;
+    uint64_t gen; /* configuration generation handed to the workers */
 
     struct ev_loop *main_loop;
 };

@@ -28,6 +28,8 @@ struct main_ctx {
     ev_signal sig_term, sig_int, sig_hup, sig_usr1;
     ev_timer stop_poll;
     ev_tstamp stop_deadline;
+    ev_timer reload_poll; /* waits for every worker to adopt a new configuration */
+    ev_tstamp reload_start;
 };
 
 #define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
@@ -89,28 +91,184 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
     ev_timer_start(loop, &m->stop_poll);
 }
 
+static void reload_failed(struct main_ctx *m, const char *msg)
+{
+    m->lb.reloads_failed++;
+    m->lb.last_reload_ok = false;
+    m->lb.last_reload_time = ev_time();
+    snprintf(m->lb.last_error, sizeof(m->lb.last_error), "%s", msg);
+    log_err("reload failed: %s; still running the previous configuration", msg);
+}
+
+static bool same_addr(const struct cfg_addr *a, const struct cfg_addr *b)
+{
+    return a->len == b->len && memcmp(&a->sa, &b->sa, a->len) == 0;
+}
+
+static void fds_free(int **fds, int nw, int n)
+{
+    for (int w = 0; fds && w < nw; w++) {
+        for (int i = 0; fds[w] && i < n; i++)
+            if (fds[w][i] != -1)
+                close(fds[w][i]);
+        free(fds[w]);
+    }
+    free(fds);
+}
+
+/*
+ * Sockets for the listeners of NEW whose address OLD does not have, one per
+ * worker (SO_REUSEPORT): fds[w][i], -1 where the worker keeps its socket.
+ * Binding everything before anything changes makes a reload all or nothing.
+ */
+static int **bind_new_listeners(struct main_ctx *m, const struct cfg *old, const struct cfg *new,
+                                char *err, size_t errlen)
+{
+    int nw = m->lb.nworkers, n = new->nlisteners;
+    int **fds = calloc((size_t)nw, sizeof(*fds));
+    if (!fds)
+        goto oom;
+    for (int w = 0; w < nw; w++) {
+        if (!(fds[w] = malloc((size_t)n * sizeof(**fds))))
+            goto oom;
+        for (int i = 0; i < n; i++)
+            fds[w][i] = -1;
+    }
+    for (int i = 0; i < n; i++) {
+        bool kept = false;
+        for (int j = 0; j < old->nlisteners && !kept; j++)
+            kept = same_addr(&old->listeners[j].addr, &new->listeners[i].addr);
+        for (int w = 0; w < nw && !kept; w++) {
+            char e[200];
+            fds[w][i] = worker_listen_socket(&new->listeners[i].addr, true, e, sizeof(e));
+            if (fds[w][i] == -1) {
+                snprintf(err, errlen, "listener %s: %s", new->listeners[i].name, e);
+                goto fail;
+            }
+        }
+    }
+    return fds;
+oom:
+    snprintf(err, errlen, "out of memory");
+fail:
+    fds_free(fds, nw, n);
+    return NULL;
+}
+
+static void on_reload_poll(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    struct main_ctx *m = container_of(w, struct main_ctx, reload_poll);
+    for (int i = 0; i < m->lb.nworkers; i++)
+        if (atomic_load(&m->lb.workers[i].gen) != m->lb.gen)
+            return; /* not yet: polled again */
+    ev_timer_stop(loop, w);
+    log_info("reload complete: every worker runs generation %llu (%.1fms)",
+             (unsigned long long)m->lb.gen, (ev_time() - m->reload_start) * 1000);
+}
+
+/* Apply NEW: hand it to every worker, move the admin port, swap the published table. */
+static int reload_apply(struct main_ctx *m, struct cfg *cfg, char *err, size_t errlen)
+{
+    struct lb *lb = &m->lb;
+    struct rt *old = atomic_load(&lb->rt);
+    const struct cfg *ocfg = old->cfg;
+    if (cfg->workers != (uint32_t)lb->nworkers)
+        log_warn("reload: lb.workers changes from %d to %u only with a restart", lb->nworkers,
+                 cfg->workers);
+    int admin_fd = -1;
+    if (!same_addr(&ocfg->admin_listen, &cfg->admin_listen)) {
+        char e[200];
+        if ((admin_fd = admin_prepare(&cfg->admin_listen, e, sizeof(e))) == -1) {
+            snprintf(err, errlen, "admin.listen: %s", e);
+            cfg_free(cfg);
+            return -1;
+        }
+    }
+    int nls = cfg->nlisteners;
+    int **fds = bind_new_listeners(m, ocfg, cfg, err, errlen);
+    if (!fds) {
+        cfg_free(cfg);
+        goto fail;
+    }
+    struct rt *rt = rt_new(cfg, old, lb->nworkers); /* owns cfg now, even on failure */
+    if (!rt) {
+        snprintf(err, errlen, "out of memory");
+        fds_free(fds, lb->nworkers, nls);
+        goto fail;
+    }
+    lb->gen++;
+    for (int w = 0; w < lb->nworkers; w++) {
+        struct wk_handover *ho = calloc(1, sizeof(*ho));
+        if (!ho) {
+            /* this worker keeps the old configuration until the next reload */
+            log_err("reload: out of memory handing the configuration to worker %d", w);
+            continue;
+        }
+        rt_ref(rt);
+        ho->rt = rt;
+        ho->fds = fds[w];
+        fds[w] = NULL;
+        ho->gen = lb->gen;
+        worker_handover(&lb->workers[w], ho);
+    }
+    if (admin_fd != -1)
+        admin_swap(&m->admin, admin_fd);
+    atomic_store(&lb->rt, rt);
+    log_set_level(cfg->log_level);
+    if ((cfg->log_access == NULL) != (ocfg->log_access == NULL) || cfg->log_format != ocfg->log_format ||
+        (cfg->log_access && strcmp(cfg->log_access, ocfg->log_access) != 0)) {
+        if (log_access_open(cfg->log_access, cfg->log_format) == -1)
+            log_err("reload: log.access: cannot open %s: %s", cfg->log_access, strerror(errno));
+    }
+    fds_free(fds, lb->nworkers, nls); /* what no worker took */
+    rt_unref(old); /* last: ocfg points into it */
+    return 0;
+fail:
+    if (admin_fd != -1)
+        close(admin_fd);
+    return -1;
+}
+
+static void reload(struct main_ctx *m)
+{
+    struct lb *lb = &m->lb;
+    if (atomic_load(&lb->stopping))
+        return;
+    m->reload_start = ev_time();
+    struct cfg_errors errs = {0};
+    struct cfg *cfg = cfg_load(lb->conf_path, &errs);
+    if (!cfg) {
+        for (int i = 0; i < errs.n; i++)
+            log_err("reload: %s", errs.msgs[i]);
+        char msg[512];
+        snprintf(msg, sizeof(msg), "%s%s", errs.n ? errs.msgs[0] : "unknown error",
+                 errs.n > 1 ? " (and more, see the log)" : "");
+        reload_failed(m, msg);
+        cfg_errors_free(&errs);
+        return;
+    }
+    char err[512];
+    if (reload_apply(m, cfg, err, sizeof(err)) == -1) {
+        reload_failed(m, err);
+        return;
+    }
+    lb->reloads_ok++;
+    lb->last_reload_ok = true;
+    lb->last_reload_time = ev_time();
+    const struct cfg *c = atomic_load(&lb->rt)->cfg;
+    log_info("reload: %s applied (%d listeners, %d pools), generation %llu", lb->conf_path,
+             c->nlisteners, c->npools, (unsigned long long)lb->gen);
+    ev_timer_stop(lb->main_loop, &m->reload_poll);
+    ev_timer_set(&m->reload_poll, 0.001, 0.002);
+    ev_timer_start(lb->main_loop, &m->reload_poll);
+}
+
 static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 {
     (void)loop;
     (void)revents;
-    struct main_ctx *m = container_of(w, struct main_ctx, sig_hup);
-    struct cfg_errors errs = {0};
-    struct cfg *cfg = cfg_load(m->lb.conf_path, &errs);
-    if (!cfg) {
-        m->lb.reloads_failed++;
-        for (int i = 0; i < errs.n; i++)
-            log_err("reload: %s", errs.msgs[i]);
-        snprintf(m->lb.last_error, sizeof(m->lb.last_error), "%s",
-                 errs.n ? errs.msgs[0] : "unknown error");
-        log_err("reload failed: %d errors; still running the previous configuration", errs.n);
-        cfg_errors_free(&errs);
-        return;
-    }
-    /* Applying a new snapshot to running workers comes with hot reload;
-     * until then a valid file is checked and reported, and not applied. */
-    log_warn("reload: %s is valid, but this build applies configuration changes only on restart",
-             m->lb.conf_path);
-    cfg_free(cfg);
+    reload(container_of(w, struct main_ctx, sig_hup));
 }
 
 static void on_usr1(struct ev_loop *loop, ev_signal *w, int revents)
@@ -259,6 +417,7 @@ int main(int argc, char **argv)
     ev_signal_start(loop, &m.sig_int);
     ev_signal_start(loop, &m.sig_hup);
     ev_signal_start(loop, &m.sig_usr1);
+    ev_init(&m.reload_poll, on_reload_poll);
     ev_run(loop, 0);
     stop(&m);
     log_info("stopped");

@@ -7,6 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Is the state of OLD still that of backend B (same place), so it may be carried over? */
+static bool be_same_place(const struct rt_backend *old, const struct cfg_backend *b)
+{
+    return old->addr.len == b->addr.len && memcmp(&old->addr.sa, &b->addr.sa, b->addr.len) == 0 &&
+           strcmp(old->zone, b->zone ? b->zone : "") == 0;
+}
+
 static struct rt_backend *be_new(const struct cfg_pool *p, const struct cfg_backend *b,
                                  uint32_t id, int nworkers)
 {
@@ -26,13 +33,16 @@ static struct rt_backend *be_new(const struct cfg_pool *p, const struct cfg_back
      * up: traffic flows as with health.type = "off". */
     atomic_init(&be->health, HC_UP);
     atomic_init(&be->breaker, BRK_CLOSED);
+    /* set once here: workers read them without locks, so they never change */
+    be->addr = b->addr;
+    snprintf(be->zone, sizeof(be->zone), "%s", b->zone ? b->zone : "");
     return be;
 }
 
+/* What a reload may change in place: the file's weight and admin state win
+ * over changes made through the admin API. */
 static void be_update(struct rt_backend *be, const struct cfg_backend *b)
 {
-    be->addr = b->addr;
-    snprintf(be->zone, sizeof(be->zone), "%s", b->zone ? b->zone : "");
     atomic_store(&be->weight, b->weight);
     atomic_store(&be->admin, (int)b->state);
 }
@@ -96,6 +106,8 @@ struct rt *rt_new(struct cfg *cfg, const struct rt *old, int nworkers)
             goto fail_rt;
         for (int j = 0; j < p->nbackends; j++) {
             struct rt_backend *be = rt_find_backend(old, p->name, p->backends[j].name);
+            if (be && !be_same_place(be, &p->backends[j]))
+                be = NULL; /* moved to another address or zone: a new backend */
             if (be)
                 atomic_fetch_add(&be->refs, 1);
             else

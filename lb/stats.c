@@ -129,6 +129,11 @@ void stats_json(struct lb *lb, struct sbuf *o)
                 atomic_load(&lb->stopping) ? "true" : "false",
                 (unsigned long long)lb->reloads_ok, (unsigned long long)lb->reloads_failed);
     sbuf_json_str(o, lb->last_error);
+    sbuf_printf(o, ",\"last\":\"%s\",\"generation\":%llu",
+                lb->reloads_ok + lb->reloads_failed == 0 ? "none"
+                : lb->last_reload_ok                     ? "ok"
+                                                         : "failed",
+                (unsigned long long)lb->gen);
     sbuf_printf(o,
                 "},\"connections\":{\"current\":%lld,\"total\":%llu,\"max\":%u},"
                 "\"requests\":{\"total\":%llu},\"memory\":{\"rss_bytes\":%llu},",

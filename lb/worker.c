@@ -165,10 +165,137 @@ fail:
     return -1;
 }
 
+void wk_handover_free(struct wk_handover *ho)
+{
+    if (!ho)
+        return;
+    for (int i = 0; ho->fds && i < ho->rt->cfg->nlisteners; i++)
+        if (ho->fds[i] != -1)
+            close(ho->fds[i]);
+    free(ho->fds);
+    rt_unref(ho->rt);
+    free(ho);
+}
+
+void worker_handover(struct worker *wk, struct wk_handover *ho)
+{
+    pthread_mutex_lock(&wk->ho_lock);
+    struct wk_handover *old = wk->pending;
+    wk->pending = ho;
+    pthread_mutex_unlock(&wk->ho_lock);
+    wk_handover_free(old); /* never adopted: superseded */
+    ev_async_send(wk->loop, &wk->wake);
+}
+
+static bool same_addr(const struct cfg_addr *a, const struct cfg_addr *b)
+{
+    return a->len == b->len && memcmp(&a->sa, &b->sa, a->len) == 0;
+}
+
+/* New listener sockets: kept ones by address, the rest from the handover. */
+static int adopt_listeners(struct worker *wk, struct wk_handover *ho, int *map)
+{
+    const struct cfg *ocfg = wk->rt->cfg, *ncfg = ho->rt->cfg;
+    int n = ncfg->nlisteners;
+    struct wk_listener *ls = calloc((size_t)n, sizeof(*ls));
+    struct ls_counters *lsc = calloc((size_t)n, sizeof(*lsc));
+    if (!ls || !lsc) {
+        free(ls);
+        free(lsc);
+        return -1;
+    }
+    for (int j = 0; j < wk->nls; j++)
+        map[j] = -1;
+    for (int i = 0; i < n; i++) {
+        ls[i].fd = ho->fds[i];
+        ho->fds[i] = -1; /* owned by the worker now */
+        for (int j = 0; ls[i].fd == -1 && j < wk->nls; j++) {
+            if (map[j] == -1 && wk->ls[j].fd != -1 &&
+                same_addr(&ocfg->listeners[j].addr, &ncfg->listeners[i].addr)) {
+                ev_io_stop(wk->loop, &wk->ls[j].io);
+                ls[i].fd = wk->ls[j].fd;
+                wk->ls[j].fd = -1;
+                atomic_init(&lsc[i].conns, cnt_get(&wk->lsc[j].conns));
+                atomic_init(&lsc[i].requests, cnt_get(&wk->lsc[j].requests));
+                map[j] = i;
+            }
+        }
+        ls[i].wk = wk;
+        ls[i].index = i;
+        ev_io_init(&ls[i].io, on_accept, ls[i].fd, EV_READ);
+        if (ls[i].fd != -1 && !wk->accept_paused && !wk->stopping)
+            ev_io_start(wk->loop, &ls[i].io);
+    }
+    for (int j = 0; j < wk->nls; j++) { /* listeners that are gone */
+        ev_io_stop(wk->loop, &wk->ls[j].io);
+        if (wk->ls[j].fd != -1)
+            close(wk->ls[j].fd);
+    }
+    free(wk->ls);
+    free(wk->lsc);
+    wk->ls = ls;
+    wk->lsc = lsc;
+    wk->nls = n;
+    return 0;
+}
+
+/* Idle connections to backends that the new table no longer has are closed now. */
+static void close_idle_removed(struct worker *wk, const struct rt *rt)
+{
+    for (uint32_t i = 0; i < wk->nbe; i++) {
+        struct upstream *up = wk->be[i].idle;
+        if (!up || rt_find_backend(rt, up->be->pool, up->be->name) == up->be)
+            continue;
+        while (wk->be[i].idle)
+            upstream_close(wk->be[i].idle);
+    }
+}
+
+static void adopt(struct worker *wk)
+{
+    pthread_mutex_lock(&wk->ho_lock);
+    struct wk_handover *ho = wk->pending;
+    wk->pending = NULL;
+    pthread_mutex_unlock(&wk->ho_lock);
+    if (!ho)
+        return;
+    int nold = wk->nls;
+    int *map = calloc((size_t)(nold ? nold : 1), sizeof(*map));
+    struct bal_state *bal = calloc((size_t)ho->rt->npools, sizeof(*bal));
+    bool ok = map && bal;
+    for (int i = 0; ok && i < ho->rt->npools; i++)
+        ok = bal_state_init(&bal[i], &ho->rt->pools[i]) == 0;
+    if (!ok || adopt_listeners(wk, ho, map) == -1) {
+        /* out of memory: keep serving the configuration we have */
+        log_err("worker %d: out of memory adopting the new configuration", wk->id);
+        for (int i = 0; bal && i < ho->rt->npools; i++)
+            bal_state_deinit(&bal[i]);
+        free(bal);
+        free(map);
+        wk_handover_free(ho);
+        return;
+    }
+    conn_remap_listeners(wk, map, nold);
+    for (int i = 0; i < wk->rt->npools; i++)
+        bal_state_deinit(&wk->bal[i]);
+    free(wk->bal);
+    wk->bal = bal;
+    close_idle_removed(wk, ho->rt);
+    struct rt *old = wk->rt;
+    wk->rt = ho->rt;
+    ho->rt = old; /* released with the handover */
+    atomic_store(&wk->gen, ho->gen);
+    free(map);
+    free(ho->fds);
+    ho->fds = NULL;
+    wk_handover_free(ho);
+}
+
 static void on_wake(struct ev_loop *loop, ev_async *w, int revents)
 {
     (void)revents;
     struct worker *wk = container_of(w, struct worker, wake);
+    adopt(wk);
     if (!atomic_load(&wk->lb->stopping) || wk->stopping)
         return;
     wk->stopping = true;
@@ -244,6 +371,7 @@ int worker_init(struct worker *wk, struct lb *lb, int id)
             return -1;
         }
     buf_pool_init(&wk->bufs, 1024);
+    pthread_mutex_init(&wk->ho_lock, NULL);
     if (getrandom(wk->rng, sizeof(wk->rng), 0) != sizeof(wk->rng))
         wk->rng[0] = (uint64_t)ev_time() * 1000003u + (uint64_t)id;
     wk->rng[1] |= 1;
@@ -287,6 +415,9 @@ void worker_deinit(struct worker *wk)
         return;
     conn_close_all(wk);
     upstream_close_idle(wk);
+    wk_handover_free(wk->pending);
+    wk->pending = NULL;
+    pthread_mutex_destroy(&wk->ho_lock);
     for (int i = 0; i < wk->nls; i++)
         if (wk->ls[i].fd != -1)
             close(wk->ls[i].fd);

@@ -32,6 +32,18 @@ struct wk_backend {
     uint32_t nidle;
 };
 
+/*
+ * A new configuration for one worker, prepared by the main thread: the
+ * runtime table (one reference owned by the handover) and, per listener of
+ * the new snapshot, a socket the main thread bound already, or -1 to keep
+ * the worker's socket with the same address.
+ */
+struct wk_handover {
+    struct rt *rt;
+    int *fds; /* [rt->cfg->nlisteners] */
+    uint64_t gen;
+};
+
 struct ls_counters {
     _Atomic uint64_t conns;
     _Atomic uint64_t requests;
@@ -42,13 +54,16 @@ struct worker {
     int id;
     pthread_t thread;
     struct ev_loop *loop;
-    ev_async wake;         /* the main thread asks: stop */
+    ev_async wake;         /* the main thread asks: stop, or adopt a new configuration */
     ev_timer accept_retry; /* resume accepting after EMFILE or max_connections */
     bool accept_paused;
     bool stopping;
     _Atomic bool done; /* the loop has returned */
 
     struct rt *rt;             /* the table new requests are routed with */
+    pthread_mutex_t ho_lock;   /* guards pending */
+    struct wk_handover *pending; /* a configuration not adopted yet */
+    _Atomic uint64_t gen;      /* generation of the configuration in use */
     struct bal_state *bal;     /* [rt->npools] */
     struct wk_listener *ls;    /* [nls] */
     int nls;
@@ -74,6 +89,14 @@ struct worker {
 /* Create the worker's loop and listening sockets; 0, or -1 with wk->err set. */
 int worker_init(struct worker *wk, struct lb *lb, int id);
 int worker_start(struct worker *wk);
+/*
+ * Hand a new configuration to the worker (main thread). It is adopted between
+ * events; a handover not adopted yet is replaced (and released): reloads in
+ * quick succession coalesce.
+ */
+void worker_handover(struct worker *wk, struct wk_handover *ho);
+void wk_handover_free(struct wk_handover *ho);
+
 /* Ask the worker to stop (graceful); safe from any thread. */
 void worker_stop(struct worker *wk);
 void worker_join(struct worker *wk);
