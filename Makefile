@@ -171,10 +171,14 @@ scenarios: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)loadtest/scenarios/run-all.sh
 
+# The unit names /usr/local/bin/lb (the default PREFIX) so that the file in
+# the tree verifies as it is; the installed copy names $(PREFIX)/bin/lb. An
+# existing /etc/lb/lb.conf is the operator's and is never overwritten.
 install: all
 	install -D -m 0755 $(BIN)/lb $(DESTDIR)$(PREFIX)/bin/lb
-	install -D -m 0644 config/lb.conf $(DESTDIR)/etc/lb/lb.conf
-	install -D -m 0644 systemd/lb.service $(DESTDIR)/lib/systemd/system/lb.service
+	[ -e $(DESTDIR)/etc/lb/lb.conf ] || install -D -m 0644 config/lb.conf $(DESTDIR)/etc/lb/lb.conf
+	sed 's|/usr/local/bin/lb|$(PREFIX)/bin/lb|g' systemd/lb.service > $(BUILD)/lb.service
+	install -D -m 0644 $(BUILD)/lb.service $(DESTDIR)/lib/systemd/system/lb.service
 	install -D -m 0644 systemd/lb.sysusers $(DESTDIR)/usr/lib/sysusers.d/lb.conf
 
 format:

@@ -8,6 +8,7 @@
 #ifndef LB_BAL_H
 #define LB_BAL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "rt.h"
@@ -17,11 +18,14 @@ struct bal_state {
     int n;
 };
 
+/* May backend i of the pool be chosen? (eligibility and limits, decided by pick.c) */
+typedef bool (*bal_ok_fn)(const struct rt_pool *pool, int i, void *arg);
+
 struct bal_ops {
     const char *name;
-    /* Index into pool->be of the chosen backend, or -1 if none is eligible.
-     * Backends whose index bit is set in exclude (tried already) are skipped. */
-    int (*pick)(struct bal_state *st, const struct rt_pool *pool, uint64_t exclude);
+    /* Index into pool->be of the chosen backend among those ok() accepts,
+     * or -1 if there is none. */
+    int (*pick)(struct bal_state *st, const struct rt_pool *pool, bal_ok_fn ok, void *arg);
 };
 
 extern const struct bal_ops bal_round_robin;

@@ -11,15 +11,13 @@
 
 #include "bal.h"
 
-static int rr_pick(struct bal_state *st, const struct rt_pool *pool, uint64_t exclude)
+static int rr_pick(struct bal_state *st, const struct rt_pool *pool, bal_ok_fn ok, void *arg)
 {
     int best = -1;
     int32_t total = 0;
     for (int i = 0; i < pool->n && i < st->n; i++) {
         const struct rt_backend *be = pool->be[i];
-        if (i < 64 && (exclude >> i) & 1u)
-            continue;
-        if (!rt_backend_is_eligible(be))
+        if (!ok(pool, i, arg))
             continue;
         int32_t w = (int32_t)atomic_load_explicit(&be->weight, memory_order_relaxed);
         st->cur[i] += w;

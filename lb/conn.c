@@ -21,16 +21,19 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "pick.h"
 #include "upstream.h"
 #include "worker.h"
 
-#define HEAD_MAX   (BUF_SIZE - 1024) /* leave room for the headers we add */
+#define HEAD_MAX   15360 /* request head limit; the rest of a buffer is for the headers we add */
 #define LINGER_MS  1000
 #define STEP_GUARD 64 /* state machine rounds per event, against livelock */
 
 #define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
 static void conn_run(struct conn *c);
+static void upstream_failed(struct conn *c, enum rt_fail kind, int status, const char *what);
+static void queue_remove(struct conn *c);
 
 /* ---- small helpers --------------------------------------------------- */
 
@@ -179,6 +182,10 @@ static void reset_request(struct conn *c)
 {
     c->be = NULL;
     c->pool = -1;
+    c->be_idx = -1;
+    c->tried = 0;
+    c->attempts = 0;
+    c->probe = c->recorded = false;
     c->meth = H1_M_OTHER;
     c->minor = 1;
     c->scanned = c->uscanned = 0;
@@ -220,6 +227,21 @@ static void count_failure(struct conn *c, enum rt_fail kind)
         cnt_add(&c->be->cnt[c->wk->id].fail[kind], 1);
 }
 
+/*
+ * Tell the backend's breaker how the request went (once per attempt). A
+ * failure is a connect error, reset, timeout, invalid response, or a status
+ * in failure_statuses; slow is a response head later than slow_call.
+ */
+static void record_outcome(struct conn *c, bool failure, bool slow)
+{
+    if (!c->be || c->recorded)
+        return;
+    c->recorded = true;
+    const struct cfg_pool *p = &c->rt->cfg->pools[c->pool];
+    brk_record(&c->be->brk, &p->breaker, mono_ms(), failure, slow,
+               c->probe, (uint32_t)worker_rand(c->wk), c->be->pool, c->be->name);
+}
+
 /* One warning per second per backend about its failures, with how many were folded in. */
 static void log_backend_failure(struct conn *c, const char *what)
 {
@@ -238,6 +260,9 @@ static void log_backend_failure(struct conn *c, const char *what)
 static void drop_inflight(struct conn *c)
 {
     if (c->inflight) {
+        if (!c->recorded) /* no verdict (client gone, shutdown): a probe slot goes back */
+            brk_abandon(&c->be->brk, c->probe);
+        c->recorded = true;
         atomic_fetch_sub_explicit(&c->be->inflight, 1, memory_order_relaxed);
         c->inflight = false;
     }
@@ -294,6 +319,7 @@ static void log_client_error(struct conn *c, int status, const char *what)
 static void conn_free(struct conn *c)
 {
     struct worker *wk = c->wk;
+    queue_remove(c);
     drop_inflight(c);
     release_upstream(c, false);
     if (c->rt) {
@@ -622,8 +648,8 @@ static bool build_request_head(struct conn *c, const struct h1_request *req,
     }
     if (!ok)
         return false;
-    if (req->host < 0 && c->be)
-        ok = puts_(b, "Host: ") && puts_(b, c->be->addr.text) && puts_(b, "\r\n");
+    if (req->host < 0) /* HTTP/1.0 without Host: the address the client connected to */
+        ok = puts_(b, "Host: ") && puts_(b, l->addr.text) && puts_(b, "\r\n");
     ok = ok && puts_(b, "X-Forwarded-For: ");
     for (int i = 0; i < nxff && ok; i++)
         ok = put(b, xff[i]->value, xff[i]->value_len) && put(b, ", ", 2);
@@ -646,6 +672,103 @@ static void remember_for_log(struct conn *c, const struct h1_request *req)
 }
 
 static void start_upstream(struct conn *c);
+
+static struct bal_state *conn_bal(struct conn *c)
+{
+    return c->rt == c->wk->rt ? &c->wk->bal[c->pool] : NULL;
+}
+
+static void queue_add(struct conn *c)
+{
+    struct worker *wk = c->wk;
+    c->qnext = NULL;
+    c->qprev = wk->qtail;
+    if (wk->qtail)
+        wk->qtail->qnext = c;
+    else
+        wk->qhead = c;
+    wk->qtail = c;
+    atomic_fetch_add(&c->rt->pools[c->pool].pending, 1);
+    if (!ev_is_active(&wk->queue_poll))
+        ev_timer_again(wk->loop, &wk->queue_poll);
+    c->st = CS_QUEUED;
+    conn_set_timeout(c, c->rt->cfg->pools[c->pool].limits.pending_timeout_ms);
+}
+
+static void queue_remove(struct conn *c)
+{
+    struct worker *wk = c->wk;
+    if (c->st != CS_QUEUED)
+        return;
+    if (c->qprev)
+        c->qprev->qnext = c->qnext;
+    else
+        wk->qhead = c->qnext;
+    if (c->qnext)
+        c->qnext->qprev = c->qprev;
+    else
+        wk->qtail = c->qprev;
+    c->qnext = c->qprev = NULL;
+    atomic_fetch_sub(&c->rt->pools[c->pool].pending, 1);
+    if (!wk->qhead)
+        ev_timer_stop(wk->loop, &wk->queue_poll);
+}
+
+/* Start the request on backend IDX of its pool. */
+static void start_on(struct conn *c, int idx, bool probe)
+{
+    queue_remove(c);
+    c->be = c->rt->pools[c->pool].be[idx];
+    c->be_idx = idx;
+    c->probe = probe;
+    c->recorded = false;
+    if (idx < 64)
+        c->tried |= 1ull << idx;
+    c->st = CS_PROXY;
+    conn_set_timeout(c, conn_cfg(c)->backend_ms);
+    start_upstream(c);
+}
+
+/*
+ * Choose a backend (excluding those tried) and start on it. Returns true if
+ * the request is on its way (or queued, when may_queue), false if no backend
+ * can take it now.
+ */
+static bool dispatch(struct conn *c, bool may_queue)
+{
+    int idx;
+    bool probe;
+    enum pick_result r = pick_backend(c->wk, c->rt, c->pool, conn_bal(c), c->tried, &idx, &probe);
+    if (r == PICK_OK) {
+        start_on(c, idx, probe);
+        return true;
+    }
+    if (c->st == CS_QUEUED)
+        return true; /* still waiting */
+    const struct cfg_limits *l = &c->rt->cfg->pools[c->pool].limits;
+    if (r == PICK_FULL && may_queue && l->max_pending > 0 &&
+        (uint32_t)atomic_load(&c->rt->pools[c->pool].pending) < l->max_pending) {
+        queue_add(c);
+        return true;
+    }
+    if (may_queue)
+        conn_error(c, 503);
+    return false;
+}
+
+void conn_dispatch_queued(struct worker *wk)
+{
+    /* oldest first; stop at the first one that must keep waiting */
+    while (wk->qhead) {
+        struct conn *c = wk->qhead;
+        int idx;
+        bool probe;
+        if (pick_backend(wk, c->rt, c->pool, conn_bal(c), c->tried, &idx, &probe) != PICK_OK)
+            break;
+        start_on(c, idx, probe);
+        conn_run(c);
+    }
+}
 
 /* A complete, valid head of HEAD_LEN bytes is at the front of c->in. */
 static void request_start(struct conn *c, size_t head_len)
@@ -679,11 +802,8 @@ static void request_start(struct conn *c, size_t head_len)
     if (req->body == H1_BODY_CHUNKED)
         h1_chunk_init(&c->req_chunk);
 
-    /* pick before building the head: an HTTP/1.0 request without Host gets the backend's */
-    struct rt_pool *pool = &c->rt->pools[c->pool];
-    int i = bal_for(pool->cfg)->pick(&wk->bal[c->pool], pool, 0);
-    c->be = i >= 0 ? pool->be[i] : NULL;
-
+    if (c->rt == wk->rt)
+        rb_note_request(&wk->rb[c->pool], ev_now(wk->loop));
     if (!(c->uhead = buf_get(&wk->bufs))) {
         c->st = CS_DEAD;
         return;
@@ -696,13 +816,7 @@ static void request_start(struct conn *c, size_t head_len)
     }
     buf_consume(c->in, head_len);
     c->scanned = 0;
-    if (!c->be) {
-        conn_error(c, 503);
-        return;
-    }
-    c->st = CS_PROXY;
-    conn_set_timeout(c, conn_cfg(c)->backend_ms);
-    start_upstream(c);
+    dispatch(c, true);
 }
 
 /* Attach an upstream to the chosen backend: an idle one, or a new connection. */
@@ -718,9 +832,7 @@ static void start_upstream(struct conn *c)
     if (!up) {
         char what[128];
         snprintf(what, sizeof(what), "connect failed: %s", strerror(err));
-        log_backend_failure(c, what);
-        count_failure(c, RF_CONNECT);
-        conn_error(c, 502);
+        upstream_failed(c, RF_CONNECT, 502, what);
         return;
     }
     c->up = up;
@@ -809,23 +921,78 @@ static void update_req_done(struct conn *c)
  * fresh one when nothing of the body has been consumed yet; anything else
  * answers the client with STATUS.
  */
-static void upstream_failed(struct conn *c, enum rt_fail kind, int status)
+/*
+ * May this request go to another backend after failing with KIND (or with
+ * STATUS when kind is RF_STATUS)? Only for the pool's retry.on conditions,
+ * within retry.attempts and the retry budget. A request whose connection was
+ * never established can always be replayed (nothing of it was sent);
+ * otherwise only an idempotent request without a body can (nothing of a
+ * body is kept for replay).
+ */
+static bool may_retry(struct conn *c, enum rt_fail kind, int status)
+{
+    const struct cfg_retry *r = &c->rt->cfg->pools[c->pool].retry;
+    static const unsigned cond[RF_COUNT] = {
+        [RF_CONNECT] = CFG_RETRY_CONNECT_FAILURE,
+        [RF_RESET] = CFG_RETRY_RESET,
+        [RF_TIMEOUT] = CFG_RETRY_TIMEOUT,
+        [RF_INVALID] = CFG_RETRY_INVALID,
+    };
+    bool wanted = kind == RF_STATUS ? cfg_status_has(&r->on_statuses, (unsigned)status)
+                                    : (r->on & cond[kind]) != 0;
+    if (!wanted || c->attempts >= r->attempts || c->resp_bytes > 0)
+        return false;
+    bool never_sent = kind == RF_CONNECT;
+    bool idempotent = c->meth != H1_M_POST && c->meth != H1_M_PATCH && c->meth != H1_M_OTHER &&
+                      c->meth != H1_M_CONNECT;
+    if (!never_sent && !(c->replayable && idempotent))
+        return false;
+    return c->rt == c->wk->rt && rb_take_retry(&c->wk->rb[c->pool], ev_now(c->wk->loop), r->budget);
+}
+
+/* Send the request to another backend; false (and nothing changed) when none can take it. */
+static bool retry_elsewhere(struct conn *c)
+{
+    int idx;
+    bool probe;
+    if (pick_backend(c->wk, c->rt, c->pool, conn_bal(c), c->tried, &idx, &probe) != PICK_OK)
+        return false;
+    struct rt_backend *failed = c->be;
+    drop_inflight(c);
+    release_upstream(c, false);
+    c->attempts++;
+    c->uhead_sent = 0;
+    c->uscanned = 0;
+    c->retried = false;
+    start_on(c, idx, probe);
+    log_debug("retrying request %s on %s/%s after %s/%s failed", c->rid, c->be->pool,
+              c->be->name, failed->pool, failed->name);
+    return true;
+}
+
+static void upstream_failed(struct conn *c, enum rt_fail kind, int status, const char *what)
 {
     struct upstream *up = c->up;
     bool stale = up && up->nreq > 1 && kind == RF_RESET && !c->retried && c->replayable &&
                  (!up->in || buf_len(up->in) == 0);
     if (stale) {
+        /* the backend closed a keep-alive connection as we reused it: not its fault */
         release_upstream(c, false);
         c->retried = true;
         c->uscanned = 0;
+        c->uhead_sent = 0;
         start_upstream(c);
         return;
     }
     count_failure(c, kind);
-    log_backend_failure(c, kind == RF_CONNECT   ? "connect error"
+    record_outcome(c, true, kind == RF_TIMEOUT);
+    log_backend_failure(c, what                 ? what
+                           : kind == RF_CONNECT ? "connect error"
                            : kind == RF_RESET   ? "reset or closed before the response head"
                            : kind == RF_TIMEOUT ? "no response head within timeouts.backend"
                                                 : "invalid response head");
+    if (may_retry(c, kind, status) && retry_elsewhere(c))
+        return;
     conn_error(c, status);
 }
 
@@ -860,7 +1027,7 @@ static int send_upstream(struct conn *c)
             up->wr_blocked = true;
             return 0;
         }
-        upstream_failed(c, RF_RESET, 502);
+        upstream_failed(c, RF_RESET, 502, NULL);
         return 1;
     }
     cnt_add(&c->be->cnt[c->wk->id].bytes_out, (uint64_t)w);
@@ -949,7 +1116,7 @@ static void build_response_head(struct conn *c, const struct h1_response *resp)
         /* a backend head too large to rewrite is a backend error */
         b->r = b->w = 0;
         c->resp_head = false;
-        upstream_failed(c, RF_INVALID, 502);
+        upstream_failed(c, RF_INVALID, 502, NULL);
     }
 }
 
@@ -962,11 +1129,11 @@ static int parse_response(struct conn *c)
                               c->meth == H1_M_HEAD, resp);
     if (r == H1_INCOMPLETE) {
         if (buf_len(up->in) >= HEAD_MAX)
-            upstream_failed(c, RF_INVALID, 502);
+            upstream_failed(c, RF_INVALID, 502, NULL);
         return buf_len(up->in) >= HEAD_MAX;
     }
     if (r < 0) {
-        upstream_failed(c, RF_INVALID, 502);
+        upstream_failed(c, RF_INVALID, 502, NULL);
         return 1;
     }
     if (!c->out && !(c->out = buf_get(&c->wk->bufs))) {
@@ -982,16 +1149,27 @@ static int parse_response(struct conn *c)
         return 1;
     }
     if (resp->status == 101 && !c->upgrade) {
-        upstream_failed(c, RF_INVALID, 502);
+        upstream_failed(c, RF_INVALID, 502, NULL);
         return 1;
     }
     c->t_resp = ev_now(c->wk->loop);
     struct be_counters *cnt = &c->be->cnt[c->wk->id];
-    hist_record(&cnt->latency, (uint64_t)((c->t_resp - (c->t_sent ? c->t_sent : c->t_start)) * 1e6));
+    const struct cfg_pool *pcfg = &c->rt->cfg->pools[c->pool];
+    double lat = c->t_resp - (c->t_sent ? c->t_sent : c->t_start);
+    hist_record(&cnt->latency, (uint64_t)(lat * 1e6));
     cnt_add(&cnt->resp[resp_class(resp->status)], 1);
-    if (cfg_status_has(&c->rt->cfg->pools[c->pool].breaker.failure_statuses,
-                       (unsigned)resp->status))
+    bool failed = cfg_status_has(&pcfg->breaker.failure_statuses, (unsigned)resp->status);
+    if (failed)
         cnt_add(&cnt->fail[RF_STATUS], 1);
+    record_outcome(c, failed, lat * 1000 > pcfg->breaker.slow_call_ms);
+    if (resp->status != 101 && may_retry(c, RF_STATUS, resp->status)) {
+        /* its answer is dropped with its connection; another backend gets the
+         * request (with no other, this answer goes to the client after all) */
+        if (retry_elsewhere(c)) {
+            buf_put(&c->wk->bufs, &c->out);
+            return 1;
+        }
+    }
 
     c->status = resp->status;
     c->resp_body = (uint8_t)resp->body;
@@ -1118,7 +1296,7 @@ static int read_upstream(struct conn *c)
     bool reset = n == -1;
     up->eof = true; /* a reset is an end too, only not a clean one */
     if (!c->resp_head) {
-        upstream_failed(c, RF_RESET, 502);
+        upstream_failed(c, RF_RESET, 502, NULL);
         return 1;
     }
     if (c->resp_body == H1_BODY_CLOSE && !reset) {
@@ -1171,6 +1349,8 @@ static void request_finish(struct conn *c)
     cnt_add(&wk->requests_total, 1);
     log_request(c);
     drop_inflight(c);
+    if (wk->qhead) /* a slot is free: queued requests try again on the next loop iteration */
+        ev_feed_event(wk->loop, &wk->queue_poll, EV_TIMER);
     if (c->up) {
         struct upstream *up = c->up;
         bool reuse = c->req_done && !up->eof && !c->up_noreuse &&
@@ -1378,9 +1558,7 @@ void conn_on_upstream(struct conn *c, int revents)
             if (err) {
                 char what[128];
                 snprintf(what, sizeof(what), "connect failed: %s", strerror(err));
-                log_backend_failure(c, what);
-                count_failure(c, RF_CONNECT);
-                conn_error(c, 502);
+                upstream_failed(c, RF_CONNECT, 502, what);
                 if (c->st == CS_DEAD)
                     conn_free(c);
                 else
@@ -1390,9 +1568,7 @@ void conn_on_upstream(struct conn *c, int revents)
         }
     }
     if (revents & EV_TIMER) {
-        log_backend_failure(c, "connect timed out");
-        count_failure(c, RF_CONNECT);
-        conn_error(c, 502);
+        upstream_failed(c, RF_CONNECT, 502, "connect timed out");
     }
     if (c->st == CS_DEAD)
         conn_free(c);
@@ -1413,6 +1589,11 @@ static void conn_on_timeout(struct ev_loop *loop, ev_timer *w, int revents)
         return;
     }
     switch (c->st) {
+    case CS_QUEUED:
+        queue_remove(c);
+        log_backend_failure(c, "no backend under its limits within limits.pending_timeout");
+        conn_error(c, 503);
+        break;
     case CS_HEAD:
         if (c->in && buf_len(c->in)) {
             log_client_error(c, 408, "no complete request head within timeouts.client_header");
@@ -1424,10 +1605,9 @@ static void conn_on_timeout(struct ev_loop *loop, ev_timer *w, int revents)
         break;
     case CS_PROXY:
         if (c->up && c->up->connecting) {
-            count_failure(c, RF_CONNECT);
-            conn_error(c, 502);
+            upstream_failed(c, RF_CONNECT, 502, NULL);
         } else if (!c->resp_head) {
-            upstream_failed(c, RF_TIMEOUT, 504);
+            upstream_failed(c, RF_TIMEOUT, 504, NULL);
         } else {
             count_failure(c, RF_TIMEOUT);
             conn_abort(c);

@@ -8,6 +8,7 @@
  *   state      handler       timeout               what it waits for
  *   IDLE       head_step     timeouts.client_idle  the first byte of a request
  *   HEAD       head_step     timeouts.client_header the rest of the head (408)
+ *   QUEUED     (none)        limits.pending_timeout a backend under its limits (503)
  *   PROXY      proxy_step    timeouts.backend      body up, response down (504)
  *   TUNNEL     tunnel_step   timeouts.tunnel       upgraded bytes both ways
  *   ERROR      error_step    timeouts.client_idle  our own response to go out
@@ -28,7 +29,7 @@
 struct worker;
 struct upstream;
 
-enum conn_state { CS_IDLE, CS_HEAD, CS_PROXY, CS_TUNNEL, CS_ERROR, CS_LINGER, CS_DEAD };
+enum conn_state { CS_IDLE, CS_HEAD, CS_QUEUED, CS_PROXY, CS_TUNNEL, CS_ERROR, CS_LINGER, CS_DEAD };
 
 #define REQID_MAX 128
 
@@ -36,7 +37,8 @@ struct conn {
     ev_io io;
     ev_timer tm;
     struct worker *wk;
-    struct conn *next, *prev; /* the worker's list */
+    struct conn *next, *prev;   /* the worker's list */
+    struct conn *qnext, *qprev; /* the worker's queue of requests waiting for a backend */
     int fd;
     int ls; /* listener index in the worker's snapshot */
     enum conn_state st;
@@ -62,6 +64,11 @@ struct conn {
     struct rt *rt;          /* pinned for the request's life */
     struct rt_backend *be;  /* chosen backend, NULL before a pick */
     int pool;
+    int be_idx;       /* index of be in its pool */
+    uint64_t tried;   /* pool indexes of backends tried for this request */
+    uint8_t attempts; /* retries made */
+    bool probe;       /* admitted as a half-open breaker probe */
+    bool recorded;    /* the outcome went to the breaker already */
     size_t scanned;   /* head scan progress (h1_parse_request) */
     size_t uscanned;  /* response head scan progress */
     uint8_t meth;     /* enum h1_method */
@@ -104,6 +111,9 @@ struct conn {
 
 /* Take over an accepted socket on worker WK. */
 void conn_accept(struct worker *wk, int fd, const struct sockaddr *sa, int ls);
+
+/* Try to start requests waiting for a backend (a slot may have freed up). */
+void conn_dispatch_queued(struct worker *wk);
 
 /* An event on an upstream that C owns. */
 void conn_on_upstream(struct conn *c, int revents);

@@ -16,6 +16,7 @@
 
 #include "admin.h"
 #include "cfg.h"
+#include "health.h"
 #include "lb.h"
 #include "log.h"
 #include "worker.h"
@@ -29,6 +30,7 @@ struct main_ctx {
     ev_timer stop_poll;
     ev_tstamp stop_deadline;
     ev_timer reload_poll; /* waits for every worker to adopt a new configuration */
+    struct hc *hc;        /* the health checker thread */
     ev_tstamp reload_start;
 };
 
@@ -155,6 +157,63 @@ fail:
     return NULL;
 }
 
+/*
+ * Point the checker at every backend of RT. When it returns 0 the checker no
+ * longer touches backends that RT does not have, so they may be freed.
+ */
+static int health_targets(struct main_ctx *m, struct rt *rt)
+{
+    int n = 0;
+    for (int i = 0; i < rt->npools; i++)
+        n += rt->pools[i].n;
+    struct hc_target *t = calloc((size_t)(n ? n : 1), sizeof(*t));
+    if (!t)
+        return -ENOMEM;
+    int k = 0;
+    for (int i = 0; i < rt->npools; i++)
+        for (int j = 0; j < rt->pools[i].n; j++, k++) {
+            struct rt_backend *be = rt->pools[i].be[j];
+            t[k].pool = be->pool;
+            t[k].name = be->name;
+            t[k].addr = be->addr;
+            t[k].cfg = rt->pools[i].cfg->health;
+            t[k].state = &be->hc;
+            t[k].admin = &be->admin;
+        }
+    int r = hc_set_targets(m->hc, t, n);
+    free(t);
+    return r;
+}
+
+/*
+ * At start, give the first checks (they run at once) a moment to answer, so
+ * the first requests do not meet backends whose health is still unknown.
+ * Bounded by the longest check timeout.
+ */
+static void wait_first_checks(struct rt *rt)
+{
+    uint32_t longest = 0;
+    for (int i = 0; i < rt->npools; i++)
+        if (rt->pools[i].cfg->health.type != CFG_HC_OFF &&
+            rt->pools[i].cfg->health.timeout_ms > longest)
+            longest = rt->pools[i].cfg->health.timeout_ms;
+    ev_tstamp deadline = ev_time() + (longest + 50) / 1000.0;
+    int unknown, total;
+    do {
+        unknown = total = 0;
+        for (int i = 0; i < rt->npools; i++)
+            for (int j = 0; j < rt->pools[i].n; j++, total++)
+                unknown += atomic_load(&rt->pools[i].be[j]->hc.health) == HC_UNKNOWN &&
+                           atomic_load(&rt->pools[i].be[j]->admin) != CFG_ADMIN_MAINT;
+        if (!unknown)
+            break;
+        usleep(1000);
+    } while (ev_time() < deadline);
+    if (unknown)
+        log_warn("%d of %d backends have not answered their first health check yet", unknown,
+                 total);
+}
+
 static void on_reload_poll(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)revents;
@@ -215,6 +274,12 @@ static int reload_apply(struct main_ctx *m, struct cfg *cfg, char *err, size_t e
     if (admin_fd != -1)
         admin_swap(&m->admin, admin_fd);
     atomic_store(&lb->rt, rt);
+    int hr = health_targets(m, rt);
+    if (hr < 0) {
+        /* the checker may still touch the old backends: keep them alive */
+        log_err("reload: health checks not updated: %s", strerror(-hr));
+        rt_ref(old);
+    }
     log_set_level(cfg->log_level);
     if ((cfg->log_access == NULL) != (ocfg->log_access == NULL) || cfg->log_format != ocfg->log_format ||
         (cfg->log_access && strcmp(cfg->log_access, ocfg->log_access) != 0)) {
@@ -313,6 +378,15 @@ static int start(struct main_ctx *m, struct cfg *cfg)
         log_err("log.access: cannot open %s: %s", cfg->log_access, strerror(errno));
         return -1;
     }
+    char herr[256];
+    if (!(m->hc = hc_new(herr, sizeof(herr)))) {
+        log_err("health checker: %s", herr);
+        return -1;
+    }
+    if (health_targets(m, rt) < 0) {
+        log_err("health checker: cannot set its targets");
+        return -1;
+    }
     lb->workers = calloc((size_t)lb->nworkers, sizeof(*lb->workers));
     if (!lb->workers)
         return -1;
@@ -328,6 +402,13 @@ static int start(struct main_ctx *m, struct cfg *cfg)
     }
     if (cfg->user && drop_privileges(cfg->user) == -1)
         return -1;
+
+    int he = hc_start(m->hc);
+    if (he < 0) {
+        log_err("health checker: %s", strerror(-he));
+        return -1;
+    }
+    wait_first_checks(rt);
 
     /* workers take no signals: they all reach the main loop */
     sigset_t all, old;
@@ -353,6 +434,8 @@ static void stop(struct main_ctx *m)
     struct lb *lb = &m->lb;
     for (int i = 0; i < lb->nworkers; i++)
         worker_join(&lb->workers[i]);
+    hc_stop_free(m->hc); /* before the backends it points at go */
+    m->hc = NULL;
     for (int i = 0; i < lb->nworkers; i++)
         worker_deinit(&lb->workers[i]);
     free(lb->workers);
@@ -403,6 +486,16 @@ int main(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
 
+    /* The signals we handle wait (blocked) until their watchers exist: a
+     * SIGTERM during start-up must still mean a clean stop, not death. */
+    sigset_t ours, prev;
+    sigemptyset(&ours);
+    sigaddset(&ours, SIGTERM);
+    sigaddset(&ours, SIGINT);
+    sigaddset(&ours, SIGHUP);
+    sigaddset(&ours, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &ours, &prev);
+
     static struct main_ctx m;
     m.lb.conf_path = path;
     m.lb.main_loop = ev_default_loop(EVFLAG_AUTO);
@@ -418,6 +511,7 @@ int main(int argc, char **argv)
     ev_signal_start(loop, &m.sig_hup);
     ev_signal_start(loop, &m.sig_usr1);
     ev_init(&m.reload_poll, on_reload_poll);
+    sigprocmask(SIG_SETMASK, &prev, NULL);
     ev_run(loop, 0);
     stop(&m);
     log_info("stopped");

@@ -28,11 +28,10 @@ static struct rt_backend *be_new(const struct cfg_pool *p, const struct cfg_back
     be->nworkers = nworkers;
     atomic_init(&be->refs, 1);
     atomic_init(&be->admin, (int)b->state);
-    /* Until the first check answers, a checked backend's health is unknown.
-     * The checker thread is not in this build yet, so backends are taken as
-     * up: traffic flows as with health.type = "off". */
-    atomic_init(&be->health, HC_UP);
-    atomic_init(&be->breaker, BRK_CLOSED);
+    /* until the first check answers, a checked backend's health is unknown:
+     * a backend new to the file gets traffic after its first passing check */
+    hc_status_init(&be->hc, p->health.type == CFG_HC_OFF ? HC_UP : HC_UNKNOWN);
+    brk_init(&be->brk);
     /* set once here: workers read them without locks, so they never change */
     be->addr = b->addr;
     snprintf(be->zone, sizeof(be->zone), "%s", b->zone ? b->zone : "");

@@ -16,6 +16,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "breaker.h"
 #include "cfg.h"
@@ -47,9 +48,9 @@ struct rt_backend {
     struct cfg_addr addr; /* copied from the snapshot that created or last updated it */
     char zone[CFG_NAME_MAX];
 
-    _Atomic int admin;   /* enum cfg_admin_state */
-    _Atomic int health;  /* enum hc_state */
-    _Atomic int breaker; /* enum brk_state */
+    _Atomic int admin;    /* enum cfg_admin_state */
+    struct hc_status hc;  /* health: written by the checker thread only */
+    struct brk brk;       /* circuit breaker, shared by all workers */
     _Atomic uint32_t weight;
     _Atomic int32_t inflight; /* requests in flight, all workers */
     _Atomic int32_t conns;    /* open upstream connections, all workers */
@@ -61,6 +62,8 @@ struct rt_backend {
 
 struct rt_pool {
     const struct cfg_pool *cfg;
+    _Atomic bool panic;      /* eligible weight below panic_threshold: health and breakers ignored */
+    _Atomic int32_t pending; /* requests queued for a backend under its limits */
     struct rt_backend **be; /* [cfg->nbackends], same order as the snapshot */
     int n;
 };
@@ -72,6 +75,15 @@ struct rt {
     _Atomic int refs;     /* workers and requests using this snapshot */
     uint32_t next_be_id;  /* ids given so far (carried over on reload) */
 };
+
+/* Monotonic milliseconds: the breaker's clock (a wall-clock step must not
+ * stretch or cut an open period). */
+static inline int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static inline void cnt_add(_Atomic uint64_t *c, uint64_t n)
 {
@@ -94,15 +106,6 @@ struct rt *rt_new(struct cfg *cfg, const struct rt *old, int nworkers);
 void rt_ref(struct rt *rt);
 /* Drop a reference; the last one frees the table, its snapshot, and backends no longer shared. */
 void rt_unref(struct rt *rt);
-
-/* May this backend take a new request now? Admin active, health up, breaker admits. */
-static inline bool rt_backend_is_eligible(const struct rt_backend *b)
-{
-    return atomic_load_explicit(&b->admin, memory_order_relaxed) == CFG_ADMIN_ACTIVE &&
-           atomic_load_explicit(&b->health, memory_order_relaxed) == HC_UP &&
-           atomic_load_explicit(&b->breaker, memory_order_relaxed) != BRK_OPEN &&
-           atomic_load_explicit(&b->weight, memory_order_relaxed) > 0;
-}
 
 /* Upstream connections pin their backend across reloads. */
 void rt_backend_ref(struct rt_backend *be);

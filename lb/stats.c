@@ -73,7 +73,7 @@ void stats_backend_json(struct lb *lb, const struct rt_backend *be, struct sbuf 
                 "\"drained\":%s,\"inflight\":%d,\"connections\":%d,\"requests\":%llu,"
                 "\"failures\":%llu,",
                 atomic_load(&be->weight), cfg_admin_state_name(atomic_load(&be->admin)),
-                hc_state_name(atomic_load(&be->health)), brk_state_name(atomic_load(&be->breaker)),
+                hc_state_name(atomic_load(&be->hc.health)), brk_state_name(brk_state_now(&be->brk)),
                 atomic_load(&be->admin) != CFG_ADMIN_ACTIVE && inflight == 0 ? "true" : "false",
                 inflight, atomic_load(&be->conns), (unsigned long long)s.requests,
                 (unsigned long long)s.failures);
@@ -87,10 +87,31 @@ void stats_backend_json(struct lb *lb, const struct rt_backend *be, struct sbuf 
                     (unsigned long long)s.fail[i]);
     sbuf_printf(o,
                 "},\"latency_ms\":{\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f},"
-                "\"connections_opened\":%llu,\"bytes_in\":%llu,\"bytes_out\":%llu}",
+                "\"connections_opened\":%llu,\"bytes_in\":%llu,\"bytes_out\":%llu,",
                 hist_quantile(s.hist, 0.5) / 1000, hist_quantile(s.hist, 0.9) / 1000,
                 hist_quantile(s.hist, 0.99) / 1000, (unsigned long long)s.conns_opened,
                 (unsigned long long)s.bytes_in, (unsigned long long)s.bytes_out);
+    const struct hc_status *h = &be->hc;
+    sbuf_printf(o,
+                "\"health_checks\":{\"ok\":%llu,\"failed\":%llu,\"transitions\":%llu,"
+                "\"last_failure\":\"%s\",\"last_status\":%d,\"last_change\":%.3f},",
+                (unsigned long long)atomic_load(&h->checks_ok),
+                (unsigned long long)atomic_load(&h->checks_failed),
+                (unsigned long long)atomic_load(&h->transitions),
+                hc_fail_name(atomic_load(&h->last_fail)), atomic_load(&h->last_status),
+                atomic_load(&h->last_change_ms) / 1000.0);
+    const struct brk *b = &be->brk;
+    sbuf_printf(o,
+                "\"breaker_transitions\":{\"opened\":%llu,\"half_opened\":%llu,\"closed\":%llu},"
+                "\"breaker_reason\":",
+                (unsigned long long)atomic_load(&b->opened),
+                (unsigned long long)atomic_load(&b->half_opened),
+                (unsigned long long)atomic_load(&b->closed));
+    char reason[sizeof(b->reason)];
+    memcpy(reason, b->reason, sizeof(reason)); /* may be mid-update: bounded and terminated */
+    reason[sizeof(reason) - 1] = 0;
+    sbuf_json_str(o, reason);
+    sbuf_put(o, "}", 1);
 }
 
 static void listeners_json(struct lb *lb, const struct cfg *cfg, struct sbuf *o)
@@ -145,7 +166,9 @@ void stats_json(struct lb *lb, struct sbuf *o)
         const struct rt_pool *p = &rt->pools[i];
         sbuf_puts(o, i ? ",{\"name\":" : "{\"name\":");
         sbuf_json_str(o, p->cfg->name);
-        sbuf_printf(o, ",\"balance\":\"%s\",\"backends\":[", cfg_balance_name(p->cfg->balance));
+        sbuf_printf(o, ",\"balance\":\"%s\",\"panic\":%s,\"pending\":%d,\"backends\":[",
+                    cfg_balance_name(p->cfg->balance), atomic_load(&p->panic) ? "true" : "false",
+                    atomic_load(&p->pending));
         for (int j = 0; j < p->n; j++) {
             if (j)
                 sbuf_put(o, ",", 1);
@@ -205,7 +228,7 @@ PROM_SIMPLE(pv_requests, "lb_backend_requests_total", s->requests)
 PROM_SIMPLE(pv_inflight, "lb_backend_inflight", atomic_load(&be->inflight))
 PROM_SIMPLE(pv_conns, "lb_backend_connections", atomic_load(&be->conns))
 PROM_SIMPLE(pv_weight, "lb_backend_weight", atomic_load(&be->weight))
-PROM_SIMPLE(pv_up, "lb_backend_up", atomic_load(&be->health) == HC_UP)
+PROM_SIMPLE(pv_up, "lb_backend_up", atomic_load(&be->hc.health) == HC_UP)
 PROM_SIMPLE(pv_bytes_in, "lb_backend_response_bytes_total", s->bytes_in)
 PROM_SIMPLE(pv_bytes_out, "lb_backend_request_bytes_total", s->bytes_out)
 
@@ -234,7 +257,7 @@ static void pv_state(struct sbuf *o, const struct rt_backend *be, const struct b
     prom_be(o, be);
     sbuf_printf(o, ",admin=\"%s\",health=\"%s\",breaker=\"%s\"} 1\n",
                 cfg_admin_state_name(atomic_load(&be->admin)),
-                hc_state_name(atomic_load(&be->health)), brk_state_name(atomic_load(&be->breaker)));
+                hc_state_name(atomic_load(&be->hc.health)), brk_state_name(brk_state_now(&be->brk)));
 }
 
 static void pv_latency(struct sbuf *o, const struct rt_backend *be, const struct be_sum *s)

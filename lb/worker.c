@@ -23,6 +23,7 @@
 #define ACCEPT_BACKLOG  4096
 #define EMFILE_PAUSE_S  0.1  /* out of descriptors: try again after this */
 #define MAXCONN_PAUSE_S 0.05 /* at max_connections: look again after this */
+#define QUEUE_POLL_S    0.005 /* queued requests look for a backend with room this often */
 
 #define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
@@ -262,7 +263,8 @@ static void adopt(struct worker *wk)
     int nold = wk->nls;
     int *map = calloc((size_t)(nold ? nold : 1), sizeof(*map));
     struct bal_state *bal = calloc((size_t)ho->rt->npools, sizeof(*bal));
-    bool ok = map && bal;
+    struct retry_budget *rb = calloc((size_t)ho->rt->npools, sizeof(*rb));
+    bool ok = map && bal && rb;
     for (int i = 0; ok && i < ho->rt->npools; i++)
         ok = bal_state_init(&bal[i], &ho->rt->pools[i]) == 0;
     if (!ok || adopt_listeners(wk, ho, map) == -1) {
@@ -271,10 +273,13 @@ static void adopt(struct worker *wk)
         for (int i = 0; bal && i < ho->rt->npools; i++)
             bal_state_deinit(&bal[i]);
         free(bal);
+        free(rb);
         free(map);
         wk_handover_free(ho);
         return;
     }
+    free(wk->rb); /* budgets start afresh with the new pools */
+    wk->rb = rb;
     conn_remap_listeners(wk, map, nold);
     for (int i = 0; i < wk->rt->npools; i++)
         bal_state_deinit(&wk->bal[i]);
@@ -289,6 +294,15 @@ static void adopt(struct worker *wk)
     free(ho->fds);
     ho->fds = NULL;
     wk_handover_free(ho);
+}
+
+static void on_queue_poll(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    struct worker *wk = container_of(w, struct worker, queue_poll);
+    conn_dispatch_queued(wk);
+    if (!wk->qhead)
+        ev_timer_stop(loop, w);
 }
 
 static void on_wake(struct ev_loop *loop, ev_async *w, int revents)
@@ -378,6 +392,12 @@ int worker_init(struct worker *wk, struct lb *lb, int id)
     ev_async_init(&wk->wake, on_wake);
     ev_async_start(wk->loop, &wk->wake);
     ev_init(&wk->accept_retry, on_accept_retry);
+    ev_init(&wk->queue_poll, on_queue_poll);
+    wk->queue_poll.repeat = QUEUE_POLL_S;
+    if (!(wk->rb = calloc((size_t)wk->rt->npools, sizeof(*wk->rb)))) {
+        snprintf(wk->err, sizeof(wk->err), "out of memory");
+        return -1;
+    }
     return listeners_open(wk);
 }
 
@@ -425,6 +445,7 @@ void worker_deinit(struct worker *wk)
         for (int i = 0; i < wk->rt->npools; i++)
             bal_state_deinit(&wk->bal[i]);
     free(wk->bal);
+    free(wk->rb);
     free(wk->ls);
     free(wk->lsc);
     free(wk->be);

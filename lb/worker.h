@@ -15,6 +15,7 @@
 #include "h1.h"
 #include "lb.h"
 #include "log.h"
+#include "pick.h"
 
 struct conn;
 struct upstream;
@@ -79,6 +80,9 @@ struct worker {
 
     struct conn *conns; /* every client connection, for shutdown */
     uint32_t nconns;
+    struct conn *qhead, *qtail; /* requests waiting for a backend under its limits, oldest first */
+    ev_timer queue_poll;        /* while the queue is not empty: slots free up on other workers too */
+    struct retry_budget *rb;    /* [rt->npools] */
     _Atomic uint64_t conns_total;
     _Atomic uint64_t requests_total;
 
