@@ -1,0 +1,200 @@
+"""The admin listener: /healthz and /stats.json."""
+
+from harness import HttpConn, check, eq, fail, wait_until
+
+
+def _two(t):
+    b1 = t.backend("b1")
+    b2 = t.backend("b2")
+    return t.lb(t.config(backends=[b1, b2], workers=1)), b1, b2
+
+
+def _num(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def test_admin_healthz(t):
+    lb, _, _ = _two(t)
+    r = lb.admin_get("/healthz")
+    eq(r.status, 200, "GET /healthz")
+
+
+def test_stats_json_schema(t):
+    lb, b1, b2 = _two(t)
+    c = lb.conn()
+    eq(c.request("GET", "/").status, 200, "one request first")
+    s = lb.stats()
+    check(isinstance(s.get("version"), str) and s["version"], "version: %r" % s.get("version"))
+    check(_num(s.get("uptime_s")) and s["uptime_s"] >= 0, "uptime_s: %r" % s.get("uptime_s"))
+    rl = s.get("reloads")
+    check(isinstance(rl, dict), "reloads: %r" % rl)
+    eq((rl.get("ok"), rl.get("failed")), (0, 0), "reloads ok/failed before any reload")
+    check("last_error" in rl, "reloads.last_error missing: %r" % rl)
+    cn = s.get("connections")
+    check(isinstance(cn, dict) and _num(cn.get("current")) and _num(cn.get("total")), "connections: %r" % cn)
+    check(cn["current"] >= 1 and cn["total"] >= cn["current"], "connections with one client open: %r" % cn)
+    pools = s.get("pools")
+    check(isinstance(pools, list), "pools: %r" % pools)
+    eq([p.get("name") for p in pools], ["api"], "pool names")
+    bs = pools[0].get("backends")
+    check(isinstance(bs, list), "backends: %r" % bs)
+    eq([b.get("name") for b in bs], ["b1", "b2"], "backend names")
+    for b, real in zip(bs, (b1, b2)):
+        eq(b.get("address"), real.addr, "address of %s" % b["name"])
+        check("zone" in b and isinstance(b["zone"], str), "zone of %s: %r" % (b["name"], b.get("zone")))
+        check(_num(b.get("weight")), "weight of %s: %r" % (b["name"], b.get("weight")))
+        eq(b.get("admin_state"), "active", "admin_state of %s" % b["name"])
+        eq(b.get("health"), "up", "health of %s (health type off)" % b["name"])
+        eq(b.get("breaker"), "closed", "breaker of %s" % b["name"])
+        for k in ("inflight", "requests", "failures"):
+            check(_num(b.get(k)), "%s of %s: %r" % (k, b["name"], b.get(k)))
+        resp = b.get("responses")
+        check(isinstance(resp, dict) and all(_num(resp.get(k)) for k in ("2xx", "3xx", "4xx", "5xx")),
+              "responses of %s: %r" % (b["name"], resp))
+        lat = b.get("latency_ms")
+        check(isinstance(lat, dict) and _num(lat.get("p50")) and _num(lat.get("p99")),
+              "latency_ms of %s: %r" % (b["name"], lat))
+        check(0 <= lat["p50"] <= lat["p99"], "latency_ms of %s: %r" % (b["name"], lat))
+    eq(sum(b["requests"] for b in bs), 1, "requests over both backends after one request")
+
+
+def _counts(lb):
+    bs = lb.stats()["pools"][0]["backends"]
+    return {b["name"]: (b["requests"], b["responses"]["2xx"], b["responses"]["5xx"], b["inflight"]) for b in bs}
+
+
+def test_stats_counts_20_requests(t):
+    lb, _, _ = _two(t)
+    c = lb.conn()
+    for i in range(20):
+        eq(c.request("GET", "/").status, 200, "request %d" % i)
+    want = {"b1": (10, 10, 0, 0), "b2": (10, 10, 0, 0)}
+    last = [None]
+
+    def done():
+        last[0] = _counts(lb)
+        return last[0] == want
+
+    try:
+        wait_until(done, 2 * t.slow, interval=0.05, what="stats")
+    except AssertionError:
+        fail("per backend (requests, 2xx, 5xx, inflight): expected %r, got %r" % (want, last[0]))
+
+
+def test_stats_counts_5xx(t):
+    lb, _, _ = _two(t)
+    c = lb.conn()
+    for i in range(3):
+        eq(c.request("GET", "/status/500").status, 500, "request %d" % i)
+    last = [None]
+
+    def done():
+        last[0] = _counts(lb)
+        v = list(last[0].values())
+        return sum(x[0] for x in v) == 3 and sum(x[2] for x in v) == 3
+
+    try:
+        wait_until(done, 2 * t.slow, interval=0.05, what="stats")
+    except AssertionError:
+        fail("expected 3 requests and 3 5xx over both backends, got (requests, 2xx, 5xx, inflight) %r" % last[0])
+    eq(sum(x[1] for x in last[0].values()), 0, "2xx count")
+
+
+# --- admin API ---------------------------------------------------------------
+
+TOKEN = "s3cret-token"
+
+
+def _api(lb, pool, name, action, body, token=TOKEN, auth=None):
+    c = HttpConn(lb.ctx, lb.admin_port)
+    hs = [("Connection", "close")]
+    if auth is not None:
+        hs.append(("Authorization", auth))
+    elif token is not None:
+        hs.append(("Authorization", "Bearer " + token))
+    try:
+        return c.request("POST", "/api/pools/%s/backends/%s/%s" % (pool, name, action), headers=hs,
+                         body=body.encode(), host="127.0.0.1")
+    finally:
+        c.close()
+
+
+def _api_lb(t, token=TOKEN):
+    b1 = t.backend("b1")
+    b2 = t.backend("b2")
+    admin = {"token": token} if token else {}
+    cfg = t.config(backends=[{"name": "b1", "address": b1.addr, "weight": 100},
+                             {"name": "b2", "address": b2.addr, "weight": 100}], workers=1)
+    cfg["admin"].update(admin)
+    return t.lb(cfg)
+
+
+def _states(lb):
+    return {b["name"]: (b["admin_state"], b["weight"]) for b in lb.stats()["pools"][0]["backends"]}
+
+
+def test_admin_api_auth(t):
+    lb = _api_lb(t)
+    before = _states(lb)
+    eq(_api(lb, "api", "b2", "state", "drain", token=None).status, 401, "POST without Authorization")
+    eq(_api(lb, "api", "b2", "state", "drain", token="wrong").status, 403, "POST with a wrong token")
+    eq(_api(lb, "api", "b2", "state", "drain", auth="Basic " + TOKEN).status, 403, "POST with Basic auth")
+    eq(_states(lb), before, "backend states after refused POSTs")
+    r = _api(lb, "api", "b2", "state", "drain")
+    eq(r.status, 200, "POST with the token")
+    eq(_states(lb)["b2"][0], "drain", "b2 admin_state after the POST")
+
+
+def test_admin_api_without_configured_token_is_read_only(t):
+    lb = _api_lb(t, token=None)
+    eq(_api(lb, "api", "b2", "state", "drain", token="anything").status, 403, "POST when no token is configured")
+    eq(_states(lb)["b2"][0], "active", "b2 admin_state")
+
+
+def test_admin_api_errors(t):
+    lb = _api_lb(t)
+    before = _states(lb)
+    cases = [
+        (("nopool", "b1", "state", "drain"), 404),
+        (("api", "nobackend", "state", "drain"), 404),
+        (("api", "b1", "state", "sleepy"), 400),
+        (("api", "b1", "weight", "abc"), 400),
+        (("api", "b1", "weight", "1001"), 400),
+        (("api", "b1", "weight", "-1"), 400),
+        (("api", "b1", "weight", ""), 400),
+    ]
+    got = []
+    for args, want in cases:
+        r = _api(lb, *args)
+        got.append((args, r.status))
+        if want == 400:
+            check(len(r.body.strip()) > 0, "400 for %r without a message" % (args,))
+    eq(got, [(a, w) for a, w in cases], "statuses")
+    eq(_states(lb), before, "states after bad requests")
+
+
+def test_admin_api_drain_moves_traffic(t):
+    lb = _api_lb(t)
+    r = _api(lb, "api", "b2", "state", "drain")
+    eq(r.status, 200, "drain b2")
+    j = r.json()
+    eq((j.get("name"), j.get("admin_state")), ("b2", "drain"), "backend JSON in the answer")
+    c = lb.conn()
+    seen = [c.request("GET", "/").header("X-Backend") for _ in range(10)]
+    eq(seen, ["b1"] * 10, "backends while b2 drains")
+    eq(_api(lb, "api", "b2", "state", "active").status, 200, "activate b2")
+    seen = [c.request("GET", "/").header("X-Backend") for _ in range(20)]
+    check(seen.count("b1") + seen.count("b2") == 20 and 8 <= seen.count("b2") <= 12,
+          "20 requests after b2 is active again: %r" % seen)
+
+
+def test_admin_api_weight(t):
+    lb = _api_lb(t)
+    eq(_api(lb, "api", "b1", "weight", "300").status, 200, "set b1 weight")
+    eq(_states(lb)["b1"], ("active", 300), "b1 after the change")
+    c = lb.conn()
+    seen = [c.request("GET", "/").header("X-Backend") for _ in range(100)]
+    b1 = seen.count("b1")
+    # weights 300:100: 75 of 100, give or take the one
+    # pick the balancer had made under the old weights
+    check(74 <= b1 <= 76 and b1 + seen.count("b2") == 100, "b1 got %d of 100 with weights 300:100" % b1)

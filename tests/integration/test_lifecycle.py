@@ -1,0 +1,202 @@
+"""Command line, signals, access log."""
+
+import json
+import os
+import signal
+import socket
+import time
+
+from harness import check, config_text, eq, fail, wait_until
+
+
+def _write(t, name, text):
+    path = os.path.join(t.tmp, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def test_check_good_config(t):
+    b1 = t.backend("b1")
+    _write(t, "good.conf", config_text(t.config(backends=[b1])))
+    code, out = t.run_lb(["-t", "-c", "good.conf"])
+    eq(code, 0, "exit status of lb -t on a valid file (output %r)" % out)
+    check("configuration OK" in out, "lb -t output: %r" % out)
+
+
+def _bad_text(t):
+    good = config_text(t.config(backends=[{"name": "b1", "address": "127.0.0.1:1"}]))
+    lines = good.split("\n")
+    check(lines[0].startswith("lb = {") and lines[1].strip().startswith("workers"), "config layout changed: %r" % lines[:3])
+    return lines
+
+
+def test_check_bad_config_names_file_and_line(t):
+    lines = _bad_text(t)
+    lines.insert(2, "    no_such_key = 5;")  # line 3
+    _write(t, "bad.conf", "\n".join(lines))
+    code, out = t.run_lb(["-t", "-c", "bad.conf"])
+    eq(code, 1, "exit status of lb -t on an invalid file (output %r)" % out)
+    check(any(ln.startswith("bad.conf:3:") for ln in out.splitlines()), "no line starting 'bad.conf:3:' in %r" % out)
+    check("configuration OK" not in out, "invalid file reported OK: %r" % out)
+
+
+def test_check_bad_config_reports_every_error(t):
+    lines = _bad_text(t)
+    lines.insert(2, "    no_such_key = 5;")  # line 3
+    i = next(k for k, ln in enumerate(lines) if ln.strip().startswith("connect ="))
+    lines[i] = '    connect = "soon";'
+    _write(t, "bad2.conf", "\n".join(lines))
+    code, out = t.run_lb(["-t", "-c", "bad2.conf"])
+    eq(code, 1, "exit status (output %r)" % out)
+    errs = [ln for ln in out.splitlines() if ln.startswith("bad2.conf:")]
+    check(any(ln.startswith("bad2.conf:3:") for ln in errs), "unknown key on line 3 not reported: %r" % out)
+    check(any(ln.startswith("bad2.conf:%d:" % (i + 1)) for ln in errs), "bad duration on line %d not reported: %r" % (i + 1, out))
+
+
+def test_check_syntax_error_line(t):
+    lines = _bad_text(t)
+    lines[3] = lines[3] + " }}} ;"  # line 4
+    _write(t, "syn.conf", "\n".join(lines))
+    code, out = t.run_lb(["-t", "-c", "syn.conf"])
+    eq(code, 1, "exit status (output %r)" % out)
+    check(any(ln.startswith("syn.conf:4:") for ln in out.splitlines()), "no line starting 'syn.conf:4:' in %r" % out)
+
+
+def test_version(t):
+    code, out = t.run_lb(["-v"])
+    eq(code, 0, "exit status of lb -v (output %r)" % out)
+    check(out.strip() != "" and any(ch.isdigit() for ch in out), "lb -v printed %r" % out)
+
+
+def test_sigterm_with_idle_keepalive_client_exits_0(t):
+    b1 = t.backend("b1")
+    lb = t.lb(t.config(backends=[b1], timeouts={"client_idle": "30s"}))
+    c = lb.conn()
+    eq(c.request("GET", "/").status, 200, "status")
+    t0 = time.monotonic()
+    lb.signal(signal.SIGTERM)
+    check(c.closed_within(3 * t.slow), "idle keep-alive client not closed within 3s of SIGTERM")
+    try:
+        lb.proc.wait(3 * t.slow)
+    except Exception:
+        fail("lb still running %.1fs after SIGTERM" % (time.monotonic() - t0))
+    eq(lb.proc.returncode, 0, "exit status after SIGTERM")
+
+
+def test_sigterm_finishes_inflight_request(t):
+    b1 = t.backend("b1")
+    lb = t.lb(t.config(backends=[b1], timeouts={"backend": "5s"}))
+    c = lb.conn()
+    c.send(b"GET /sleep/1000 HTTP/1.1\r\nHost: x\r\n\r\n")
+    wait_until(lambda: lb.backend_stats("api", "b1")["inflight"] == 1, 2 * t.slow, what="the request in flight at b1")
+    lb.signal(signal.SIGTERM)
+    r = c.read_response(timeout=5 * t.slow)
+    eq((r.status, r.header("X-Backend")), (200, "b1"), "the request in flight during SIGTERM")
+    check("close" in (r.header("Connection") or "").lower() or r.version == "HTTP/1.0",
+          "response in flight during shutdown without Connection: close (%r)" % r.header("Connection"))
+    check(c.closed_within(3 * t.slow), "connection not closed after the last response")
+    lb.proc.wait(5 * t.slow)
+    eq(lb.proc.returncode, 0, "exit status after SIGTERM")
+
+
+def _access(t, fmt):
+    b1 = t.backend("b1")
+    path = os.path.join(t.tmp, "access.log")
+    lb = t.lb(t.config(backends=[b1], log={"access": path, "format": fmt}))
+    c = lb.conn()
+    rs = [c.request("GET", "/"), c.request("GET", "/status/404", headers=[("X-Request-Id", "rid-404")]),
+          c.request("POST", "/echo?q=1", body=b"x" * 100)]
+    eq([r.status for r in rs], [200, 404, 200], "statuses")
+
+    def lines():
+        try:
+            with open(path) as f:
+                ls = [ln for ln in f.read().splitlines() if ln.strip()]
+        except OSError:
+            return None
+        return ls if len(ls) >= 3 else None
+
+    try:
+        got = wait_until(lines, 3 * t.slow, what="3 access log lines")
+    except AssertionError:
+        fail("access log %s has %r after 3 requests (3s)" % (path, open(path).read() if os.path.exists(path) else "no file"))
+    eq(len(got), 3, "access log lines after 3 requests")
+    return lb, rs, got
+
+
+def test_access_log_json(t):
+    lb, rs, got = _access(t, "json")
+    recs = []
+    for ln in got:
+        try:
+            recs.append(json.loads(ln))
+        except ValueError:
+            fail("access log line is not JSON: %r" % ln)
+    for rec, r, (m, p) in zip(recs, rs, [("GET", "/"), ("GET", "/status/404"), ("POST", "/echo?q=1")]):
+        for k in ("time", "client", "method", "path", "status", "bytes", "backend", "request_id"):
+            check(k in rec, "access log record without %r: %r" % (k, rec))
+        check(any("upstream" in k for k in rec), "no upstream time field: %r" % rec)
+        check(any(k.startswith("total") or k in ("duration_ms", "request_ms") for k in rec), "no total time field: %r" % rec)
+        eq((rec["method"], rec["status"], rec["backend"]), (m, r.status, "b1"), "method/status/backend in %r" % rec)
+        check(rec["path"] in (p, p.split("?")[0]), "path %r for %s" % (rec["path"], p))
+        check("127.0.0.1" in str(rec["client"]), "client %r" % rec["client"])
+        eq(rec["request_id"], r.header("X-Request-Id"), "request_id vs the response's X-Request-Id")
+    eq(recs[1]["request_id"], "rid-404", "request_id sent by the client")
+
+
+def test_access_log_text(t):
+    lb, rs, got = _access(t, "text")
+    for ln, (p, st) in zip(got, [("/", 200), ("/status/404", 404), ("/echo", 200)]):
+        check(p in ln and str(st) in ln, "access log line %r lacks path %s or status %d" % (ln, p, st))
+    check("rid-404" in got[1], "text line lacks the request id: %r" % got[1])
+
+
+def test_healthz_503_while_shutting_down(t):
+    b1 = t.backend("b1")
+    lb = t.lb(t.config(backends=[b1], timeouts={"backend": "5s"}))
+    eq(lb.admin_get("/healthz").status, 200, "/healthz while serving")
+    c = lb.conn()
+    c.send(b"GET /sleep/1500 HTTP/1.1\r\nHost: x\r\n\r\n")
+    wait_until(lambda: lb.backend_stats("api", "b1")["inflight"] == 1, 2 * t.slow, what="the request in flight at b1")
+    lb.signal(signal.SIGTERM)
+    # the request in flight keeps the process up for about 1.5 s; the admin answers 503 meanwhile
+    wait_until(lambda: _healthz_status(lb) == 503, 1.0, interval=0.05, what="/healthz to answer 503 after SIGTERM")
+    r = c.read_response(timeout=5 * t.slow)
+    eq(r.status, 200, "the request in flight")
+
+
+def _healthz_status(lb):
+    try:
+        return lb.admin_get("/healthz").status
+    except Exception:
+        return None
+
+
+def test_sigterm_as_soon_as_listening_exits_0(t):
+    """Once the listener accepts, SIGTERM must already be handled (graceful exit
+    0), not kill the process with the default action."""
+    b1 = t.backend("b1")
+    cfg = t.config(backends=[b1])
+    codes = []
+    for i in range(10):
+        lb = t.lb(cfg, ready=False)
+        deadline = time.monotonic() + 5 * t.slow
+        while not _accepts(lb.port):  # a tight bounded poll: SIGTERM at the first moment it accepts
+            check(time.monotonic() < deadline and lb.proc.poll() is None, "lb did not start listening (round %d)" % i)
+            time.sleep(0.002)
+        lb.signal(signal.SIGTERM)
+        try:
+            lb.proc.wait(3 * t.slow)
+        except Exception:
+            fail("lb still running 3s after SIGTERM (round %d)" % i)
+        codes.append(lb.proc.returncode)
+    eq(codes, [0] * 10, "exit statuses of 10 lb started and sent SIGTERM as soon as the listener accepted")
+
+
+def _accepts(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False

@@ -1,0 +1,131 @@
+"""SIGHUP: validate fully, keep the old config when invalid, apply a valid one
+without dropping a connection or a request."""
+
+import copy
+import signal
+import threading
+
+from harness import HttpConn, check, config_text, eq, fail, wait_until
+
+
+def _rewrite(lb, cfg):
+    with open(lb.conf_path, "w") as f:
+        f.write(config_text(cfg))
+
+
+def _reloads(lb):
+    return lb.stats()["reloads"]
+
+
+def _wait_reloads(t, lb, ok, failed):
+    last = [None]
+
+    def done():
+        last[0] = _reloads(lb)
+        return (last[0]["ok"], last[0]["failed"]) == (ok, failed)
+
+    try:
+        wait_until(done, 3 * t.slow, interval=0.05, what="reload counters")
+    except AssertionError:
+        fail("reloads: expected ok=%d failed=%d, got %r" % (ok, failed, last[0]))
+    return last[0]
+
+
+def test_reload_invalid_file_keeps_old_config(t):
+    b1 = t.backend("b1")
+    cfg = t.config(backends=[b1])
+    lb = t.lb(cfg)
+    c = lb.conn()
+    eq(c.request("GET", "/").status, 200, "before the reload")
+    lines = config_text(cfg).split("\n")
+    lines.insert(2, "    no_such_key = 5;")  # line 3
+    with open(lb.conf_path, "w") as f:
+        f.write("\n".join(lines))
+    lb.signal(signal.SIGHUP)
+    rl = _wait_reloads(t, lb, 0, 1)
+    check(str(rl.get("last_error", "")).startswith(lb.conf_path + ":3:"),
+          "last_error should name %s:3: %r" % (lb.conf_path, rl.get("last_error")))
+    r = c.request("GET", "/")
+    eq((r.status, r.header("X-Backend")), (200, "b1"), "the same connection after a failed reload")
+    eq(lb.get("/").status, 200, "a new connection after a failed reload")
+    check(lb.proc.poll() is None, "lb exited after a failed reload")
+
+
+def test_reload_applies_new_backend_and_keeps_connections(t):
+    b1 = t.backend("b1")
+    b2 = t.backend("b2")
+    cfg = t.config(backends=[b1])
+    lb = t.lb(cfg)
+    c = lb.conn()
+    eq(c.request("GET", "/").header("X-Backend"), "b1", "before the reload")
+    new = copy.deepcopy(cfg)
+    new["pools"][0]["backends"].append({"name": "b2", "address": b2.addr})
+    _rewrite(lb, new)
+    lb.signal(signal.SIGHUP)
+    _wait_reloads(t, lb, 1, 0)
+    names = [b["name"] for b in lb.stats()["pools"][0]["backends"]]
+    eq(names, ["b1", "b2"], "backends in /stats.json after the reload")
+    # the connection opened before the reload still works, and b2 gets traffic
+    seen = [c.request("GET", "/").header("X-Backend") for _ in range(10)]
+    eq(sorted(set(seen)), ["b1", "b2"], "backends answering after the reload: %r" % seen)
+    check(4 <= seen.count("b2") <= 6, "b2 got %d of 10 after the reload" % seen.count("b2"))
+
+
+def test_reload_restores_admin_api_change(t):
+    b1 = t.backend("b1")
+    b2 = t.backend("b2")
+    cfg = t.config(backends=[b1, b2])
+    cfg["admin"]["token"] = "tok"
+    lb = t.lb(cfg)
+    ac = HttpConn(t, lb.admin_port)
+    r = ac.request("POST", "/api/pools/api/backends/b2/state", headers=[("Authorization", "Bearer tok")], body=b"maint")
+    eq(r.status, 200, "set b2 to maint")
+    eq(lb.backend_stats("api", "b2")["admin_state"], "maint", "b2 after the API call")
+    lb.signal(signal.SIGHUP)
+    _wait_reloads(t, lb, 1, 0)
+    eq(lb.backend_stats("api", "b2")["admin_state"], "active", "b2 after a reload of the unchanged file")
+
+
+def test_reload_under_traffic_drops_nothing(t):
+    b1 = t.backend("b1")
+    b2 = t.backend("b2")
+    cfg = t.config(backends=[b1, b2], workers=2)
+    lb = t.lb(cfg)
+    errors = []
+    counts = [0] * 4
+    stop = threading.Event()
+
+    def client(k):
+        try:
+            c = lb.conn()
+            for i in range(400):  # bounded; stopped early once the reloads are done
+                if stop.is_set():
+                    break
+                if k % 2 and i % 10 == 0:  # half the clients also open new connections
+                    c.close()
+                    c = lb.conn()
+                r = c.request("GET", "/")
+                if r.status != 200:
+                    errors.append("client %d request %d: status %d" % (k, i, r.status))
+                counts[k] += 1
+        except Exception as e:
+            errors.append("client %d: %s" % (k, e))
+
+    ts = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(4)]
+    for th in ts:
+        th.start()
+    try:
+        for n in range(1, 6):
+            new = copy.deepcopy(cfg)
+            new["pools"][0]["backends"][1]["weight"] = 10 * n
+            _rewrite(lb, new)
+            lb.signal(signal.SIGHUP)
+            _wait_reloads(t, lb, n, 0)
+    finally:
+        stop.set()
+    for th in ts:
+        th.join(20 * t.slow)
+        check(not th.is_alive(), "a client is still running")
+    eq(errors, [], "errors during 5 reloads")
+    check(sum(counts) >= 40, "only %d requests ran during the reloads" % sum(counts))
+    eq(lb.backend_stats("api", "b2")["weight"], 50, "b2 weight after the last reload")
