@@ -54,24 +54,24 @@ struct hc_check {
     char pool[CFG_NAME_MAX];
     char name[CFG_NAME_MAX];
     struct cfg_addr addr;
-    struct cfg_health cfg;     /* path and host NULL: they live on in req */
-    char *req;                 /* the whole HTTP request; NULL for tcp and off */
+    struct cfg_health cfg; /* path and host NULL: they live on in req */
+    char *req;             /* the whole HTTP request; NULL for tcp and off */
     size_t req_len;
-    struct hc_status *state;   /* results go here (owned by the proxy) */
-    const _Atomic int *admin;  /* enum cfg_admin_state, NULL: always checked */
+    struct hc_status *state;  /* results go here (owned by the proxy) */
+    const _Atomic int *admin; /* enum cfg_admin_state, NULL: always checked */
 
     ev_timer sched; /* the next check (in maint: the next look at admin) */
     ev_timer tmo;   /* the running check's deadline */
     ev_io io;
     int fd; /* -1 between checks */
     enum hc_phase phase;
-    size_t sent;            /* request bytes sent */
-    size_t used;            /* response bytes in buf */
-    size_t scanned;         /* h1_parse_response()'s resume point */
-    struct timespec t0;     /* CLOCK_MONOTONIC at the check's start, for its duration */
-    ev_tstamp start;        /* ev_now() at the check's start, for the schedule */
-    int err;                /* errno behind a connect error or a reset, for the log */
-    int status;             /* HTTP status received, 0 if none */
+    size_t sent;        /* request bytes sent */
+    size_t used;        /* response bytes in buf */
+    size_t scanned;     /* h1_parse_response()'s resume point */
+    struct timespec t0; /* CLOCK_MONOTONIC at the check's start, for its duration */
+    ev_tstamp start;    /* ev_now() at the check's start, for the schedule */
+    int err;            /* errno behind a connect error or a reset, for the log */
+    int status;         /* HTTP status received, 0 if none */
     char buf[HC_BUF_SIZE];
 };
 
@@ -221,8 +221,8 @@ static void hc_log_change(const struct hc_check *c, enum hc_state before, enum h
         log_warn("health down for %s/%s: first check failed (%s)", c->pool, c->name,
                  hc_reason(c, f, why, sizeof(why)));
     else
-        log_warn("health down for %s/%s: %u consecutive failed checks (last: %s)", c->pool,
-                 c->name, c->cfg.fall, hc_reason(c, f, why, sizeof(why)));
+        log_warn("health down for %s/%s: %u consecutive failed checks (last: %s)", c->pool, c->name,
+                 c->cfg.fall, hc_reason(c, f, why, sizeof(why)));
 }
 
 /* Record one result in the state, and log a change of health. */
@@ -265,9 +265,9 @@ static void hc_finish(struct hc_check *c, enum hc_fail f)
 static void hc_connect_failed(struct hc_check *c, int err)
 {
     c->err = err;
-    hc_finish(c, err == ECONNREFUSED  ? HCF_CONNECT_REFUSED
-                 : err == ETIMEDOUT ? HCF_CONNECT_TIMEOUT
-                                    : HCF_CONNECT_ERROR);
+    hc_finish(c, err == ECONNREFUSED ? HCF_CONNECT_REFUSED
+                 : err == ETIMEDOUT  ? HCF_CONNECT_TIMEOUT
+                                     : HCF_CONNECT_ERROR);
 }
 
 static void hc_judge(struct hc_check *c, int status)
@@ -410,7 +410,7 @@ static void hc_due(struct hc_check *c)
     if (hc_is_maint(c)) {
         hc_force(c, HC_UNKNOWN, "in maintenance, not checked");
         hc_arm(c, c->cfg.interval_ms < HC_MAINT_POLL_MS ? c->cfg.interval_ms / 1000.0
-                                                         : HC_MAINT_POLL_MS / 1000.0);
+                                                        : HC_MAINT_POLL_MS / 1000.0);
         return;
     }
     hc_begin(c);
@@ -486,8 +486,8 @@ static void hc_check_free(struct hc_check *c)
 static struct hc_check *hc_check_new(struct hc *hc, const struct hc_target *t)
 {
     struct hc_check *c = calloc(1, sizeof(*c));
-    static const char fmt[] = "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: " HC_USER_AGENT
-                              "\r\nConnection: close\r\n\r\n";
+    static const char fmt[] =
+        "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: " HC_USER_AGENT "\r\nConnection: close\r\n\r\n";
 
     if (!c)
         return NULL;
@@ -507,7 +507,7 @@ static struct hc_check *hc_check_new(struct hc *hc, const struct hc_target *t)
     c->fd = -1;
     if (t->cfg.type == CFG_HC_HTTP) {
         const char *path = t->cfg.path ? t->cfg.path : "/";
-        const char *host = t->cfg.host                    ? t->cfg.host
+        const char *host = t->cfg.host                       ? t->cfg.host
                            : t->addr.sa.ss_family == AF_UNIX ? "localhost"
                                                              : t->addr.text;
         int n = snprintf(NULL, 0, fmt, path, host);

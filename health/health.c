@@ -71,8 +71,8 @@ bool hc_account(struct hc_status *s, bool pass, uint32_t rise_u, uint32_t fall_u
         health = pass ? HC_UP : HC_DOWN;
         counter = pass ? max : 0;
     } else {
-        counter = hc_clamp(old, atomic_load_explicit(&s->counter, memory_order_relaxed), rise,
-                           fall);
+        counter =
+            hc_clamp(old, atomic_load_explicit(&s->counter, memory_order_relaxed), rise, fall);
         if (old == HC_DOWN) {
             if (!pass) {
                 counter = 0; /* a failure breaks the run of passes */

@@ -24,10 +24,13 @@
  * once (pass: up at rise+fall-1, fail: down at 0), so traffic starts within
  * milliseconds of start. The counter means nothing while health is unknown.
  *
- * Admin state: a backend in maint is not checked and its health becomes
- * unknown (nothing is being observed, so neither up nor down would be true);
- * when it leaves maint it is checked within HC_MAINT_POLL_MS and the first
- * result decides at once, as at start. Drain backends are checked as usual.
+ * Admin state: a backend in maint is not checked, and at the time its next
+ * check was due (within one interval) its health becomes unknown: nothing is
+ * observed any more, so neither up nor down would be true. While in maint its
+ * admin state is looked at every HC_MAINT_POLL_MS (or interval, if shorter);
+ * once it leaves maint it is checked at once and the first result decides, as
+ * at start. Drain backends are checked as usual. With health.type = "off",
+ * health is up whatever the admin state.
  */
 #ifndef LB_HEALTH_H
 #define LB_HEALTH_H
@@ -73,14 +76,14 @@ const char *hc_fail_name(enum hc_fail f);
  * enum hc_state already names the three values.)
  */
 struct hc_status {
-    _Atomic int health;              /* enum hc_state */
-    _Atomic int counter;             /* 0..rise+fall-1, see the top of this file */
-    _Atomic uint64_t checks_ok;      /* checks passed */
-    _Atomic uint64_t checks_failed;  /* checks failed */
-    _Atomic uint64_t transitions;    /* changes of `health`, whatever the cause */
-    _Atomic int last_fail;           /* enum hc_fail of the last failed check */
-    _Atomic int last_status;         /* HTTP status of the last HTTP check, 0 if none */
-    _Atomic int64_t last_change_ms;  /* CLOCK_REALTIME ms of the last health change, 0: never */
+    _Atomic int health;                /* enum hc_state */
+    _Atomic int counter;               /* 0..rise+fall-1, see the top of this file */
+    _Atomic uint64_t checks_ok;        /* checks passed */
+    _Atomic uint64_t checks_failed;    /* checks failed */
+    _Atomic uint64_t transitions;      /* changes of `health`, whatever the cause */
+    _Atomic int last_fail;             /* enum hc_fail of the last failed check */
+    _Atomic int last_status;           /* HTTP status of the last HTTP check, 0 if none */
+    _Atomic int64_t last_change_ms;    /* CLOCK_REALTIME ms of the last health change, 0: never */
     _Atomic uint32_t last_duration_us; /* how long the last check took */
 };
 
@@ -90,7 +93,7 @@ void hc_status_init(struct hc_status *s, enum hc_state initial);
 /*
  * Apply one check result to S: counter, health, checks_ok/checks_failed and
  * transitions (not last_*). Returns true when health changed. RISE and FALL
- * below 1 count as 1; a counter out of range for RISE/FALL (they changed on a
+ * are taken within 1..1000; a counter out of range for RISE/FALL (they changed on a
  * reload, or health was set to up from outside) is brought back into the
  * range of the current health first. Only one thread may call it per S.
  */
@@ -101,12 +104,12 @@ bool hc_account(struct hc_status *s, bool pass, uint32_t rise, uint32_t fall);
 
 /* What to check: built by the proxy from the snapshot. */
 struct hc_target {
-    const char *pool;           /* for logs; copied by hc_set_targets */
-    const char *name;           /* for logs; copied */
-    struct cfg_addr addr;       /* copied */
-    struct cfg_health cfg;      /* copied, and the request made from path/host */
-    struct hc_status *state;    /* where results go; at most once per set */
-    const _Atomic int *admin;   /* enum cfg_admin_state of the backend: skipped while maint */
+    const char *pool;         /* for logs; copied by hc_set_targets */
+    const char *name;         /* for logs; copied */
+    struct cfg_addr addr;     /* copied */
+    struct cfg_health cfg;    /* copied, and the request made from path/host */
+    struct hc_status *state;  /* where results go; at most once per set */
+    const _Atomic int *admin; /* enum cfg_admin_state: not checked while maint; NULL: always */
 };
 
 struct hc; /* the checker: a thread with its own libev loop */

@@ -156,6 +156,9 @@ static void handle_post(struct admin_conn *ac, const struct h1_request *req, con
         int old = atomic_exchange(&be->admin, s);
         log_info("admin: %s/%s state %s -> %s by %s", pool, name, cfg_admin_state_name(old),
                  cfg_admin_state_name(s), ac->peer);
+        if (s != CFG_ADMIN_ACTIVE)
+            for (int w = 0; w < lb->nworkers; w++)
+                worker_sweep_idle(&lb->workers[w]);
     } else {
         char *end;
         errno = 0;

@@ -240,12 +240,17 @@ static int adopt_listeners(struct worker *wk, struct wk_handover *ho, int *map)
     return 0;
 }
 
-/* Idle connections to backends that the new table no longer has are closed now. */
+/*
+ * Idle connections to backends that RT no longer has, or whose admin state
+ * is drain or maint, are closed now: a drained backend keeps only the
+ * connections of requests still in flight.
+ */
 static void close_idle_removed(struct worker *wk, const struct rt *rt)
 {
     for (uint32_t i = 0; i < wk->nbe; i++) {
         struct upstream *up = wk->be[i].idle;
-        if (!up || rt_find_backend(rt, up->be->pool, up->be->name) == up->be)
+        if (!up || (rt_find_backend(rt, up->be->pool, up->be->name) == up->be &&
+                    atomic_load(&up->be->admin) == CFG_ADMIN_ACTIVE))
             continue;
         while (wk->be[i].idle)
             upstream_close(wk->be[i].idle);
@@ -305,11 +310,19 @@ static void on_queue_poll(struct ev_loop *loop, ev_timer *w, int revents)
         ev_timer_stop(loop, w);
 }
 
+void worker_sweep_idle(struct worker *wk)
+{
+    atomic_store(&wk->sweep, true);
+    ev_async_send(wk->loop, &wk->wake);
+}
+
 static void on_wake(struct ev_loop *loop, ev_async *w, int revents)
 {
     (void)revents;
     struct worker *wk = container_of(w, struct worker, wake);
     adopt(wk);
+    if (atomic_exchange(&wk->sweep, false))
+        close_idle_removed(wk, wk->rt);
     if (!atomic_load(&wk->lb->stopping) || wk->stopping)
         return;
     wk->stopping = true;

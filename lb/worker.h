@@ -65,6 +65,7 @@ struct worker {
     pthread_mutex_t ho_lock;   /* guards pending */
     struct wk_handover *pending; /* a configuration not adopted yet */
     _Atomic uint64_t gen;      /* generation of the configuration in use */
+    _Atomic bool sweep;        /* close idle upstreams of backends no longer active */
     struct bal_state *bal;     /* [rt->npools] */
     struct wk_listener *ls;    /* [nls] */
     int nls;
@@ -100,6 +101,9 @@ int worker_start(struct worker *wk);
  */
 void worker_handover(struct worker *wk, struct wk_handover *ho);
 void wk_handover_free(struct wk_handover *ho);
+
+/* An admin state changed: close idle connections to drained or maint backends. Any thread. */
+void worker_sweep_idle(struct worker *wk);
 
 /* Ask the worker to stop (graceful); safe from any thread. */
 void worker_stop(struct worker *wk);

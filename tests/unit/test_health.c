@@ -671,8 +671,8 @@ static void test_fall_and_rise_timing_and_logs(void **state)
     assert_true(n > 0);
     text[n] = 0;
     assert_non_null(strstr(text, "health up for api/b1: first check passed (status 200)\n"));
-    assert_non_null(
-        strstr(text, "health down for api/b1: 3 consecutive failed checks (last: bad status 503)\n"));
+    assert_non_null(strstr(
+        text, "health down for api/b1: 3 consecutive failed checks (last: bad status 503)\n"));
     assert_non_null(strstr(text, "health up for api/b1: 2 consecutive passing checks\n"));
 }
 
