@@ -542,6 +542,19 @@ enum hdr_kind {
     HK_REQUEST_ID,
 };
 
+/* Does A[0..n) equal LOWER (already lowercase) ignoring ASCII case? Inline: no libc call. */
+static inline bool name_eq(const char *a, const char *lower, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)a[i];
+        if ((unsigned)(ch - 'A') < 26u)
+            ch |= 0x20;
+        if (ch != (unsigned char)lower[i])
+            return false;
+    }
+    return true;
+}
+
 static enum hdr_kind hdr_kind(const struct h1_header *h)
 {
     static const struct {
@@ -561,7 +574,7 @@ static enum hdr_kind hdr_kind(const struct h1_header *h)
     if (h->name_len >= sizeof(by_len) / sizeof(by_len[0]))
         return HK_OTHER;
     for (int i = 0; i < 2 && by_len[h->name_len][i].name; i++)
-        if (strncasecmp(h->name, by_len[h->name_len][i].name, h->name_len) == 0)
+        if (name_eq(h->name, by_len[h->name_len][i].name, h->name_len))
             return by_len[h->name_len][i].kind;
     return HK_OTHER;
 }
@@ -1079,9 +1092,12 @@ static int read_client(struct conn *c)
 static void build_response_head(struct conn *c, const struct h1_response *resp)
 {
     struct buf *b = c->out;
-    char line[64];
-    int n = snprintf(line, sizeof(line), "HTTP/1.1 %d ", resp->status);
-    bool ok = put(b, line, (size_t)n) && put(b, resp->reason, resp->reason_len) &&
+    /* the status is 100..599 (the parser checked): three digits, no printf */
+    char line[13] = "HTTP/1.1 000 ";
+    line[9] = (char)('0' + resp->status / 100);
+    line[10] = (char)('0' + resp->status / 10 % 10);
+    line[11] = (char)('0' + resp->status % 10);
+    bool ok = put(b, line, sizeof(line)) && put(b, resp->reason, resp->reason_len) &&
               put(b, "\r\n", 2);
     struct conn_list cl;
     conn_list_init(&cl, resp->headers, resp->nheaders);
