@@ -772,7 +772,9 @@ bool h1_name_is(const struct h1_header *h, const char *name)
 {
     size_t i;
 
-    if (h->name_len == 0 || lower((unsigned char)h->name[0]) != lower((unsigned char)name[0]))
+    if (h->name_len == 0)
+        return name[0] == '\0';
+    if (lower((unsigned char)h->name[0]) != lower((unsigned char)name[0]))
         return false; /* most fields differ in the first byte: stop there */
     for (i = 0; i < h->name_len; i++)
         if (name[i] == '\0' || lower((unsigned char)h->name[i]) != lower((unsigned char)name[i]))
