@@ -102,6 +102,22 @@ static void reload_failed(struct main_ctx *m, const char *msg)
     log_err("reload failed: %s; still running the previous configuration", msg);
 }
 
+/* Say so, once per start or reload, where the file asks for what this build does not do yet. */
+static void warn_unbuilt(const struct cfg *cfg)
+{
+    for (int i = 0; i < cfg->npools; i++) {
+        const struct cfg_pool *p = &cfg->pools[i];
+        if (p->balance != CFG_BAL_ROUND_ROBIN)
+            log_warn("pool %s: balance \"%s\" is not built yet; the pool is served by "
+                     "round-robin",
+                     p->name, cfg_balance_name(p->balance));
+        if (p->locality == CFG_LOC_ZONE_AWARE && cfg->zone[0])
+            log_warn("pool %s: zone-aware locality is not built yet; zones are ignored", p->name);
+        if (p->slow_start_ms)
+            log_debug("pool %s: slow_start is not built yet", p->name);
+    }
+}
+
 static bool same_addr(const struct cfg_addr *a, const struct cfg_addr *b)
 {
     return a->len == b->len && memcmp(&a->sa, &b->sa, a->len) == 0;
@@ -318,6 +334,7 @@ static void reload(struct main_ctx *m)
         reload_failed(m, err);
         return;
     }
+    warn_unbuilt(atomic_load(&lb->rt)->cfg);
     lb->reloads_ok++;
     lb->last_reload_ok = true;
     lb->last_reload_time = ev_time();
@@ -374,6 +391,7 @@ static int start(struct main_ctx *m, struct cfg *cfg)
     }
     atomic_store(&lb->rt, rt);
     log_set_level(cfg->log_level);
+    warn_unbuilt(cfg);
     if (log_access_open(cfg->log_access, cfg->log_format) == -1) {
         log_err("log.access: cannot open %s: %s", cfg->log_access, strerror(errno));
         return -1;
