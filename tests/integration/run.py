@@ -196,8 +196,11 @@ def main():
         if timed_out:
             res = {"ok": False, "reason": "timed out after %.0fs (killed)" % el, "details": tails_of(d)}
         elif res is None:
-            with open(os.path.join(d, "child.out"), "rb") as f:
-                out = f.read().decode("utf-8", "replace")
+            try:
+                with open(os.path.join(d, "child.out"), "rb") as f:
+                    out = f.read().decode("utf-8", "replace")
+            except OSError as e:
+                out = "(its output is gone: %s)" % e
             res = {"ok": False, "reason": "test process died (status %s)" % p.returncode,
                    "details": out[-3000:] + "\n" + tails_of(d)}
         if res["ok"]:
