@@ -18,8 +18,9 @@ struct bal_state {
     int n;
 };
 
-/* May backend i of the pool be chosen? (eligibility and limits, decided by pick.c) */
-typedef bool (*bal_ok_fn)(const struct rt_pool *pool, int i, void *arg);
+/* The weight backend i of the pool may be chosen with now (eligibility, limits and slow
+ * start, decided by pick.c); 0: it may not be chosen. */
+typedef uint32_t (*bal_ok_fn)(const struct rt_pool *pool, int i, void *arg);
 
 struct bal_ops {
     const char *name;

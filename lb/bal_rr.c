@@ -16,10 +16,9 @@ static int rr_pick(struct bal_state *st, const struct rt_pool *pool, bal_ok_fn o
     int best = -1;
     int32_t total = 0;
     for (int i = 0; i < pool->n && i < st->n; i++) {
-        const struct rt_backend *be = pool->be[i];
-        if (!ok(pool, i, arg))
+        int32_t w = (int32_t)ok(pool, i, arg);
+        if (!w)
             continue;
-        int32_t w = (int32_t)atomic_load_explicit(&be->weight, memory_order_relaxed);
         st->cur[i] += w;
         total += w;
         if (best < 0 || st->cur[i] > st->cur[best])

@@ -13,7 +13,8 @@ struct pick_arg {
     struct worker *wk;
     const struct cfg_pool *cfg;
     uint64_t exclude;
-    int64_t now_ms;
+    int64_t now_ms;  /* monotonic */
+    int64_t wall_ms; /* realtime, for health change times */
     bool panic;     /* ignore health and breakers */
     bool need_room; /* apply the limits */
     bool saw_full;  /* a candidate was skipped for its limits only */
@@ -41,19 +42,59 @@ static bool has_room(struct worker *wk, const struct rt_backend *be, const struc
     return be->id < wk->nbe && wk->be[be->id].nidle > 0;
 }
 
-static bool candidate_ok(const struct rt_pool *pool, int i, void *varg)
+/*
+ * Slow start: how long (ms) since the backend came (back) into service, or
+ * -1 if that is not recent news. It came into service when a reload added
+ * it, when its health went up after having been up or down before (not the
+ * first check at start), or when its breaker closed after being open.
+ */
+static int64_t in_service_for(const struct rt_backend *be, const struct pick_arg *a)
+{
+    int64_t since = -1;
+    if (be->added_ms)
+        since = a->now_ms - be->added_ms;
+    int64_t hchange = atomic_load_explicit(&be->hc.last_change_ms, memory_order_relaxed);
+    if (hchange && atomic_load_explicit(&be->hc.transitions, memory_order_relaxed) > 1) {
+        int64_t h = a->wall_ms - hchange;
+        if (since < 0 || h < since)
+            since = h;
+    }
+    if (atomic_load_explicit(&be->brk.closed, memory_order_relaxed) > 0) {
+        int64_t b = a->now_ms - atomic_load_explicit(&be->brk.last_change_ms, memory_order_relaxed);
+        if (since < 0 || b < since)
+            since = b;
+    }
+    return since;
+}
+
+/* The backend's weight now: ramped up over slow_start after it came into service. */
+static uint32_t effective_weight(const struct rt_backend *be, const struct pick_arg *a)
+{
+    uint32_t w = atomic_load_explicit(&be->weight, memory_order_relaxed);
+    uint32_t ramp = a->cfg->slow_start_ms;
+    if (!ramp)
+        return w;
+    int64_t t = in_service_for(be, a);
+    if (t < 0 || t >= (int64_t)ramp)
+        return w;
+    uint64_t ew = (uint64_t)w * (uint64_t)(t > 0 ? t : 0) / ramp;
+    return ew ? (uint32_t)ew : 1;
+}
+
+static uint32_t candidate_ok(const struct rt_pool *pool, int i, void *varg)
 {
     struct pick_arg *a = varg;
     const struct rt_backend *be = pool->be[i];
     if (i < 64 && (a->exclude >> i) & 1u)
-        return false;
+        return 0;
     if (!admin_ok(be) || (!a->panic && !healthy(be, a->now_ms)))
-        return false;
+        return 0;
     if (!has_room(a->wk, be, &a->cfg->limits)) {
         a->saw_full = true;
-        return false;
+        return 0;
     }
-    return true;
+    return a->panic ? atomic_load_explicit(&be->weight, memory_order_relaxed)
+                    : effective_weight(be, a);
 }
 
 /* Below panic_threshold of the active weight eligible: spread over all active backends. */
@@ -105,6 +146,11 @@ enum pick_result pick_backend(struct worker *wk, struct rt *rt, int pool_idx, st
         .exclude = exclude,
         .now_ms = mono_ms(),
     };
+    if (pool->cfg->slow_start_ms) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        a.wall_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    }
     a.panic = pool_in_panic(pool, a.now_ms);
     note_panic(pool, a.panic);
     enum pick_result res = PICK_NONE;

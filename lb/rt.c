@@ -43,7 +43,28 @@ static struct rt_backend *be_new(const struct cfg_pool *p, const struct cfg_back
 static void be_update(struct rt_backend *be, const struct cfg_backend *b)
 {
     atomic_store(&be->weight, b->weight);
-    atomic_store(&be->admin, (int)b->state);
+    rt_backend_set_admin(be, (int)b->state);
+}
+
+int rt_backend_set_admin(struct rt_backend *be, int state)
+{
+    int old = atomic_exchange(&be->admin, state);
+    if (state == CFG_ADMIN_ACTIVE)
+        atomic_store(&be->drain_since_ms, 0);
+    else if (old == CFG_ADMIN_ACTIVE || !atomic_load(&be->drain_since_ms))
+        atomic_store(&be->drain_since_ms, mono_ms());
+    return old;
+}
+
+void rt_mark_removed(const struct rt *old, const struct rt *new)
+{
+    for (int i = 0; i < old->npools; i++)
+        for (int j = 0; j < old->pools[i].n; j++) {
+            struct rt_backend *be = old->pools[i].be[j];
+            int64_t zero = 0;
+            if (rt_find_backend(new, be->pool, be->name) != be)
+                atomic_compare_exchange_strong(&be->drain_since_ms, &zero, mono_ms());
+        }
 }
 
 struct rt_backend *rt_find_backend(const struct rt *rt, const char *pool, const char *name)
@@ -86,6 +107,7 @@ static void rt_free(struct rt *rt)
 
 struct rt *rt_new(struct cfg *cfg, const struct rt *old, int nworkers)
 {
+    int64_t now = mono_ms();
     struct rt *rt = calloc(1, sizeof(*rt));
     if (!rt)
         goto fail_cfg;
@@ -109,8 +131,8 @@ struct rt *rt_new(struct cfg *cfg, const struct rt *old, int nworkers)
                 be = NULL; /* moved to another address or zone: a new backend */
             if (be)
                 atomic_fetch_add(&be->refs, 1);
-            else
-                be = be_new(p, &p->backends[j], rt->next_be_id++, nworkers);
+            else if ((be = be_new(p, &p->backends[j], rt->next_be_id++, nworkers)) && old)
+                be->added_ms = now; /* new to a running process: slow start applies */
             if (!be)
                 goto fail_rt;
             be_update(be, &p->backends[j]);

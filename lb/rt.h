@@ -54,6 +54,9 @@ struct rt_backend {
     _Atomic uint32_t weight;
     _Atomic int32_t inflight; /* requests in flight, all workers */
     _Atomic int32_t conns;    /* open upstream connections, all workers */
+    int64_t added_ms;         /* monotonic ms when a reload added it; 0 if there from the start */
+    _Atomic int64_t drain_since_ms; /* monotonic ms it stopped taking requests (drain, maint,
+                                     * removed by a reload); 0 while active */
     struct log_rl fail_log;   /* failures of this backend: one log line per second */
 
     int nworkers;
@@ -106,6 +109,12 @@ struct rt *rt_new(struct cfg *cfg, const struct rt *old, int nworkers);
 void rt_ref(struct rt *rt);
 /* Drop a reference; the last one frees the table, its snapshot, and backends no longer shared. */
 void rt_unref(struct rt *rt);
+
+/* Set BE's admin state, keeping drain_since_ms right. Returns the previous state. */
+int rt_backend_set_admin(struct rt_backend *be, int state);
+
+/* Backends of OLD that NEW does not have are draining from now on. */
+void rt_mark_removed(const struct rt *old, const struct rt *new);
 
 /* Upstream connections pin their backend across reloads. */
 void rt_backend_ref(struct rt_backend *be);
