@@ -153,7 +153,7 @@ static void handle_post(struct admin_conn *ac, const struct h1_request *req, con
             respond_text(ac, 400, "state must be one of: active, drain, maint\n");
             return;
         }
-        int old = atomic_exchange(&be->admin, s);
+        int old = rt_backend_set_admin(be, s);
         log_info("admin: %s/%s state %s -> %s by %s", pool, name, cfg_admin_state_name(old),
                  cfg_admin_state_name(s), ac->peer);
         if (s != CFG_ADMIN_ACTIVE)

@@ -42,6 +42,11 @@ static const struct cfg *conn_cfg(const struct conn *c)
     return c->wk->rt->cfg;
 }
 
+static const struct cfg *conn_cfg_of(const struct worker *wk)
+{
+    return wk->rt->cfg;
+}
+
 static bool put(struct buf *b, const char *s, size_t n)
 {
     if (buf_room(b) < n)
@@ -960,16 +965,27 @@ static bool may_retry(struct conn *c, enum rt_fail kind, int status)
                       c->meth != H1_M_CONNECT;
     if (!never_sent && !(c->replayable && idempotent))
         return false;
-    return c->rt == c->wk->rt && rb_take_retry(&c->wk->rb[c->pool], ev_now(c->wk->loop), r->budget);
+    return c->rt == c->wk->rt; /* the budget is taken once another backend is found */
 }
 
-/* Send the request to another backend; false (and nothing changed) when none can take it. */
+/*
+ * Send the request to another backend; false (and nothing changed) when none
+ * can take it or the retry budget is spent. A failure with nowhere else to
+ * go is not a retry and costs no budget.
+ */
 static bool retry_elsewhere(struct conn *c)
 {
     int idx;
     bool probe;
     if (pick_backend(c->wk, c->rt, c->pool, conn_bal(c), c->tried, &idx, &probe) != PICK_OK)
         return false;
+    double budget = c->rt->cfg->pools[c->pool].retry.budget;
+    if (!rb_take_retry(&c->wk->rb[c->pool], ev_now(c->wk->loop), budget)) {
+        struct rt_backend *be = c->rt->pools[c->pool].be[idx];
+        brk_abandon(&be->brk, probe); /* admitted for nothing: its probe slot goes back */
+        log_debug("retry budget of pool %s spent: request %s not retried", be->pool, c->rid);
+        return false;
+    }
     struct rt_backend *failed = c->be;
     drop_inflight(c);
     release_upstream(c, false);
@@ -1710,6 +1726,24 @@ void conn_remap_listeners(struct worker *wk, const int *map, int nmap)
             c->closing = true;
             if (c->st == CS_IDLE || c->st == CS_HEAD)
                 conn_free(c);
+        }
+        c = next;
+    }
+}
+
+void conn_cut_drained(struct worker *wk)
+{
+    int64_t now = mono_ms(), limit = conn_cfg_of(wk)->drain_ms;
+    struct conn *c = wk->conns;
+    while (c) {
+        struct conn *next = c->next;
+        if ((c->st == CS_PROXY || c->st == CS_TUNNEL) && c->be) {
+            int64_t since = atomic_load_explicit(&c->be->drain_since_ms, memory_order_relaxed);
+            if (since && now - since >= limit) {
+                log_backend_failure(c, "drain took longer than timeouts.drain: request cut");
+                conn_abort(c);
+                conn_free(c);
+            }
         }
         c = next;
     }

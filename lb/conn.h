@@ -128,6 +128,9 @@ void conn_shutdown_all(struct worker *wk);
  */
 void conn_remap_listeners(struct worker *wk, const int *map, int nmap);
 
+/* Cut requests still on backends that have been draining longer than timeouts.drain. */
+void conn_cut_drained(struct worker *wk);
+
 /* Free every connection at once (the worker's loop is no longer running). */
 void conn_close_all(struct worker *wk);
 

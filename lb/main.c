@@ -19,6 +19,7 @@
 #include "health.h"
 #include "lb.h"
 #include "log.h"
+#include "notify.h"
 #include "worker.h"
 
 #define STOP_POLL_S 0.02
@@ -31,6 +32,8 @@ struct main_ctx {
     ev_tstamp stop_deadline;
     ev_timer reload_poll; /* waits for every worker to adopt a new configuration */
     struct hc *hc;        /* the health checker thread */
+    struct notify notify; /* sd_notify, when run by systemd */
+    ev_timer watchdog;    /* WATCHDOG=1 at half of WatchdogSec */
     ev_tstamp reload_start;
 };
 
@@ -86,11 +89,27 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
     log_info("%s: stopping; finishing %lld connections", strsignal(w->signum),
              (long long)atomic_load(&m->lb.conns_current));
     atomic_store(&m->lb.stopping, true);
+    notify_stopping(&m->notify, "draining");
     for (int i = 0; i < m->lb.nworkers; i++)
         worker_stop(&m->lb.workers[i]);
     m->stop_deadline = ev_now(loop) + atomic_load(&m->lb.rt)->cfg->drain_ms / 1000.0;
     ev_timer_init(&m->stop_poll, on_stop_poll, STOP_POLL_S, STOP_POLL_S);
     ev_timer_start(loop, &m->stop_poll);
+}
+
+static void on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    notify_watchdog(&container_of(w, struct main_ctx, watchdog)->notify);
+}
+
+/* One line for systemctl status. */
+static void serving_status(struct main_ctx *m, char *out, size_t len, const char *what)
+{
+    const struct cfg *c = atomic_load(&m->lb.rt)->cfg;
+    snprintf(out, len, "%s: %d listeners, %d pools, %d workers, generation %llu", what,
+             c->nlisteners, c->npools, m->lb.nworkers, (unsigned long long)m->lb.gen);
 }
 
 static void reload_failed(struct main_ctx *m, const char *msg)
@@ -100,6 +119,8 @@ static void reload_failed(struct main_ctx *m, const char *msg)
     m->lb.last_reload_time = ev_time();
     snprintf(m->lb.last_error, sizeof(m->lb.last_error), "%s", msg);
     log_err("reload failed: %s; still running the previous configuration", msg);
+    /* a reload always ends with READY=1, or systemd stays in "reloading" */
+    notify_ready(&m->notify, "reload failed; running the previous configuration");
 }
 
 /* Say so, once per start or reload, where the file asks for what this build does not do yet. */
@@ -113,8 +134,6 @@ static void warn_unbuilt(const struct cfg *cfg)
                      p->name, cfg_balance_name(p->balance));
         if (p->locality == CFG_LOC_ZONE_AWARE && cfg->zone[0])
             log_warn("pool %s: zone-aware locality is not built yet; zones are ignored", p->name);
-        if (p->slow_start_ms)
-            log_debug("pool %s: slow_start is not built yet", p->name);
     }
 }
 
@@ -240,6 +259,9 @@ static void on_reload_poll(struct ev_loop *loop, ev_timer *w, int revents)
     ev_timer_stop(loop, w);
     log_info("reload complete: every worker runs generation %llu (%.1fms)",
              (unsigned long long)m->lb.gen, (ev_time() - m->reload_start) * 1000);
+    char st[200];
+    serving_status(m, st, sizeof(st), "serving, reloaded");
+    notify_ready(&m->notify, st);
 }
 
 /* Apply NEW: hand it to every worker, move the admin port, swap the published table. */
@@ -290,6 +312,7 @@ static int reload_apply(struct main_ctx *m, struct cfg *cfg, char *err, size_t e
     if (admin_fd != -1)
         admin_swap(&m->admin, admin_fd);
     atomic_store(&lb->rt, rt);
+    rt_mark_removed(old, rt);
     int hr = health_targets(m, rt);
     if (hr < 0) {
         /* the checker may still touch the old backends: keep them alive */
@@ -316,6 +339,7 @@ static void reload(struct main_ctx *m)
     struct lb *lb = &m->lb;
     if (atomic_load(&lb->stopping))
         return;
+    notify_reloading(&m->notify);
     m->reload_start = ev_time();
     struct cfg_errors errs = {0};
     struct cfg *cfg = cfg_load(lb->conf_path, &errs);
@@ -515,6 +539,11 @@ int main(int argc, char **argv)
     sigprocmask(SIG_BLOCK, &ours, &prev);
 
     static struct main_ctx m;
+    /* before any thread exists: it edits the environment */
+    if (notify_init(&m.notify) == -1) {
+        log_err("NOTIFY_SOCKET: %s", strerror(errno));
+        return 1;
+    }
     m.lb.conf_path = path;
     m.lb.main_loop = ev_default_loop(EVFLAG_AUTO);
     if (start(&m, cfg) == -1)
@@ -530,8 +559,17 @@ int main(int argc, char **argv)
     ev_signal_start(loop, &m.sig_usr1);
     ev_init(&m.reload_poll, on_reload_poll);
     sigprocmask(SIG_SETMASK, &prev, NULL);
+    double wd = notify_watchdog_interval(&m.notify);
+    if (wd > 0) {
+        ev_timer_init(&m.watchdog, on_watchdog, 0., wd);
+        ev_timer_start(loop, &m.watchdog);
+    }
+    char st[200];
+    serving_status(&m, st, sizeof(st), "serving");
+    notify_ready(&m.notify, st); /* listeners bound, workers running, first checks done */
     ev_run(loop, 0);
     stop(&m);
+    notify_deinit(&m.notify);
     log_info("stopped");
     ev_loop_destroy(loop);
     return 0;

@@ -24,6 +24,7 @@
 #define EMFILE_PAUSE_S  0.1  /* out of descriptors: try again after this */
 #define MAXCONN_PAUSE_S 0.05 /* at max_connections: look again after this */
 #define QUEUE_POLL_S    0.005 /* queued requests look for a backend with room this often */
+#define DRAIN_SWEEP_S   0.25  /* how often requests on over-long drains are looked for */
 
 #define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
@@ -316,6 +317,13 @@ void worker_sweep_idle(struct worker *wk)
     ev_async_send(wk->loop, &wk->wake);
 }
 
+static void on_drain_sweep(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    conn_cut_drained(container_of(w, struct worker, drain_sweep));
+}
+
 static void on_wake(struct ev_loop *loop, ev_async *w, int revents)
 {
     (void)revents;
@@ -406,6 +414,9 @@ int worker_init(struct worker *wk, struct lb *lb, int id)
     ev_async_start(wk->loop, &wk->wake);
     ev_init(&wk->accept_retry, on_accept_retry);
     ev_init(&wk->queue_poll, on_queue_poll);
+    ev_timer_init(&wk->drain_sweep, on_drain_sweep, DRAIN_SWEEP_S, DRAIN_SWEEP_S);
+    ev_timer_start(wk->loop, &wk->drain_sweep);
+    ev_unref(wk->loop); /* a housekeeping timer: it must not keep a stopping loop alive */
     wk->queue_poll.repeat = QUEUE_POLL_S;
     if (!(wk->rb = calloc((size_t)wk->rt->npools, sizeof(*wk->rb)))) {
         snprintf(wk->err, sizeof(wk->err), "out of memory");

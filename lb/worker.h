@@ -83,6 +83,7 @@ struct worker {
     uint32_t nconns;
     struct conn *qhead, *qtail; /* requests waiting for a backend under its limits, oldest first */
     ev_timer queue_poll;        /* while the queue is not empty: slots free up on other workers too */
+    ev_timer drain_sweep;       /* cuts requests on backends draining past timeouts.drain */
     struct retry_budget *rb;    /* [rt->npools] */
     _Atomic uint64_t conns_total;
     _Atomic uint64_t requests_total;
