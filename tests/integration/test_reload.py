@@ -2,6 +2,7 @@
 without dropping a connection or a request."""
 
 import copy
+import time
 import signal
 import threading
 
@@ -54,7 +55,7 @@ def test_reload_invalid_file_keeps_old_config(t):
 def test_reload_applies_new_backend_and_keeps_connections(t):
     b1 = t.backend("b1")
     b2 = t.backend("b2")
-    cfg = t.config(backends=[b1])
+    cfg = t.config(backends=[b1], pool={"slow_start": "0s"})  # the ramp is tested below
     lb = t.lb(cfg)
     c = lb.conn()
     eq(c.request("GET", "/").header("X-Backend"), "b1", "before the reload")
@@ -69,6 +70,33 @@ def test_reload_applies_new_backend_and_keeps_connections(t):
     seen = [c.request("GET", "/").header("X-Backend") for _ in range(10)]
     eq(sorted(set(seen)), ["b1", "b2"], "backends answering after the reload: %r" % seen)
     check(4 <= seen.count("b2") <= 6, "b2 got %d of 10 after the reload" % seen.count("b2"))
+
+
+def test_reload_added_backend_slow_start(t):
+    """A backend added by a reload ramps up over slow_start: right after the
+    reload it gets a small share (its weight grows linearly from ~0), once
+    slow_start has passed it gets exactly its share (10 of 20)."""
+    b1 = t.backend("b1")
+    b2 = t.backend("b2")
+    cfg = t.config(backends=[b1], pool={"slow_start": "3s"})
+    lb = t.lb(cfg)
+    c = lb.conn()
+    eq(c.request("GET", "/").header("X-Backend"), "b1", "before the reload")
+    new = copy.deepcopy(cfg)
+    new["pools"][0]["backends"].append({"name": "b2", "address": b2.addr})
+    _rewrite(lb, new)
+    t0 = time.monotonic()
+    lb.signal(signal.SIGHUP)
+    _wait_reloads(t, lb, 1, 0)
+    early = [c.request("GET", "/").header("X-Backend") for _ in range(20)]
+    spent = time.monotonic() - t0
+    # at most `spent` of 3 s into the ramp: b2's weight <= 100 * spent / 3 against b1's 100
+    bound = int(20 * (spent / 3.0) / (1 + spent / 3.0)) + 1
+    check(early.count("b2") <= bound,
+          "b2 got %d of 20 within %.2fs of being added (bound %d)" % (early.count("b2"), spent, bound))
+    wait_until(lambda: time.monotonic() - t0 > 3.1, 4, interval=0.05, what="slow_start to pass")
+    late = [c.request("GET", "/").header("X-Backend") for _ in range(20)]
+    eq(late.count("b2"), 10, "b2's share of 20 once slow_start has passed")
 
 
 def test_reload_restores_admin_api_change(t):
