@@ -25,7 +25,13 @@ enum cfg_log_format { CFG_FMT_TEXT, CFG_FMT_JSON };
 enum cfg_admin_state { CFG_ADMIN_ACTIVE, CFG_ADMIN_DRAIN, CFG_ADMIN_MAINT };
 enum cfg_balance { CFG_BAL_ROUND_ROBIN, CFG_BAL_LEAST_REQUEST, CFG_BAL_P2C_EWMA, CFG_BAL_HASH };
 enum cfg_locality { CFG_LOC_ZONE_AWARE, CFG_LOC_OFF };
-enum cfg_hash_src { CFG_HASH_HEADER, CFG_HASH_COOKIE, CFG_HASH_QUERY, CFG_HASH_PATH, CFG_HASH_CLIENT_IP };
+enum cfg_hash_src {
+    CFG_HASH_HEADER,
+    CFG_HASH_COOKIE,
+    CFG_HASH_QUERY,
+    CFG_HASH_PATH,
+    CFG_HASH_CLIENT_IP
+};
 enum cfg_health_type { CFG_HC_HTTP, CFG_HC_TCP, CFG_HC_OFF };
 
 /* retry.on conditions besides statuses */
@@ -117,7 +123,7 @@ struct cfg_health {
 struct cfg_backend {
     const char *name;
     struct cfg_addr addr;
-    uint32_t weight; /* 0..1000 */
+    uint32_t weight;    /* 0..1000 */
     const char *zone;   /* "" when not given */
     const char *region; /* "" when not given */
     enum cfg_admin_state state;
@@ -146,7 +152,7 @@ struct cfg {
     const char *path; /* the file this was loaded from */
 
     /* lb */
-    uint32_t workers; /* already resolved: 0 in the file becomes the core count */
+    uint32_t workers;   /* already resolved: 0 in the file becomes the core count */
     const char *zone;   /* "" when not given */
     const char *region; /* "" when not given */
     uint32_t max_connections;
@@ -167,7 +173,7 @@ struct cfg {
     uint32_t client_idle_ms;
     uint32_t backend_ms;
     uint32_t drain_ms;
-    uint32_t tunnel_ms; /* idle timeout of an upgraded (WebSocket) tunnel */
+    uint32_t tunnel_ms;       /* idle timeout of an upgraded (WebSocket) tunnel */
     uint32_t backend_idle_ms; /* timeouts.backend_idle: how long an idle keep-alive
                                * connection to a backend is kept (default "10s") */
 

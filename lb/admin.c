@@ -269,8 +269,8 @@ static void ac_on_io(struct ev_loop *loop, ev_io *w, int revents)
         if (r == H1_INCOMPLETE && ac->inlen < sizeof(ac->in))
             return;
         if (r < 0) {
-            respond_text(ac, r == H1_ERROR ? 400 : 431, r == H1_ERROR ? "bad request\n"
-                                                                      : "head too large\n");
+            respond_text(ac, r == H1_ERROR ? 400 : 431,
+                         r == H1_ERROR ? "bad request\n" : "head too large\n");
             goto reply;
         }
         if (req.body == H1_BODY_CHUNKED || req.content_length > ADMIN_BODY_MAX) {

@@ -243,8 +243,8 @@ static void record_outcome(struct conn *c, bool failure, bool slow)
         return;
     c->recorded = true;
     const struct cfg_pool *p = &c->rt->cfg->pools[c->pool];
-    brk_record(&c->be->brk, &p->breaker, mono_ms(), failure, slow,
-               c->probe, (uint32_t)worker_rand(c->wk), c->be->pool, c->be->name);
+    brk_record(&c->be->brk, &p->breaker, mono_ms(), failure, slow, c->probe,
+               (uint32_t)worker_rand(c->wk), c->be->pool, c->be->name);
 }
 
 /* One warning per second per backend about its failures, with how many were folded in. */
@@ -255,11 +255,11 @@ static void log_backend_failure(struct conn *c, const char *what)
         !log_rl_allow(&c->be->fail_log, ev_now(c->wk->loop), &more))
         return;
     if (more)
-        log_warn("%s/%s (%s): %s, for client %s (%u more failures in the last second)",
-                 c->be->pool, c->be->name, c->be->addr.text, what, c->peer, more);
+        log_warn("%s/%s (%s): %s, for client %s (%u more failures in the last second)", c->be->pool,
+                 c->be->name, c->be->addr.text, what, c->peer, more);
     else
-        log_warn("%s/%s (%s): %s, for client %s", c->be->pool, c->be->name, c->be->addr.text,
-                 what, c->peer);
+        log_warn("%s/%s (%s): %s, for client %s", c->be->pool, c->be->name, c->be->addr.text, what,
+                 c->peer);
 }
 
 static void drop_inflight(struct conn *c)
@@ -378,13 +378,20 @@ static void conn_abort(struct conn *c)
 static const char *error_body(int status)
 {
     switch (status) {
-    case 400: return "bad request\n";
-    case 408: return "request timeout\n";
-    case 431: return "request header fields too large\n";
-    case 502: return "bad gateway\n";
-    case 503: return "service unavailable\n";
-    case 504: return "gateway timeout\n";
-    default:  return "error\n";
+    case 400:
+        return "bad request\n";
+    case 408:
+        return "request timeout\n";
+    case 431:
+        return "request header fields too large\n";
+    case 502:
+        return "bad gateway\n";
+    case 503:
+        return "service unavailable\n";
+    case 504:
+        return "gateway timeout\n";
+    default:
+        return "error\n";
     }
 }
 
@@ -413,14 +420,13 @@ static void conn_error(struct conn *c, int status)
         c->closing = true;
     const char *body = error_body(status);
     char head[512];
-    int n = snprintf(head, sizeof(head),
-                     "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
-                     "%s%s%s%s%s\r\n",
-                     status, h1_reason(status), strlen(body),
-                     status == 503 ? "Retry-After: 1\r\n" : "", c->rid_len ? "X-Request-Id: " : "",
-                     c->rid_len ? c->rid : "", c->rid_len ? "\r\n" : "",
-                     c->closing ? "Connection: close\r\n"
-                                : (c->minor == 0 ? "Connection: keep-alive\r\n" : ""));
+    int n = snprintf(
+        head, sizeof(head),
+        "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
+        "%s%s%s%s%s\r\n",
+        status, h1_reason(status), strlen(body), status == 503 ? "Retry-After: 1\r\n" : "",
+        c->rid_len ? "X-Request-Id: " : "", c->rid_len ? c->rid : "", c->rid_len ? "\r\n" : "",
+        c->closing ? "Connection: close\r\n" : (c->minor == 0 ? "Connection: keep-alive\r\n" : ""));
     put(c->out, head, (size_t)n);
     if (c->meth != H1_M_HEAD)
         puts_(c->out, body);
@@ -873,8 +879,8 @@ static int head_step(struct conn *c)
             return 1;
         }
         if (r == H1_TOO_MANY || buf_len(c->in) >= HEAD_MAX) {
-            log_client_error(c, 431, r == H1_TOO_MANY ? "too many header fields"
-                                                      : "request head too large");
+            log_client_error(
+                c, 431, r == H1_TOO_MANY ? "too many header fields" : "request head too large");
             c->req_done = false;
             conn_error(c, 431);
             return 1;
@@ -994,8 +1000,8 @@ static bool retry_elsewhere(struct conn *c)
     c->uscanned = 0;
     c->retried = false;
     start_on(c, idx, probe);
-    log_debug("retrying request %s on %s/%s after %s/%s failed", c->rid, c->be->pool,
-              c->be->name, failed->pool, failed->name);
+    log_debug("retrying request %s on %s/%s after %s/%s failed", c->rid, c->be->pool, c->be->name,
+              failed->pool, failed->name);
     return true;
 }
 
@@ -1113,8 +1119,8 @@ static void build_response_head(struct conn *c, const struct h1_response *resp)
     line[9] = (char)('0' + resp->status / 100);
     line[10] = (char)('0' + resp->status / 10 % 10);
     line[11] = (char)('0' + resp->status % 10);
-    bool ok = put(b, line, sizeof(line)) && put(b, resp->reason, resp->reason_len) &&
-              put(b, "\r\n", 2);
+    bool ok =
+        put(b, line, sizeof(line)) && put(b, resp->reason, resp->reason_len) && put(b, "\r\n", 2);
     struct conn_list cl;
     conn_list_init(&cl, resp->headers, resp->nheaders);
     for (int i = 0; i < resp->nheaders && ok; i++) {
@@ -1157,8 +1163,8 @@ static int parse_response(struct conn *c)
 {
     struct upstream *up = c->up;
     struct h1_response *resp = &c->wk->resp;
-    int r = h1_parse_response(buf_head(up->in), buf_len(up->in), &c->uscanned,
-                              c->meth == H1_M_HEAD, resp);
+    int r = h1_parse_response(buf_head(up->in), buf_len(up->in), &c->uscanned, c->meth == H1_M_HEAD,
+                              resp);
     if (r == H1_INCOMPLETE) {
         if (buf_len(up->in) >= HEAD_MAX)
             upstream_failed(c, RF_INVALID, 502, NULL);

@@ -52,17 +52,17 @@ struct conn {
     ev_tstamp armed_exp; /* when the timer is actually armed (lazy re-arming) */
     uint32_t tmo_ms;     /* the current inactivity timeout */
 
-    bool rd;         /* readable per the last event */
-    bool wr_blocked; /* the last write returned EAGAIN */
-    bool eof;        /* the client closed its side */
-    bool closing;    /* close after the current response */
-    bool up_noreuse; /* the backend said it will close: do not pool its connection */
-    bool shut_up;    /* tunnel: we shut down our writing side to the backend */
+    bool rd;          /* readable per the last event */
+    bool wr_blocked;  /* the last write returned EAGAIN */
+    bool eof;         /* the client closed its side */
+    bool closing;     /* close after the current response */
+    bool up_noreuse;  /* the backend said it will close: do not pool its connection */
+    bool shut_up;     /* tunnel: we shut down our writing side to the backend */
     bool shut_client; /* tunnel: ... and to the client */
 
     /* the request being served */
-    struct rt *rt;          /* pinned for the request's life */
-    struct rt_backend *be;  /* chosen backend, NULL before a pick */
+    struct rt *rt;         /* pinned for the request's life */
+    struct rt_backend *be; /* chosen backend, NULL before a pick */
     int pool;
     int be_idx;       /* index of be in its pool */
     uint64_t tried;   /* pool indexes of backends tried for this request */
@@ -73,15 +73,15 @@ struct conn {
     size_t uscanned;  /* response head scan progress */
     uint8_t meth;     /* enum h1_method */
     uint8_t minor;
-    bool keep_alive;  /* the client allows another request */
-    bool upgrade;     /* the request asks for an upgrade */
-    bool inflight;    /* counted in be->inflight */
-    bool retried;     /* a stale keep-alive upstream was replaced once */
-    bool replayable;  /* no body: the request can go to a fresh connection again */
+    bool keep_alive; /* the client allows another request */
+    bool upgrade;    /* the request asks for an upgrade */
+    bool inflight;   /* counted in be->inflight */
+    bool retried;    /* a stale keep-alive upstream was replaced once */
+    bool replayable; /* no body: the request can go to a fresh connection again */
 
     uint8_t req_body; /* enum h1_body */
     bool req_done;
-    uint64_t req_left; /* LENGTH: body bytes not yet sent */
+    uint64_t req_left;  /* LENGTH: body bytes not yet sent */
     uint32_t req_ready; /* body bytes at the front of c->in that may be sent */
     struct h1_chunk req_chunk;
     uint32_t uhead_sent;
@@ -93,8 +93,8 @@ struct conn {
     uint64_t resp_left;
     uint32_t resp_ready; /* body bytes at the front of up->in that may be sent */
     struct h1_chunk resp_chunk;
-    int status;           /* of the response sent to the client */
-    uint64_t resp_bytes;  /* bytes sent to the client for this request */
+    int status;          /* of the response sent to the client */
+    uint64_t resp_bytes; /* bytes sent to the client for this request */
 
     ev_tstamp t_start; /* request head complete */
     ev_tstamp t_sent;  /* request head written to the backend */

@@ -184,10 +184,9 @@ void log_access(const struct log_access_rec *r)
         size_t ml = text_clean(meth, sizeof(meth), r->method, r->method_len);
         size_t pl = text_clean(path, sizeof(path), r->path, r->path_len);
         n = (size_t)snprintf(line, sizeof(line),
-                             "%s %s \"%.*s %.*s\" %d %llu %s/%s %.3fms %.3fms %s\n", ts,
-                             r->client, (int)ml, meth, (int)pl, path, r->status,
-                             (unsigned long long)r->bytes, pool, be, r->upstream_ms, r->total_ms,
-                             r->request_id);
+                             "%s %s \"%.*s %.*s\" %d %llu %s/%s %.3fms %.3fms %s\n", ts, r->client,
+                             (int)ml, meth, (int)pl, path, r->status, (unsigned long long)r->bytes,
+                             pool, be, r->upstream_ms, r->total_ms, r->request_id);
     }
     if (n >= sizeof(line)) {
         n = sizeof(line);

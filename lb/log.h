@@ -30,10 +30,14 @@ bool log_enabled(enum cfg_level level);
 /* One event line. Messages are lowercase and name the pool/backend and reason. */
 void log_event(enum cfg_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-#define log_err(...)   log_event(LOG_ERR, __VA_ARGS__)
-#define log_warn(...)  log_event(LOG_WARN, __VA_ARGS__)
-#define log_info(...)  log_event(LOG_INFO, __VA_ARGS__)
-#define log_debug(...) do { if (log_enabled(LOG_DEBUG)) log_event(LOG_DEBUG, __VA_ARGS__); } while (0)
+#define log_err(...)  log_event(LOG_ERR, __VA_ARGS__)
+#define log_warn(...) log_event(LOG_WARN, __VA_ARGS__)
+#define log_info(...) log_event(LOG_INFO, __VA_ARGS__)
+#define log_debug(...)                                                                             \
+    do {                                                                                           \
+        if (log_enabled(LOG_DEBUG))                                                                \
+            log_event(LOG_DEBUG, __VA_ARGS__);                                                     \
+    } while (0)
 
 /*
  * Rate limit for repetitive events (a failing backend must not flood the
@@ -57,17 +61,17 @@ bool log_access_enabled(void);
 void log_access_close(void);
 
 struct log_access_rec {
-    double time;            /* unix seconds of the request's start */
-    const char *client;     /* "ip:port" */
+    double time;        /* unix seconds of the request's start */
+    const char *client; /* "ip:port" */
     const char *method;
     size_t method_len;
     const char *path;
     size_t path_len;
-    int status;             /* 0: no response was sent */
-    uint64_t bytes;         /* response bytes sent to the client */
-    const char *pool;       /* may be NULL */
-    const char *backend;    /* may be NULL */
-    double upstream_ms;     /* request sent to response head, -1 if none */
+    int status;          /* 0: no response was sent */
+    uint64_t bytes;      /* response bytes sent to the client */
+    const char *pool;    /* may be NULL */
+    const char *backend; /* may be NULL */
+    double upstream_ms;  /* request sent to response head, -1 if none */
     double total_ms;
     const char *request_id;
 };

@@ -70,7 +70,8 @@ static void on_stop_poll(struct ev_loop *loop, ev_timer *w, int revents)
         return;
     }
     if (ev_now(loop) >= m->stop_deadline) {
-        log_warn("drain timeout (%ums): %lld connections cut", atomic_load(&m->lb.rt)->cfg->drain_ms,
+        log_warn("drain timeout (%ums): %lld connections cut",
+                 atomic_load(&m->lb.rt)->cfg->drain_ms,
                  (long long)atomic_load(&m->lb.conns_current));
         _exit(0);
     }
@@ -320,13 +321,14 @@ static int reload_apply(struct main_ctx *m, struct cfg *cfg, char *err, size_t e
         rt_ref(old);
     }
     log_set_level(cfg->log_level);
-    if ((cfg->log_access == NULL) != (ocfg->log_access == NULL) || cfg->log_format != ocfg->log_format ||
+    if ((cfg->log_access == NULL) != (ocfg->log_access == NULL) ||
+        cfg->log_format != ocfg->log_format ||
         (cfg->log_access && strcmp(cfg->log_access, ocfg->log_access) != 0)) {
         if (log_access_open(cfg->log_access, cfg->log_format) == -1)
             log_err("reload: log.access: cannot open %s: %s", cfg->log_access, strerror(errno));
     }
     fds_free(fds, lb->nworkers, nls); /* what no worker took */
-    rt_unref(old); /* last: ocfg points into it */
+    rt_unref(old);                    /* last: ocfg points into it */
     return 0;
 fail:
     if (admin_fd != -1)

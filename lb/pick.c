@@ -15,9 +15,9 @@ struct pick_arg {
     uint64_t exclude;
     int64_t now_ms;  /* monotonic */
     int64_t wall_ms; /* realtime, for health change times */
-    bool panic;     /* ignore health and breakers */
-    bool need_room; /* apply the limits */
-    bool saw_full;  /* a candidate was skipped for its limits only */
+    bool panic;      /* ignore health and breakers */
+    bool need_room;  /* apply the limits */
+    bool saw_full;   /* a candidate was skipped for its limits only */
 };
 
 static bool admin_ok(const struct rt_backend *be)
@@ -162,9 +162,9 @@ enum pick_result pick_backend(struct worker *wk, struct rt *rt, int pool_idx, st
             break;
         }
         struct rt_backend *be = pool->be[i];
-        enum brk_verdict v = a.panic ? BRK_ADMIT
-                                     : brk_admit(&be->brk, &pool->cfg->breaker, a.now_ms,
-                                                 be->pool, be->name);
+        enum brk_verdict v =
+            a.panic ? BRK_ADMIT
+                    : brk_admit(&be->brk, &pool->cfg->breaker, a.now_ms, be->pool, be->name);
         if (v != BRK_REJECT) {
             *idx = i;
             *probe = v == BRK_ADMIT_PROBE;

@@ -14,8 +14,8 @@ static bool be_same_place(const struct rt_backend *old, const struct cfg_backend
            strcmp(old->zone, b->zone ? b->zone : "") == 0;
 }
 
-static struct rt_backend *be_new(const struct cfg_pool *p, const struct cfg_backend *b,
-                                 uint32_t id, int nworkers)
+static struct rt_backend *be_new(const struct cfg_pool *p, const struct cfg_backend *b, uint32_t id,
+                                 int nworkers)
 {
     struct rt_backend *be;
     size_t sz = sizeof(*be) + (size_t)nworkers * sizeof(be->cnt[0]);

@@ -48,16 +48,16 @@ struct rt_backend {
     struct cfg_addr addr; /* copied from the snapshot that created or last updated it */
     char zone[CFG_NAME_MAX];
 
-    _Atomic int admin;    /* enum cfg_admin_state */
-    struct hc_status hc;  /* health: written by the checker thread only */
-    struct brk brk;       /* circuit breaker, shared by all workers */
+    _Atomic int admin;   /* enum cfg_admin_state */
+    struct hc_status hc; /* health: written by the checker thread only */
+    struct brk brk;      /* circuit breaker, shared by all workers */
     _Atomic uint32_t weight;
     _Atomic int32_t inflight; /* requests in flight, all workers */
     _Atomic int32_t conns;    /* open upstream connections, all workers */
     int64_t added_ms;         /* monotonic ms when a reload added it; 0 if there from the start */
     _Atomic int64_t drain_since_ms; /* monotonic ms it stopped taking requests (drain, maint,
                                      * removed by a reload); 0 while active */
-    struct log_rl fail_log;   /* failures of this backend: one log line per second */
+    struct log_rl fail_log;         /* failures of this backend: one log line per second */
 
     int nworkers;
     struct be_counters cnt[]; /* [nworkers] */
@@ -65,9 +65,9 @@ struct rt_backend {
 
 struct rt_pool {
     const struct cfg_pool *cfg;
-    _Atomic bool panic;      /* eligible weight below panic_threshold: health and breakers ignored */
+    _Atomic bool panic; /* eligible weight below panic_threshold: health and breakers ignored */
     _Atomic int32_t pending; /* requests queued for a backend under its limits */
-    struct rt_backend **be; /* [cfg->nbackends], same order as the snapshot */
+    struct rt_backend **be;  /* [cfg->nbackends], same order as the snapshot */
     int n;
 };
 
@@ -75,8 +75,8 @@ struct rt {
     struct cfg *cfg;
     struct rt_pool *pools; /* [cfg->npools] */
     int npools;
-    _Atomic int refs;     /* workers and requests using this snapshot */
-    uint32_t next_be_id;  /* ids given so far (carried over on reload) */
+    _Atomic int refs;    /* workers and requests using this snapshot */
+    uint32_t next_be_id; /* ids given so far (carried over on reload) */
 };
 
 /* Monotonic milliseconds: the breaker's clock (a wall-clock step must not

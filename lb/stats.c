@@ -83,8 +83,7 @@ void stats_backend_json(struct lb *lb, const struct rt_backend *be, struct sbuf 
                     (unsigned long long)s.resp[i]);
     sbuf_put(o, "},\"failures_by_kind\":{", 22);
     for (int i = 0; i < RF_COUNT; i++)
-        sbuf_printf(o, "%s\"%s\":%llu", i ? "," : "", fail_names[i],
-                    (unsigned long long)s.fail[i]);
+        sbuf_printf(o, "%s\"%s\":%llu", i ? "," : "", fail_names[i], (unsigned long long)s.fail[i]);
     sbuf_printf(o,
                 "},\"latency_ms\":{\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f},"
                 "\"connections_opened\":%llu,\"bytes_in\":%llu,\"bytes_out\":%llu,",
@@ -147,8 +146,8 @@ void stats_json(struct lb *lb, struct sbuf *o)
     sbuf_printf(o, "{\"version\":\"%s\",\"uptime_s\":%.3f,\"pid\":%d,\"workers\":%d,", LB_VERSION,
                 ev_time() - lb->start_time, (int)getpid(), lb->nworkers);
     sbuf_printf(o, "\"stopping\":%s,\"reloads\":{\"ok\":%llu,\"failed\":%llu,\"last_error\":",
-                atomic_load(&lb->stopping) ? "true" : "false",
-                (unsigned long long)lb->reloads_ok, (unsigned long long)lb->reloads_failed);
+                atomic_load(&lb->stopping) ? "true" : "false", (unsigned long long)lb->reloads_ok,
+                (unsigned long long)lb->reloads_failed);
     sbuf_json_str(o, lb->last_error);
     sbuf_printf(o, ",\"last\":\"%s\",\"generation\":%llu",
                 lb->reloads_ok + lb->reloads_failed == 0 ? "none"
@@ -216,7 +215,7 @@ static void prom_family(struct sbuf *o, struct rt *rt, struct be_sum *sums, cons
 }
 
 #define PROM_SIMPLE(fname, metric, expr)                                                           \
-    static void fname(struct sbuf *o, const struct rt_backend *be, const struct be_sum *s)        \
+    static void fname(struct sbuf *o, const struct rt_backend *be, const struct be_sum *s)         \
     {                                                                                              \
         (void)s;                                                                                   \
         sbuf_put(o, metric, strlen(metric));                                                       \
@@ -257,7 +256,8 @@ static void pv_state(struct sbuf *o, const struct rt_backend *be, const struct b
     prom_be(o, be);
     sbuf_printf(o, ",admin=\"%s\",health=\"%s\",breaker=\"%s\"} 1\n",
                 cfg_admin_state_name(atomic_load(&be->admin)),
-                hc_state_name(atomic_load(&be->hc.health)), brk_state_name(brk_state_now(&be->brk)));
+                hc_state_name(atomic_load(&be->hc.health)),
+                brk_state_name(brk_state_now(&be->brk)));
 }
 
 static void pv_latency(struct sbuf *o, const struct rt_backend *be, const struct be_sum *s)

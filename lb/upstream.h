@@ -23,9 +23,9 @@ struct upstream {
     ev_timer tm; /* connect timeout while connecting, idle timeout while idle */
     struct worker *wk;
     struct rt_backend *be;
-    struct conn *owner;                 /* NULL while idle */
-    struct upstream *next, *prev;       /* idle list links */
-    struct buf *in;                     /* response bytes not yet forwarded */
+    struct conn *owner;           /* NULL while idle */
+    struct upstream *next, *prev; /* idle list links */
+    struct buf *in;               /* response bytes not yet forwarded */
     int fd;
     uint32_t nreq;   /* requests started on this connection */
     bool connecting; /* connect() in progress */

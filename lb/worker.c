@@ -21,8 +21,8 @@
 
 #define ACCEPT_BATCH    64
 #define ACCEPT_BACKLOG  4096
-#define EMFILE_PAUSE_S  0.1  /* out of descriptors: try again after this */
-#define MAXCONN_PAUSE_S 0.05 /* at max_connections: look again after this */
+#define EMFILE_PAUSE_S  0.1   /* out of descriptors: try again after this */
+#define MAXCONN_PAUSE_S 0.05  /* at max_connections: look again after this */
 #define QUEUE_POLL_S    0.005 /* queued requests look for a backend with room this often */
 #define DRAIN_SWEEP_S   0.25  /* how often requests on over-long drains are looked for */
 
@@ -116,8 +116,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
             if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
                 /* the backlog stays in the kernel; do not spin on it */
                 log_warn("accept on listener %s: %s; pausing accepts for %.0fms",
-                         wk->rt->cfg->listeners[l->index].name, strerror(e),
-                         EMFILE_PAUSE_S * 1000);
+                         wk->rt->cfg->listeners[l->index].name, strerror(e), EMFILE_PAUSE_S * 1000);
                 accept_pause(wk, EMFILE_PAUSE_S);
                 return;
             }

@@ -61,15 +61,15 @@ struct worker {
     bool stopping;
     _Atomic bool done; /* the loop has returned */
 
-    struct rt *rt;             /* the table new requests are routed with */
-    pthread_mutex_t ho_lock;   /* guards pending */
+    struct rt *rt;               /* the table new requests are routed with */
+    pthread_mutex_t ho_lock;     /* guards pending */
     struct wk_handover *pending; /* a configuration not adopted yet */
-    _Atomic uint64_t gen;      /* generation of the configuration in use */
-    _Atomic bool sweep;        /* close idle upstreams of backends no longer active */
-    struct bal_state *bal;     /* [rt->npools] */
-    struct wk_listener *ls;    /* [nls] */
+    _Atomic uint64_t gen;        /* generation of the configuration in use */
+    _Atomic bool sweep;          /* close idle upstreams of backends no longer active */
+    struct bal_state *bal;       /* [rt->npools] */
+    struct wk_listener *ls;      /* [nls] */
     int nls;
-    struct ls_counters *lsc;   /* [nls] */
+    struct ls_counters *lsc; /* [nls] */
 
     struct wk_backend *be; /* [nbe], indexed by rt_backend id */
     uint32_t nbe;
@@ -82,9 +82,9 @@ struct worker {
     struct conn *conns; /* every client connection, for shutdown */
     uint32_t nconns;
     struct conn *qhead, *qtail; /* requests waiting for a backend under its limits, oldest first */
-    ev_timer queue_poll;        /* while the queue is not empty: slots free up on other workers too */
-    ev_timer drain_sweep;       /* cuts requests on backends draining past timeouts.drain */
-    struct retry_budget *rb;    /* [rt->npools] */
+    ev_timer queue_poll;     /* while the queue is not empty: slots free up on other workers too */
+    ev_timer drain_sweep;    /* cuts requests on backends draining past timeouts.drain */
+    struct retry_budget *rb; /* [rt->npools] */
     _Atomic uint64_t conns_total;
     _Atomic uint64_t requests_total;
 

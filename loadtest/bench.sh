@@ -1,26 +1,36 @@
 #!/usr/bin/env bash
 # `make bench`: bin/lb side by side with HAProxy and nginx, on the same two
-# backends (bin/lb-backend) and the same client (wrk, one thread), each proxy
-# with one worker. For every workload the proxies run in turn, round after
-# round (lb haproxy nginx lb haproxy nginx ...), each started fresh for each
-# measurement; the report gives the medians, the proxy's CPU time per request
-# and the ratios to HAProxy. See loadtest/README.md, "make bench".
+# backends (bin/lb-backend) and the same client (bin/lb-load by default, or
+# wrk: BENCH_CLIENT), each proxy with one worker. For every workload the
+# proxies run in turn, round after round (lb haproxy nginx lb haproxy nginx
+# ...), each started fresh for each measurement; the report gives the medians,
+# the proxy's CPU time per request and the ratios to HAProxy. Then the reload
+# storm: each proxy reloaded every 100 ms under open-loop load, failed requests
+# side by side. See loadtest/README.md, "make bench".
 #
 # Knobs (environment):
 #   BENCH_ROUNDS=3        measurements per proxy and workload
 #   BENCH_DURATION=5      seconds per measurement (after BENCH_WARMUP=1 s of warm-up)
-#   BENCH_CONNS=50        wrk connections
-#   BENCH_WORKLOADS=keepalive,newconn,64k
+#   BENCH_CONNS=50        client connections (open loop: the most open at once)
+#   BENCH_CLIENT=lb-load  closed-loop client: lb-load or wrk (the open loop is always lb-load)
+#   BENCH_WORKLOADS=keepalive,newconn,64k,openloop
+#   BENCH_OPEN_FRACTION=0.5  open-loop rate as a fraction of HAProxy's median keepalive req/s
+#                         measured in this run (so keepalive must come first)
+#   BENCH_OPEN_RATE=R     a fixed open-loop (and storm) rate in req/s instead
+#   BENCH_STORM_SECONDS=10   reload storm per proxy and mode (0: no storm)
+#   BENCH_STORM_INTERVAL_MS=100  time between two reload signals
+#   BENCH_STORM_MODES=newconn    newconn and/or keepalive (comma-separated)
 #   BENCH_PROXIES=lb,haproxy,nginx
 #   BENCH_PORT=18400      first port tried; the ports used are the first free ones from there
-#   BENCH_PIN=1           proxy on CPU 1, wrk and backends on CPU 0 (0: no pinning)
-#   BENCH_NICE=-10       nice value of proxies, wrk and backends alike (when allowed;
+#   BENCH_PIN=1           proxy on CPU 1, client and backends on CPU 0 (0: no pinning)
+#   BENCH_NICE=-10       nice value of proxies, client and backends alike (when allowed;
 #                         0: unchanged): less noise from other work on a busy machine
 #   BENCH_PEER_HEADERS=1 HAProxy and nginx add X-Forwarded-For/-Proto and X-Request-Id
 #                         as bin/lb does (0: plain proxying, less work for them)
 #   BENCH_BACKEND=lb-backend   (nginx: a stand-in, only to debug the bench itself)
 #   BENCH_KEEP=1          keep the work directory (configs, logs, raw runs)
 #   BENCH_TEMPLATES=DIR   config templates and report.lua (default loadtest/bench), for experiments
+#   BENCH_RESULTS=DIR     where the tables and JSON go (default loadtest/results)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -29,7 +39,13 @@ ROUNDS=${BENCH_ROUNDS:-3}
 DURATION=${BENCH_DURATION:-5}
 WARMUP=${BENCH_WARMUP:-1}
 CONNS=${BENCH_CONNS:-50}
-WORKLOADS=${BENCH_WORKLOADS:-keepalive,newconn,64k}
+CLIENT=${BENCH_CLIENT:-lb-load}
+WORKLOADS=${BENCH_WORKLOADS:-keepalive,newconn,64k,openloop}
+OPEN_FRACTION=${BENCH_OPEN_FRACTION:-0.5}
+OPEN_RATE_FIXED=${BENCH_OPEN_RATE:-}
+STORM_SECONDS=${BENCH_STORM_SECONDS:-10}
+STORM_INTERVAL_MS=${BENCH_STORM_INTERVAL_MS:-100}
+STORM_MODES=${BENCH_STORM_MODES:-newconn}
 PROXIES=${BENCH_PROXIES:-lb,haproxy,nginx}
 BASE_PORT=${BENCH_PORT:-18400}
 PIN=${BENCH_PIN:-1}
@@ -37,7 +53,7 @@ BACKEND=${BENCH_BACKEND:-lb-backend}
 PEER_HEADERS=${BENCH_PEER_HEADERS:-1}
 HELPER=$ROOT/loadtest/bench/bench.py
 TEMPLATES=${BENCH_TEMPLATES:-$ROOT/loadtest/bench}
-RESULTS=$ROOT/loadtest/results
+RESULTS=${BENCH_RESULTS:-$ROOT/loadtest/results}
 
 die() { echo "bench: $*" >&2; exit 1; }
 log() { echo "bench: $*" >&2; }
@@ -46,18 +62,45 @@ for v in ROUNDS DURATION WARMUP CONNS BASE_PORT; do
     [[ ${!v} =~ ^[0-9]+$ && ${!v} -ge 1 ]] || die "BENCH_$v must be a positive integer (is '${!v}')"
 done
 [[ $ROUNDS -le 20 && $DURATION -le 120 ]] || die "BENCH_ROUNDS <= 20 and BENCH_DURATION <= 120, please"
+[[ $STORM_SECONDS =~ ^[0-9]+$ && $STORM_SECONDS -le 120 ]] || die "BENCH_STORM_SECONDS must be 0..120 (is '$STORM_SECONDS')"
+[[ $STORM_INTERVAL_MS =~ ^[0-9]+$ && $STORM_INTERVAL_MS -ge 10 ]] || die "BENCH_STORM_INTERVAL_MS must be an integer >= 10"
+[[ $OPEN_FRACTION =~ ^(0?\.[0-9]+|1(\.0*)?)$ && ! $OPEN_FRACTION =~ ^0?\.0*$ ]] || die "BENCH_OPEN_FRACTION must be in (0, 1] (is '$OPEN_FRACTION')"
+[[ -z $OPEN_RATE_FIXED || $OPEN_RATE_FIXED =~ ^[1-9][0-9]*$ ]] || die "BENCH_OPEN_RATE must be a positive integer (req/s)"
 
 # --- prerequisites -----------------------------------------------------------
 need() { command -v "$1" >/dev/null 2>&1 || die "$1 not found ($2)"; }
-need wrk "apt-get install wrk"
+case $CLIENT in
+wrk) need wrk "apt-get install wrk" ;;
+lb-load) ;;
+*) die "BENCH_CLIENT is lb-load or wrk (is '$CLIENT')" ;;
+esac
 need python3 "apt-get install python3"
 need timeout "coreutils"
 [[ -x bin/lb ]] || die "bin/lb missing: run make"
+[[ -x bin/lb-load ]] || die "bin/lb-load missing: run make"
 IFS=, read -r -a WL <<<"$WORKLOADS"
 IFS=, read -r -a PX <<<"$PROXIES"
+STORM=()
+[[ $STORM_SECONDS -gt 0 ]] && IFS=, read -r -a STORM <<<"$STORM_MODES"
+seen_keepalive=0
 for w in "${WL[@]}"; do
-    case $w in keepalive | newconn | 64k) ;; *) die "unknown workload '$w' (keepalive, newconn, 64k)" ;; esac
+    case $w in
+    keepalive) seen_keepalive=1 ;;
+    newconn | 64k) ;;
+    openloop)
+        # its rate comes from HAProxy's keepalive result of this same run
+        [[ -n $OPEN_RATE_FIXED || ($seen_keepalive == 1 && ,$PROXIES, == *,haproxy,*) ]] ||
+            die "openloop needs keepalive before it and haproxy among the proxies (or BENCH_OPEN_RATE)" ;;
+    *) die "unknown workload '$w' (keepalive, newconn, 64k, openloop)" ;;
+    esac
 done
+for m in "${STORM[@]}"; do
+    case $m in keepalive | newconn) ;; *) die "unknown storm mode '$m' (newconn, keepalive)" ;; esac
+done
+if [[ ${#STORM[@]} -gt 0 && -z $OPEN_RATE_FIXED ]] &&
+    [[ ,$PROXIES, != *,haproxy,* || ,$WORKLOADS, != *,keepalive,* ]]; then
+    die "the reload storm runs at a fraction of HAProxy's measured peak: it needs haproxy and keepalive (or BENCH_OPEN_RATE, or BENCH_STORM_SECONDS=0)"
+fi
 for p in "${PX[@]}"; do
     case $p in
     lb) ;;
@@ -72,12 +115,13 @@ nginx) need nginx "apt-get install nginx-light"; log "WARNING: nginx stand-in ba
 *) die "BENCH_BACKEND is lb-backend or nginx" ;;
 esac
 
-# Pinning: the proxy under test alone on CPU 1; wrk and the two backends share
-# CPU 0. The same for every proxy.
+# Pinning: the proxy under test alone on CPU 1 (in the storm: its master and
+# workers); the client (and the storm's signal sender) and the two backends
+# share CPU 0. The same for every proxy.
 if [[ $PIN == 1 ]]; then
     need taskset "apt-get install util-linux"
     [[ $(nproc) -ge 2 ]] || die "pinning needs 2 CPUs (nproc is $(nproc)); set BENCH_PIN=0"
-    export BENCH_PIN_DESC="proxy on CPU 1, wrk+backends on CPU 0"
+    export BENCH_PIN_DESC="proxy on CPU 1, client+backends on CPU 0"
 else
     export BENCH_PIN_DESC="no pinning"
 fi
@@ -143,21 +187,50 @@ cpu_ns() { # pid -> "ON_CPU_NS RUNQUEUE_WAIT_NS" (the wait is 0 without schedsta
     echo "$total $waited"
 }
 
+# Descendants of a process (its children, theirs, ...): the workers of a
+# master-worker HAProxy or nginx in the reload storm.
+descendants() { # pid -> pids, one per line
+    local c k line
+    for c in /proc/"$1"/task/*/children; do
+        line=
+        { read -r line <"$c" || true; } 2>/dev/null # no newline at its end
+        for k in $line; do
+            echo "$k"
+            descendants "$k"
+        done
+    done
+}
+
+# Alive and not a zombie (an orphaned worker is reaped by init, maybe late).
+alive() { # pid
+    local s
+    { read -r s <"/proc/$1/stat"; } 2>/dev/null || return 1
+    s=${s##*) }
+    [[ ${s:0:1} != Z && ${s:0:1} != X ]]
+}
+
 # --- work directory and cleanup ------------------------------------------------
 WORK=$(mktemp -d /tmp/lb-bench.XXXXXX)
 PIDS=()
 OK=0
 cleanup() {
-    local rc=$? p
+    local rc=$? p all=()
     trap - EXIT INT TERM
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    # the processes started, and their children (workers of a storm's master),
+    # collected before anything is signalled
+    local kids
+    for p in "${PIDS[@]}"; do
+        mapfile -t kids < <(descendants "$p")
+        all+=("$p" "${kids[@]}")
+    done
+    for p in "${all[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
     for _ in $(seq 30); do
-        local alive=0
-        for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
-        [[ $alive == 0 ]] && break
+        local any=0
+        for p in "${all[@]}"; do alive "$p" && any=1; done
+        [[ $any == 0 ]] && break
         sleep 0.1
     done
-    for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+    for p in "${all[@]}"; do alive "$p" && { kill -KILL "$p" 2>/dev/null || true; }; done
     wait 2>/dev/null || true
     if [[ $OK == 1 && ${BENCH_KEEP:-0} != 1 ]]; then
         rm -rf "$WORK"
@@ -178,6 +251,8 @@ forget_pid() { # pid
 # The binaries, copied: a rebuild during the bench does not mix two versions.
 mkdir -p "$WORK/bin"
 cp bin/lb "$WORK/bin/lb"
+cp bin/lb-load "$WORK/bin/lb-load"
+LOAD=$WORK/bin/lb-load
 [[ $BACKEND == lb-backend ]] && cp bin/lb-backend "$WORK/bin/lb-backend"
 LB=$WORK/bin/lb
 export BENCH_LB_BIN=$LB
@@ -218,6 +293,21 @@ stop() { # pid
     forget_pid "$1"
 }
 
+stop_tree() { # pid: a master and its workers (the workers listed first)
+    local kids p
+    kids=$(descendants "$1")
+    stop "$1"
+    for p in $kids; do alive "$p" && { kill -TERM "$p" 2>/dev/null || true; }; done
+    for _ in $(seq 30); do
+        local any=0
+        for p in $kids; do alive "$p" && any=1; done
+        [[ $any == 0 ]] && return 0
+        sleep 0.1
+    done
+    for p in $kids; do alive "$p" && { log "worker $p still running after its master stopped; killing it"; kill -KILL "$p" 2>/dev/null || true; }; done
+    return 0
+}
+
 # --- backends ------------------------------------------------------------------
 mkdir -p "$WORK/www/bytes" "$WORK/nginx-tmp" "$WORK/backend-tmp"
 if [[ $BACKEND == lb-backend ]]; then
@@ -238,50 +328,81 @@ fi
 render "$TEMPLATES/lb.conf.in" "$WORK/lb.conf"
 render "$TEMPLATES/haproxy.cfg.in" "$WORK/haproxy.cfg"
 render "$TEMPLATES/nginx.conf.in" "$WORK/nginx.conf"
+# The reload storm's nginx: the same, with a master process (reloads need one)
+# and notice-level logging (each reload and each new worker leaves a line).
+sed -e 's/^master_process off;/master_process on;/' -e 's|^\(error_log .*\) warn;|\1 notice;|' \
+    -e 's|nginx-error\.log|nginx-storm-error.log|' -e 's|/nginx\.pid;|/nginx-storm.pid;|' \
+    "$WORK/nginx.conf" >"$WORK/nginx-storm.conf"
+{ grep -q '^master_process on;' "$WORK/nginx-storm.conf" && grep -q '^error_log .* notice;' "$WORK/nginx-storm.conf"; } ||
+    die "cannot make the storm's nginx config (master_process/error_log lines of nginx.conf.in changed?)"
 for p in "${PX[@]}"; do # check each config once, clearly
     case $p in
     lb) "$LB" -t -c "$WORK/lb.conf" >"$WORK/check-lb.log" 2>&1 ||
         { cat "$WORK/check-lb.log" >&2; die "bin/lb rejects the bench config"; } ;;
     haproxy) haproxy -c -q -f "$WORK/haproxy.cfg" >"$WORK/check-haproxy.log" 2>&1 ||
         { cat "$WORK/check-haproxy.log" >&2; die "haproxy rejects the bench config"; } ;;
-    nginx) nginx -t -q -e "$WORK/nginx-error.log" -p "$WORK" -c "$WORK/nginx.conf" >"$WORK/check-nginx.log" 2>&1 ||
-        { cat "$WORK/check-nginx.log" >&2; die "nginx rejects the bench config"; } ;;
+    nginx) for c in nginx nginx-storm; do
+        nginx -t -q -e "$WORK/$c-error.log" -p "$WORK" -c "$WORK/$c.conf" >"$WORK/check-$c.log" 2>&1 ||
+            { cat "$WORK/check-$c.log" >&2; die "nginx rejects the bench config ($c.conf)"; }
+    done ;;
     esac
 done
 
 PROXY_PID=
-start_proxy() { # name; sets PROXY_PID
-    local logf="$WORK/$1.log"
-    case $1 in
-    lb) spawn 1 "$logf" "$LB" -c "$WORK/lb.conf" ;;
+start_proxy() { # name [storm]; sets PROXY_PID
+    local logf="$WORK/$1${2:+-$2}.log"
+    case $1${2:+-$2} in
+    lb | lb-storm) spawn 1 "$logf" "$LB" -c "$WORK/lb.conf" ;;
     haproxy) spawn 1 "$logf" haproxy -db -f "$WORK/haproxy.cfg" ;;
+    # master-worker, master in the foreground; SIGUSR2 to the master reloads
+    haproxy-storm) spawn 1 "$logf" haproxy -W -db -f "$WORK/haproxy.cfg" ;;
     nginx) spawn 1 "$logf" nginx -e "$WORK/nginx-error.log" -p "$WORK" -c "$WORK/nginx.conf" ;;
+    # master and one worker, master in the foreground; SIGHUP to the master reloads
+    nginx-storm) spawn 1 "$logf" nginx -e "$WORK/nginx-storm-error.log" -p "$WORK" -c "$WORK/nginx-storm.conf" ;;
     esac
     PROXY_PID=$SPAWNED
     wait_accepting "$PROXY_PID" "$PORT" "$1" "$logf"
 }
 
 # --- workloads -------------------------------------------------------------------
-wrk_args() { # workload
-    case $1 in
-    keepalive) echo "http://127.0.0.1:$PORT/" ;;
-    newconn) echo "-H Connection:close http://127.0.0.1:$PORT/" ;;
-    64k) echo "http://127.0.0.1:$PORT/bytes/65536" ;;
-    esac
+# The client of a workload: wrk or lb-load for the closed loops (BENCH_CLIENT),
+# lb-load for the open loop. Both end with one line of JSON (wrk's through
+# report.lua, prefixed "BENCH "; lb-load's --json), which result_line reads.
+client_of() { # workload
+    if [[ $1 == openloop ]]; then echo lb-load; else echo "$CLIENT"; fi
 }
 
-run_wrk() { # seconds workload outfile
+client_cmd() { # workload duration (5s, 1500ms) [rate] -> the command line, one word a line
+    local url=http://127.0.0.1:$PORT/ extra=()
+    case $1 in
+    newconn) [[ $(client_of "$1") == wrk ]] && extra=(-H Connection:close) || extra=(--new-conn) ;;
+    64k) url=http://127.0.0.1:$PORT/bytes/65536 ;;
+    esac
+    if [[ $(client_of "$1") == wrk ]]; then
+        printf '%s\n' wrk -t1 -c"$CONNS" -d"$2" --latency -s "$TEMPLATES/report.lua" "${extra[@]}" "$url"
+    else
+        [[ -n ${3:-} ]] && extra+=(--rate "$3")
+        printf '%s\n' "$LOAD" "$url" -c "$CONNS" -d "$2" "${extra[@]}" --json
+    fi
+}
+
+run_client() { # seconds workload outfile [rate]
     # In the background and waited for, so that a signal to bench.sh is
-    # handled at once (and wrk is stopped by the cleanup), not after wrk ends.
-    local pid rc=0
+    # handled at once (and the client is stopped by the cleanup), not after it ends.
+    local pid rc=0 cmd
     : >"$3"
-    # shellcheck disable=SC2046
-    spawn 0 "$3" timeout -k 2 $(($1 + 15)) wrk -t1 -c"$CONNS" -d"$1"s --latency \
-        -s "$TEMPLATES/report.lua" $(wrk_args "$2")
+    mapfile -t cmd < <(client_cmd "$2" "$1"s "${4:-}")
+    spawn 0 "$3" timeout -k 2 $(($1 + 15)) "${cmd[@]}"
     pid=$SPAWNED
     wait "$pid" || rc=$?
     forget_pid "$pid"
     return "$rc"
+}
+
+result_line() { # outfile -> the client's JSON result
+    local line
+    line=$(grep -m1 -E '^(BENCH )?\{' "$1") || return 1
+    echo "${line#BENCH }"
 }
 
 # Connections and requests the two backends have accepted so far (from
@@ -301,8 +422,38 @@ backend_counts() { # -> "CONNECTIONS REQUESTS", or "-1 -1"
     echo "$c $q"
 }
 
+# lb's reload counters, from its admin /stats.json: "OK FAILED"
+lb_reloads() {
+    local body
+    body=$( (exec 3<>"/dev/tcp/127.0.0.1/$APORT" &&
+        printf 'GET /stats.json HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n' >&3 &&
+        timeout 2 cat <&3) 2>/dev/null) || { echo "-1 -1"; return; }
+    python3 -c '
+import json, sys
+t = sys.stdin.read(); r = json.loads(t[t.index("{"):])["reloads"]
+print(r["ok"], r["failed"])' <<<"$body" 2>/dev/null || echo "-1 -1"
+}
+
+# Reloads a proxy has done so far: lb counts them (/stats.json); HAProxy's
+# master logs "New worker (PID) forked" and nginx's "start worker process PID"
+# (notice level) for the first worker and for each reload.
+reload_count() { # proxy -> "DONE FAILED"
+    local n
+    case $1 in
+    lb) lb_reloads ;;
+    haproxy) n=$(grep -c 'New worker (' "$WORK/haproxy-storm.log" || true); echo "$((n - 1)) -1" ;;
+    nginx) n=$(grep -c 'start worker process [0-9]' "$WORK/nginx-storm-error.log" || true); echo "$((n - 1)) -1" ;;
+    esac
+}
+
+storm_signal() { # proxy -> the reload signal for its (master) process
+    case $1 in lb | nginx) echo HUP ;; haproxy) echo USR2 ;; esac
+}
+
 RUNS=$WORK/runs.jsonl
+STORMS=$WORK/storms.jsonl
 : >"$RUNS"
+: >"$STORMS"
 START=$(date +%s)
 export BENCH_START_ISO BENCH_STAMP
 BENCH_START_ISO=$(date +%Y-%m-%dT%H:%M:%S%z)
@@ -313,17 +464,36 @@ read -r load1 _ </proc/loadavg
 if awk -v l="$load1" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }'; then
     log "WARNING: load average $load1 on $(nproc) CPUs before starting: other work will skew the numbers"
 fi
-log "$n_total runs of ${DURATION}s (+${WARMUP}s warm-up): workloads ${WORKLOADS}; proxies ${PROXIES}; $ROUNDS rounds; $BENCH_PIN_DESC"
+log "$n_total runs of ${DURATION}s (+${WARMUP}s warm-up): workloads ${WORKLOADS}; proxies ${PROXIES}; client $CLIENT; $ROUNDS rounds; $BENCH_PIN_DESC"
+[[ ${#STORM[@]} -gt 0 ]] && log "then the reload storm: ${STORM_MODES} x ${PROXIES}, ${STORM_SECONDS}s each, a reload every ${STORM_INTERVAL_MS} ms"
+
+# The open-loop rate: BENCH_OPEN_FRACTION of HAProxy's median keepalive req/s
+# in this run (or BENCH_OPEN_RATE); the same for every proxy.
+OPEN_RATE=
+open_rate() { # workload whose HAProxy median is the peak -> rate (req/s, integer)
+    if [[ -n $OPEN_RATE_FIXED ]]; then echo "$OPEN_RATE_FIXED"; return; fi
+    python3 "$HELPER" rate "$RUNS" "$1" haproxy "$OPEN_FRACTION"
+}
+
 for w in "${WL[@]}"; do
+    rate=
+    if [[ $w == openloop ]]; then
+        OPEN_RATE=$(open_rate keepalive) || die "no HAProxy keepalive result to take the open-loop rate from"
+        rate=$OPEN_RATE
+        how="$OPEN_FRACTION x HAProxy's median keepalive req/s"
+        [[ -n $OPEN_RATE_FIXED ]] && how="BENCH_OPEN_RATE"
+        log "openloop: $rate req/s for every proxy ($how)"
+    fi
+    cl=$(client_of "$w")
     for r in $(seq "$ROUNDS"); do
         for p in "${PX[@]}"; do
             n=$((n + 1))
             start_proxy "$p"
-            out=$WORK/wrk-$w-$p-$r.txt
-            run_wrk "$WARMUP" "$w" "$out.warmup" || { cat "$out.warmup" >&2; die "wrk warm-up failed ($w, $p)"; }
+            out=$WORK/$cl-$w-$p-$r.txt
+            run_client "$WARMUP" "$w" "$out.warmup" "$rate" || { cat "$out.warmup" >&2; die "$cl warm-up failed ($w, $p)"; }
             read -r bc0 bq0 <<<"$(backend_counts)"
             read -r c0 q0 <<<"$(cpu_ns "$PROXY_PID")"
-            run_wrk "$DURATION" "$w" "$out" || { cat "$out" >&2; die "wrk failed ($w, $p)"; }
+            run_client "$DURATION" "$w" "$out" "$rate" || { cat "$out" >&2; die "$cl failed ($w, $p)"; }
             read -r c1 q1 <<<"$(cpu_ns "$PROXY_PID")"
             read -r bc1 bq1 <<<"$(backend_counts)"
             if [[ $bc0 -ge 0 && $bc1 -ge 0 ]]; then
@@ -332,27 +502,72 @@ for w in "${WL[@]}"; do
                 bconn=-1 breq=-1
             fi
             kill -0 "$PROXY_PID" 2>/dev/null || die "$p died during the run (log: $WORK/$p.log)"
-            line=$(grep -m1 '^BENCH ' "$out") || { cat "$out" >&2; die "no result line from wrk ($w, $p)"; }
+            line=$(result_line "$out") || { cat "$out" >&2; die "no result line from $cl ($w, $p)"; }
             stop "$PROXY_PID"
-            printf '{"workload": "%s", "proxy": "%s", "round": %d, "cpu_ns": %d, "runq_wait_ns": %d, "cpu_source": "%s", "loadavg": %s, "backend_conns": %d, "backend_reqs": %d, "wrk": %s}\n' \
-                "$w" "$p" "$r" $((c1 - c0)) $((q1 - q0)) "$CPU_SOURCE" "$(cut -d' ' -f1 /proc/loadavg)" "$bconn" "$breq" "${line#BENCH }" >>"$RUNS"
-            python3 - "$RUNS" "$n" "$n_total" <<'PY' >&2
-import json, sys
-r = json.loads(open(sys.argv[1]).read().splitlines()[-1]); w = r["wrk"]
-rps = w["requests"] / (w["duration_us"] / 1e6)
-errs = {k: v for k, v in w["errors"].items() if v}
-print(f"bench: [{sys.argv[2]}/{sys.argv[3]}] {r['workload']:<9} {r['proxy']:<7} round {r['round']}: "
-      f"{rps:9.0f} req/s  p99 {w['latency_us']['p99'] / 1000:.3f} ms  "
-      f"{r['cpu_ns'] / 1000 / max(w['requests'], 1):.2f} us/req"
-      + (f"  ERRORS {errs}" if errs else ""))
-PY
+            printf '{"workload": "%s", "proxy": "%s", "round": %d, "cpu_ns": %d, "runq_wait_ns": %d, "cpu_source": "%s", "loadavg": %s, "backend_conns": %d, "backend_reqs": %d, "rate": %s, "client": "%s", "out": %s}\n' \
+                "$w" "$p" "$r" $((c1 - c0)) $((q1 - q0)) "$CPU_SOURCE" "$(cut -d' ' -f1 /proc/loadavg)" "$bconn" "$breq" \
+                "${rate:-null}" "$cl" "$line" >>"$RUNS"
+            python3 "$HELPER" progress "$RUNS" "$n" "$n_total" >&2
         done
     done
 done
 
-export BENCH_ROUNDS=$ROUNDS BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_CONNS=$CONNS
+# --- reload storm ------------------------------------------------------------------
+# For each mode and proxy: the proxy (lb as usual, HAProxy master-worker, nginx
+# with a master) under open-loop load at BENCH_OPEN_FRACTION of HAProxy's peak
+# for that mode (newconn: its newconn median, keepalive: its keepalive median);
+# after 0.5 s, the reload signal every BENCH_STORM_INTERVAL_MS for
+# BENCH_STORM_SECONDS; the load goes on 0.5 s more. Every failed request counts.
+for m in "${STORM[@]}"; do
+    src=
+    if [[ -n $OPEN_RATE_FIXED ]]; then
+        rate=$OPEN_RATE_FIXED
+    else
+        src=$m
+        python3 "$HELPER" rate "$RUNS" "$m" haproxy "$OPEN_FRACTION" >/dev/null 2>&1 || src=keepalive
+        rate=$(python3 "$HELPER" rate "$RUNS" "$src" haproxy "$OPEN_FRACTION") ||
+            die "no HAProxy $src result to take the storm's rate from"
+    fi
+    how="BENCH_OPEN_RATE"
+    [[ -n $src ]] && how="$OPEN_FRACTION x HAProxy's median $src req/s"
+    log "storm $m: $rate req/s ($how), ${STORM_SECONDS}s of reloads every ${STORM_INTERVAL_MS} ms"
+    for p in "${PX[@]}"; do
+        start_proxy "$p" storm
+        pid=$PROXY_PID
+        sig=$(storm_signal "$p")
+        read -r rl0 rf0 <<<"$(reload_count "$p")"
+        out=$WORK/storm-$m-$p.json
+        lw=newconn
+        [[ $m == keepalive ]] && lw=keepalive
+        mapfile -t cmd < <(CLIENT=lb-load client_cmd "$lw" $((STORM_SECONDS * 1000 + 1000))ms "$rate")
+        spawn 0 "$out" timeout -k 2 $((STORM_SECONDS + 20)) "${cmd[@]}"
+        lpid=$SPAWNED
+        sleep 0.5
+        spawn 0 "$WORK/storm-$m-$p.driver.json" python3 "$HELPER" storm "$pid" "$sig" "$STORM_SECONDS" "$STORM_INTERVAL_MS"
+        dpid=$SPAWNED
+        wait "$dpid" || die "the storm's signal sender failed ($m, $p): $(cat "$WORK/storm-$m-$p.driver.json")"
+        forget_pid "$dpid"
+        wait "$lpid" || { cat "$out" >&2; die "lb-load failed in the storm ($m, $p)"; }
+        forget_pid "$lpid"
+        sleep 0.5 # old workers finish
+        kill -0 "$pid" 2>/dev/null || die "$p died during the storm (log: $WORK/$p-storm.log)"
+        after=$(python3 "$HELPER" tree "$pid")
+        read -r rl1 rf1 <<<"$(reload_count "$p")"
+        line=$(result_line "$out") || { cat "$out" >&2; die "no result line from lb-load in the storm ($m, $p)"; }
+        stop_tree "$pid"
+        printf '{"mode": "%s", "proxy": "%s", "signal": "SIG%s", "rate": %s, "seconds": %d, "interval_ms": %d, "reloads": %d, "reloads_failed": %d, "driver": %s, "after": %s, "load": %s}\n' \
+            "$m" "$p" "$sig" "$rate" "$STORM_SECONDS" "$STORM_INTERVAL_MS" $((rl1 - rl0)) \
+            "$([[ $rf0 -ge 0 && $rf1 -ge 0 ]] && echo $((rf1 - rf0)) || echo -1)" \
+            "$(<"$WORK/storm-$m-$p.driver.json")" "$after" "$line" >>"$STORMS"
+        python3 "$HELPER" storm-progress "$STORMS" >&2
+    done
+done
+
+export BENCH_ROUNDS=$ROUNDS BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_CONNS=$CONNS BENCH_CLIENT=$CLIENT
 export BENCH_WORKLOADS=$WORKLOADS BENCH_PROXIES=$PROXIES BENCH_BACKEND=$BACKEND BENCH_PEER_HEADERS=$PEER_HEADERS
+export BENCH_OPEN_FRACTION=$OPEN_FRACTION BENCH_OPEN_RATE=$OPEN_RATE_FIXED BENCH_STORM_SECONDS=$STORM_SECONDS
+export BENCH_STORM_INTERVAL_MS=$STORM_INTERVAL_MS BENCH_STORM_MODES=$STORM_MODES
 export BENCH_ELAPSED_S=$(($(date +%s) - START))
-python3 "$HELPER" report "$RUNS" "$RESULTS"
+python3 "$HELPER" report "$RUNS" "$RESULTS" "$STORMS"
 OK=1
 echo "elapsed: $(($(date +%s) - START)) s"

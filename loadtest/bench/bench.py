@@ -2,26 +2,40 @@
 """Helper of loadtest/bench.sh (standard library only).
 
   bench.py ports BASE N          print N free TCP ports on 127.0.0.1, from BASE up
-  bench.py report RUNS OUTDIR    medians, ratios to HAProxy, the table (stdout,
+  bench.py rate RUNS WORKLOAD PROXY FRACTION
+                                 FRACTION x the median req/s of PROXY in WORKLOAD
+                                 (an integer; exit 1 when there is none)
+  bench.py progress RUNS I N     the progress line of the last run
+  bench.py tree PID              the process and its descendants: pids, summed RSS
+  bench.py storm PID SIG SECONDS INTERVAL_MS
+                                 send SIG to PID every INTERVAL_MS for SECONDS,
+                                 watching its process tree; JSON on stdout
+  bench.py storm-progress STORMS the progress line of the last storm
+  bench.py report RUNS OUTDIR [STORMS]
+                                 medians, ratios to HAProxy, the tables (stdout,
                                  OUTDIR/bench-STAMP.txt, latest.txt) and the JSON
                                  (OUTDIR/bench-STAMP.json, latest.json)
 
 RUNS holds one JSON object per measured run, written by bench.sh:
-  {"workload", "proxy", "round", "cpu_ns", "cpu_source", "wrk": {...}}
-where "wrk" is the line loadtest/bench/report.lua prints.
+  {"workload", "proxy", "round", "cpu_ns", "cpu_source", "client", "rate", "out": {...}}
+where "out" is the client's result: the line loadtest/bench/report.lua prints
+(client "wrk") or lb-load's --json object (client "lb-load").
+STORMS holds one JSON object per reload storm (mode and proxy), written by bench.sh.
 The settings and the start time come from the environment (BENCH_*).
 """
 import hashlib
 import json
 import os
 import platform
+import signal
 import socket
 import statistics
 import subprocess
 import sys
 import time
 
-WORKLOAD_ORDER = ["keepalive", "newconn", "64k"]
+WORKLOAD_ORDER = ["keepalive", "newconn", "64k", "openloop"]
+STORM_ORDER = ["newconn", "keepalive"]
 PROXY_ORDER = ["lb", "haproxy", "nginx"]
 REF = "haproxy"
 
@@ -98,8 +112,14 @@ def settings():
         "duration_s": float(env.get("BENCH_DURATION", "5")),
         "warmup_s": float(env.get("BENCH_WARMUP", "1")),
         "connections": int(env.get("BENCH_CONNS", "50")),
-        "wrk_threads": 1,
+        "client": env.get("BENCH_CLIENT", "lb-load"),
+        "client_threads": 1,
         "workloads": env.get("BENCH_WORKLOADS", ""),
+        "open_fraction": float(env.get("BENCH_OPEN_FRACTION", "0.5")),
+        "open_rate_fixed": int(env["BENCH_OPEN_RATE"]) if env.get("BENCH_OPEN_RATE") else None,
+        "storm_seconds": int(env.get("BENCH_STORM_SECONDS", "0")),
+        "storm_interval_ms": int(env.get("BENCH_STORM_INTERVAL_MS", "100")),
+        "storm_modes": env.get("BENCH_STORM_MODES", ""),
         "proxies": env.get("BENCH_PROXIES", ""),
         "backend": env.get("BENCH_BACKEND", "lb-backend"),
         "peer_headers": env.get("BENCH_PEER_HEADERS", "1") == "1",
@@ -108,15 +128,41 @@ def settings():
     }
 
 
+def load_errors(o):
+    """lb-load's error classes plus "status": responses other than 2xx."""
+    errs = dict(o["errors"])
+    errs["status"] = sum(v for k, v in o["status"].items() if k != "2xx")
+    return errs
+
+
+def client_result(r):
+    """The client's result, the same whatever the client: requests, duration,
+    errors {class: count} (status: non-2xx for lb-load, non-2xx/3xx for wrk),
+    latency_us {p50, p99, p99.9}."""
+    o = r.get("out") or r.get("wrk")
+    if r.get("client", "wrk") == "wrk":
+        return {"requests": o["requests"], "duration_s": o["duration_us"] / 1e6,
+                "errors": o["errors"], "latency_us": o["latency_us"]}
+    lat = dict(o["latency_us"])
+    lat["p99.9"] = lat.pop("p999")
+    res = {"requests": o["requests"], "duration_s": o["duration_s"],
+           "errors": load_errors(o), "latency_us": lat}
+    if o.get("open_loop"):
+        res["open_loop"] = o["open_loop"]
+    return res
+
+
 def run_metrics(r):
-    w = r["wrk"]
+    w = client_result(r)
     req = w["requests"]
-    dur_s = w["duration_us"] / 1e6
+    dur_s = w["duration_s"]
     errs = w["errors"]
     nerr = sum(errs.values())
     lat = w["latency_us"]
     return {
         "round": r["round"],
+        "client": r.get("client", "wrk"),
+        "rate": r.get("rate"),
         "requests": req,
         "rps": req / dur_s if dur_s > 0 else 0.0,
         "p50_ms": lat["p50"] / 1000.0,
@@ -137,7 +183,150 @@ def run_metrics(r):
         "errors": errs,
         "error_count": nerr,
         "flagged": nerr > 0 or req == 0,
+        "open_loop": w.get("open_loop"),
     }
+
+
+def read_jsonl(path):
+    out = []
+    if path and os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                line = line.strip()
+                if line:
+                    out.append(json.loads(line))
+    return out
+
+
+def peak_rate(runs_path, workload, proxy, fraction):
+    rps = [run_metrics(r)["rps"] for r in read_jsonl(runs_path)
+           if r["workload"] == workload and r["proxy"] == proxy]
+    if not rps:
+        sys.exit(1)
+    print(max(1, int(round(float(fraction) * statistics.median(rps)))))
+
+
+def progress(runs_path, i, n):
+    r = read_jsonl(runs_path)[-1]
+    m = run_metrics(r)
+    errs = {k: v for k, v in m["errors"].items() if v}
+    ol = m.get("open_loop")
+    print(f"bench: [{i}/{n}] {r['workload']:<9} {r['proxy']:<7} round {r['round']}: "
+          f"{m['rps']:9.0f} req/s  p99 {m['p99_ms']:.3f} ms  "
+          f"{m['cpu_us_per_req'] or 0:.2f} us/req"
+          + (f"  (rate {ol['rate']:.0f}/s, dropped {ol['dropped']}, backlog max {ol['backlog_max']})" if ol else "")
+          + (f"  ERRORS {errs}" if errs else ""))
+
+
+# --- process trees (reload storm) --------------------------------------------------
+PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def children(pid):
+    kids = []
+    try:
+        for t in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{t}/children") as f:
+                    kids += [int(x) for x in f.read().split()]
+            except OSError:
+                pass
+    except OSError:
+        pass
+    return kids
+
+
+def tree(pid):
+    """pid and its descendants (not zombies), with their summed resident memory."""
+    pids, rss, todo = [], 0, [pid]
+    while todo:
+        p = todo.pop(0)
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+            with open(f"/proc/{p}/statm") as f:
+                r = int(f.read().split()[1]) * PAGE_KB
+        except (OSError, IndexError, ValueError):
+            continue
+        if state in ("Z", "X"):
+            continue
+        pids.append(p)
+        rss += r
+        todo += children(p)
+    return {"pids": pids, "procs": len(pids), "rss_kb": rss}
+
+
+def storm(pid, sig, seconds, interval_ms):
+    """SIG to pid every interval for seconds (absolute schedule, no drift), the
+    process tree sampled after each signal: peak RSS and process count, and
+    every descendant pid seen (HAProxy's and nginx's workers)."""
+    pid, seconds, interval = int(pid), float(seconds), int(interval_ms) / 1000.0
+    signum = getattr(signal, "SIG" + sig)
+    before = tree(pid)
+    seen = set(before["pids"][1:])
+    rss_max, procs_max = before["rss_kb"], before["procs"]
+    n = int(round(seconds / interval))
+    t0 = time.monotonic()
+    sent = 0
+    for i in range(n):
+        delay = t0 + i * interval - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        os.kill(pid, signum)
+        sent += 1
+        # sample halfway to the next signal
+        delay = t0 + (i + 0.5) * interval - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        t = tree(pid)
+        seen.update(t["pids"][1:])
+        rss_max, procs_max = max(rss_max, t["rss_kb"]), max(procs_max, t["procs"])
+    time.sleep(max(0.0, t0 + n * interval - time.monotonic()))
+    end = tree(pid)
+    seen.update(end["pids"][1:])
+    print(json.dumps({
+        "signals": sent, "elapsed_s": round(time.monotonic() - t0, 3),
+        "rss_kb_before": before["rss_kb"], "procs_before": before["procs"],
+        "rss_kb_max": max(rss_max, end["rss_kb"]), "procs_max": max(procs_max, end["procs"]),
+        "workers_before": before["pids"][1:], "workers_end": end["pids"][1:],
+        "workers_seen": len(seen),
+    }))
+
+
+def storm_metrics(s):
+    o = s["load"]
+    errs = load_errors(o)
+    d = s["driver"]
+    lat = o["latency_us"]
+    wb, we = set(d["workers_before"]), set(s["after"]["pids"][1:])
+    return {
+        "mode": s["mode"], "proxy": s["proxy"], "signal": s["signal"], "rate": s["rate"],
+        "seconds": s["seconds"], "interval_ms": s["interval_ms"],
+        "signals": d["signals"], "reloads": s["reloads"],
+        "reloads_failed": s["reloads_failed"] if s["reloads_failed"] >= 0 else None,
+        "workers_seen": d["workers_seen"],
+        # a master-worker proxy's workers after the storm are all new ones
+        "workers_replaced": (not (wb & we)) if wb else None,
+        "scheduled": (o.get("open_loop") or {}).get("scheduled"),
+        "requests": o["requests"], "rps": o["rps"],
+        "failed": sum(errs.values()), "errors": errs,
+        "p50_ms": lat["p50"] / 1000.0, "p99_ms": lat["p99"] / 1000.0,
+        "p99.9_ms": lat["p999"] / 1000.0, "max_ms": lat["max"] / 1000.0,
+        "rss_kb_before": d["rss_kb_before"], "procs_before": d["procs_before"],
+        "rss_kb_max": d["rss_kb_max"], "procs_max": d["procs_max"],
+        "rss_kb_after": s["after"]["rss_kb"], "procs_after": s["after"]["procs"],
+        "open_loop": o.get("open_loop"),
+    }
+
+
+def storm_progress(storms_path):
+    m = storm_metrics(read_jsonl(storms_path)[-1])
+    errs = {k: v for k, v in m["errors"].items() if v}
+    print(f"bench: storm {m['mode']:<9} {m['proxy']:<7}: {m['signals']} x {m['signal']}, "
+          f"{m['reloads']} reloads; {m['requests']} requests, {m['failed']} failed"
+          + (f" {errs}" if errs else "")
+          + f"; p99 {m['p99_ms']:.3f} ms; rss {m['rss_kb_before'] / 1024:.1f} -> "
+          f"{m['rss_kb_after'] / 1024:.1f} MB ({m['procs_after']} processes)")
 
 
 def median(vals):
@@ -162,13 +351,9 @@ def fmt(v, spec, width):
     return (format(v, spec) if v is not None else "-").rjust(width)
 
 
-def report(runs_path, outdir):
-    runs = []
-    with open(runs_path) as f:
-        for line in f:
-            line = line.strip()
-            if line:
-                runs.append(json.loads(line))
+def report(runs_path, outdir, storms_path=None):
+    runs = read_jsonl(runs_path)
+    storms = [storm_metrics(x) for x in read_jsonl(storms_path)]
 
     groups = {}
     for r in runs:
@@ -178,7 +363,8 @@ def report(runs_path, outdir):
         return (known.index(key) if key in known else len(known), key)
 
     workloads = sorted({w for w, _ in groups}, key=lambda w: order(w, WORKLOAD_ORDER))
-    proxies = sorted({p for _, p in groups}, key=lambda p: order(p, PROXY_ORDER))
+    proxies = sorted({p for _, p in groups} | {s["proxy"] for s in storms},
+                     key=lambda p: order(p, PROXY_ORDER))
 
     results = []
     by_key = {}
@@ -191,7 +377,8 @@ def report(runs_path, outdir):
                    for k in ("rps", "p50_ms", "p99_ms", "p99.9_ms", "cpu_us_per_req", "proxy_cpu_pct",
                                  "proxy_runq_wait_pct", "backend_conns_per_req")}
             entry = {
-                "workload": w, "proxy": p, "median": med,
+                "workload": w, "proxy": p, "client": ms[0]["client"], "rate": ms[0]["rate"],
+                "median": med,
                 "spread_pct": {"rps": spread([m["rps"] for m in ms]),
                                "cpu_us_per_req": spread([m["cpu_us_per_req"] for m in ms])},
                 "errors": sum(m["error_count"] for m in ms),
@@ -203,11 +390,8 @@ def report(runs_path, outdir):
 
     for e in results:
         ref = by_key.get((e["workload"], REF))
-        e["vs_haproxy"] = {
-            "rps": ratio(e["median"]["rps"], ref["median"]["rps"]) if ref else None,
-            "cpu_us_per_req": ratio(e["median"]["cpu_us_per_req"],
-                                    ref["median"]["cpu_us_per_req"]) if ref else None,
-        }
+        e["vs_haproxy"] = {k: ratio(e["median"][k], ref["median"][k]) if ref else None
+                           for k in ("rps", "cpu_us_per_req", "p50_ms", "p99_ms", "p99.9_ms")}
 
     bar = {}
     for w in workloads:
@@ -221,20 +405,38 @@ def report(runs_path, outdir):
                         and not lb["errors"],
             }
 
+    storms.sort(key=lambda x: (order(x["mode"], STORM_ORDER), order(x["proxy"], PROXY_ORDER)))
+    for x in storms:
+        ref = next((y for y in storms if y["mode"] == x["mode"] and y["proxy"] == REF), None)
+        x["vs_haproxy"] = {k: ratio(x[k], ref[k]) if ref else None
+                           for k in ("p99_ms", "p99.9_ms", "rss_kb_after")}
+        if ref:
+            x["vs_haproxy"]["failed_haproxy"] = ref["failed"]
+
     root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
     m = meta(root)
     st = settings()
-    doc = {"meta": m, "settings": st, "results": results, "bar": bar,
+    doc = {"meta": m, "settings": st, "results": results, "bar": bar, "storm": storms,
            "elapsed_s": None}
 
     lines = []
     v = m["versions"]
+    closed = [w for w in workloads if w != "openloop"]
     lines.append(f"# make bench  {m['date']}  git {m['git'] or '?'}  bin/lb sha256 {m['lb_sha256'] or '?'}")
     lines.append(f"# {m['nproc']} CPUs: {m['cpu_model']}; kernel {m['kernel']}")
-    lines.append(f"# {v['lb'] or 'lb ?'}; {v['haproxy']}; {v['nginx']}; {v['wrk']}")
-    lines.append(f"# wrk -t1 -c{st['connections']} -d{st['duration_s']:g}s, "
+    lines.append(f"# {v['lb'] or 'lb ?'}; {v['haproxy']}; {v['nginx']}"
+                 + (f"; {v['wrk']}" if st["client"] == "wrk" else ""))
+    client = (f"wrk -t1 -c{st['connections']}" if st["client"] == "wrk"
+              else f"lb-load -c{st['connections']} (closed loop)")
+    lines.append(f"# {client} -d{st['duration_s']:g}s, "
                  f"{st['rounds']} rounds in turn, medians; backends: 2 x {st['backend']}; "
                  f"{st['pinning']}; cpu from {st['cpu_source']}")
+    ol = by_key.get(("openloop", REF)) or next((e for e in results if e["workload"] == "openloop"), None)
+    if ol:
+        src = (f"BENCH_OPEN_RATE" if st["open_rate_fixed"]
+               else f"{st['open_fraction']:g} x haproxy's median keepalive req/s")
+        lines.append(f"# openloop: lb-load --rate {ol['rate']} -c{st['connections']} keep-alive ({src}), "
+                     f"the same rate for every proxy; latency from each request's scheduled send time")
     lines.append("# haproxy and nginx " + ("add X-Forwarded-For/-Proto and X-Request-Id like lb"
                                           if st["peer_headers"] else "proxy plainly (no added headers)"))
     loads = [run["loadavg"] for e in results for run in e["runs"] if run.get("loadavg") is not None]
@@ -245,9 +447,10 @@ def report(runs_path, outdir):
                      + (f" -- the machine was busy with other work; expect noise" if busy else ""))
         m["loadavg_range"] = [min(loads), max(loads)]
     hdr = (f"{'workload':<10} {'proxy':<8} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'p99.9 ms':>8} "
-           f"{'cpu us/req':>10} {'cpu vs haproxy':>14} {'req/s vs haproxy':>16} "
+           f"{'cpu us/req':>10} {'cpu vs haproxy':>14} {'req/s vs haproxy':>16} {'p99 vs haproxy':>14} "
            f"{'proxy cpu%':>10} {'wait%':>5} {'be conn/req':>11} {'spread rps/cpu':>14}  errors")
-    lines.append(hdr)
+    if results:
+        lines.append(hdr)
     for e in results:
         md, vs, sp = e["median"], e["vs_haproxy"], e["spread_pct"]
         err = str(e["errors"]) if e["errors"] else "0"
@@ -259,13 +462,52 @@ def report(runs_path, outdir):
             f"{e['workload']:<10} {e['proxy']:<8} {fmt(md['rps'], '.0f', 9)} "
             f"{fmt(md['p50_ms'], '.3f', 7)} {fmt(md['p99_ms'], '.3f', 7)} {fmt(md['p99.9_ms'], '.3f', 8)} "
             f"{fmt(md['cpu_us_per_req'], '.2f', 10)} {fmt(vs['cpu_us_per_req'], '.2f', 14)} "
-            f"{fmt(vs['rps'], '.2f', 16)} {fmt(md['proxy_cpu_pct'], '.0f', 10)} "
+            f"{fmt(vs['rps'], '.2f', 16)} {fmt(vs['p99_ms'], '.2f', 14)} {fmt(md['proxy_cpu_pct'], '.0f', 10)} "
             f"{fmt(md['proxy_runq_wait_pct'], '.0f', 5)} {fmt(md['backend_conns_per_req'], '.3f', 11)} "
             f"{sp_s:>14}  {err}")
     for w, b in bar.items():
         lines.append(f"bar {w:<10} lb {b['lb_cpu_us_per_req']:.2f} us/req vs haproxy "
                      f"{b['haproxy_cpu_us_per_req']:.2f} us/req (x{b['ratio']:.2f}): "
                      f"{'ok' if b['pass'] else 'NOT MET'}")
+
+    if storms:
+        x0 = storms[0]
+        lines.append("")
+        lines.append(f"# reload storm: a reload every {x0['interval_ms']} ms for {x0['seconds']} s under "
+                     f"lb-load --rate R -c{st['connections']} (from 0.5 s before the first reload to 0.5 s after the storm); "
+                     f"lb: SIGHUP; haproxy -W (master-worker): SIGUSR2 to the master; "
+                     f"nginx (master + 1 worker): SIGHUP to the master")
+        lines.append("# failed = connect + reset + timeout + parse + other errors + non-2xx responses; "
+                     "rss: the proxy's processes summed, before the first reload / highest during / 0.5 s after")
+        lines.append(f"{'storm':<10} {'proxy':<8} {'rate':>6} {'signals':>7} {'reloads':>7} {'requests':>8} "
+                     f"{'failed':>6} {'conn/reset/tmo/non2xx':>21} {'p50 ms':>7} {'p99 ms':>8} {'p99.9 ms':>8} "
+                     f"{'max ms':>8} {'p99 vs haproxy':>14} {'rss MB before/max/after':>23} {'procs max/after':>15}")
+        for x in storms:
+            e = x["errors"]
+            ecols = f"{e['connect']}/{e['reset']}/{e['timeout']}/{e['status']}"
+            if e["parse"] or e["other"]:
+                ecols += f" +{e['parse'] + e['other']}"
+            rss = (f"{x['rss_kb_before'] / 1024:.1f}/{x['rss_kb_max'] / 1024:.1f}/"
+                   f"{x['rss_kb_after'] / 1024:.1f}")
+            lines.append(
+                f"{x['mode']:<10} {x['proxy']:<8} {x['rate']:>6} {x['signals']:>7} {x['reloads']:>7} "
+                f"{x['requests']:>8} {x['failed']:>6} {ecols:>21} {fmt(x['p50_ms'], '.3f', 7)} "
+                f"{fmt(x['p99_ms'], '.3f', 8)} {fmt(x['p99.9_ms'], '.3f', 8)} {fmt(x['max_ms'], '.1f', 8)} "
+                f"{fmt(x['vs_haproxy']['p99_ms'], '.2f', 14)} {rss:>23} "
+                f"{str(x['procs_max']) + '/' + str(x['procs_after']):>15}")
+        for x in storms:
+            notes = []
+            if x["reloads"] < x["signals"]:
+                notes.append(f"{x['signals'] - x['reloads']} of {x['signals']} signals brought no reload "
+                             f"(coalesced while a reload was under way)")
+            if x["reloads_failed"]:
+                notes.append(f"{x['reloads_failed']} reloads FAILED")
+            if x["workers_replaced"] is False:
+                notes.append("the worker of before the storm is still there")
+            if x["reloads"] == 0:
+                notes.append("NO RELOAD HAPPENED")
+            if notes:
+                lines.append(f"note storm {x['mode']} {x['proxy']}: " + "; ".join(notes))
     text = "\n".join(lines) + "\n"
     sys.stdout.write(text)
 
@@ -287,8 +529,18 @@ def report(runs_path, outdir):
 def main(argv):
     if len(argv) == 4 and argv[1] == "ports":
         free_ports(int(argv[2]), int(argv[3]))
-    elif len(argv) == 4 and argv[1] == "report":
-        report(argv[2], argv[3])
+    elif len(argv) == 6 and argv[1] == "rate":
+        peak_rate(argv[2], argv[3], argv[4], argv[5])
+    elif len(argv) == 5 and argv[1] == "progress":
+        progress(argv[2], argv[3], argv[4])
+    elif len(argv) == 3 and argv[1] == "tree":
+        print(json.dumps(tree(int(argv[2]))))
+    elif len(argv) == 6 and argv[1] == "storm":
+        storm(argv[2], argv[3], argv[4], argv[5])
+    elif len(argv) == 3 and argv[1] == "storm-progress":
+        storm_progress(argv[2])
+    elif len(argv) in (4, 5) and argv[1] == "report":
+        report(argv[2], argv[3], argv[4] if len(argv) == 5 else None)
     else:
         sys.exit(__doc__)
 
