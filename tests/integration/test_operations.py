@@ -15,7 +15,7 @@ import threading
 import time
 from collections import Counter
 
-from harness import HttpConn, assert_proxy_error, build_request, check, config_text, eq, fail, rss_kb, timeout, wait_until
+from harness import HttpConn, build_request, check, config_text, eq, fail, rss_kb, timeout, wait_until
 
 
 # --------------------------------------------------------------------------

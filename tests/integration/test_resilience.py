@@ -9,7 +9,6 @@ and, where the counts must be exact, panic_threshold 0: round-robin over two
 equal backends then alternates strictly, so every count below is exact.
 """
 
-import socket
 import statistics
 import threading
 import time
@@ -99,7 +98,7 @@ def _retry_after_ok(r, what):
 
 
 def _two_lb(t, b1, b2, workers=1, **pool):
-    return t.lb(t.config(backends=[b1, b2], workers=workers, pool=_pool(**pool)))
+    return t.lb(t.config(backends=[b1, b2], workers=workers, timeouts={"backend": "5s"}, pool=_pool(**pool)))
 
 
 # --------------------------------------------------------------------------
@@ -142,8 +141,8 @@ def test_breaker_500s_open_probe_close(t):
     check("breaker open for api/b2: 5 consecutive failures" in lb.stderr_text(),
           "lb did not log 'breaker open for api/b2: 5 consecutive failures'")
 
-    # b2 is fixed, but slow (300 ms), so that its probes are in flight together
-    _control(t, b2, "error_rate=0&latency=300ms")
+    # b2 is fixed, but slow (300 ms, more on a slow build), so that its probes are in flight together
+    _control(t, b2, "error_rate=0&latency=%dms" % int(300 * t.slow))
     # the open period (at most 550 ms with its jitter) is over at this deadline
     left = t_open + 0.56 - time.monotonic()
     if left > 0:
@@ -379,7 +378,7 @@ def test_limits_inflight_queue_and_503(t):
     for k in "BC":
         check(0.27 <= res[k][1] <= 0.3 + 0.4 * t.slow,
               "queued request %s answered after %.3fs, expected about 0.3s (pending_timeout)" % (k, res[k][1]))
-    check(res["D"][1] < 0.15 * t.slow, "request D (queue full) answered after %.3fs, expected at once" % res["D"][1])
+    check(res["D"][1] < 0.25 * t.slow, "request D (queue full) answered after %.3fs, expected at once" % res["D"][1])
     check(0.95 <= res["A"][1] <= 1.0 + 0.5 * t.slow, "request A took %.3fs, expected about 1s" % res["A"][1])
     eq(res["A"][0].header("X-Backend"), "b1", "request A's backend")
     eq(_pool_stats(lb)["pending"], 0, "pool pending at the end")
@@ -547,8 +546,8 @@ def test_breaker_failed_probe_doubles_open_period(t):
         r = c.request("GET", "/")
         eq((r.status, r.header("X-Backend")), (200, "b1"), "request %d in the doubled open period" % i)
         n += 1
-        time.sleep(0.02)
-    check(n >= 5, "only %d requests in the doubled open period" % n)
+        time.sleep(0.005)
+    check(n >= 2, "only %d requests in the doubled open period (the machine is too slow)" % n)
     eq(_answered(t, b2), 3, "requests b2 answered (2 failures + 1 probe)")
 
 
@@ -832,7 +831,7 @@ def test_breaker_half_open_probes_exact_two_workers(t):
             break
     check(t_open is not None, "b2's breaker did not open within 60 requests")
     eq(_answered(t, b2), 5, "requests b2 answered before its breaker opened")
-    _control(t, b2, "error_rate=0&latency=300ms")
+    _control(t, b2, "error_rate=0&latency=%dms" % int(300 * t.slow))
     left = t_open + 0.56 - time.monotonic()
     if left > 0:
         time.sleep(left)
