@@ -7,6 +7,14 @@ cd "$(dirname "$0")/.."
 pids=()
 cleanup() {
     trap - INT TERM EXIT
+    # Ctrl-C reached lb already (same process group): give it a moment to
+    # drain by itself, so it is not told twice (a second signal cuts at once)
+    if [ -n "${lb_pid:-}" ]; then
+        for _ in $(seq 20); do
+            kill -0 "$lb_pid" 2>/dev/null || break
+            sleep 0.1
+        done
+    fi
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
     wait 2>/dev/null
 }
