@@ -1209,6 +1209,9 @@ static int parse_response(struct conn *c)
         }
     }
 
+    /* the rewritten head was kept for a retry; with the answer here it is not needed */
+    if (c->uhead && c->uhead_sent == buf_len(c->uhead))
+        buf_put(&c->wk->bufs, &c->uhead);
     c->status = resp->status;
     c->resp_body = (uint8_t)resp->body;
     c->resp_left = resp->body == H1_BODY_LENGTH ? resp->content_length : 0;
