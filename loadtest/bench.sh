@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: bin/lb side by side with HAProxy and nginx, on the same two
-# backends (bin/lb-backend) and the same client (bin/lb-load by default, or
-# wrk: BENCH_CLIENT), each proxy with one worker. For every workload the
+# backends (bin/lb-backend) and the same clients (wrk for the closed loops,
+# bin/lb-load for the open loop and the storm), each proxy with one worker. For every workload the
 # proxies run in turn, round after round (lb haproxy nginx lb haproxy nginx
 # ...), each started fresh for each measurement; the report gives the medians,
 # the proxy's CPU time per request and the ratios to HAProxy. Then the reload
@@ -12,14 +12,15 @@
 #   BENCH_ROUNDS=3        measurements per proxy and workload
 #   BENCH_DURATION=5      seconds per measurement (after BENCH_WARMUP=1 s of warm-up)
 #   BENCH_CONNS=50        client connections (open loop: the most open at once)
-#   BENCH_CLIENT=lb-load  closed-loop client: lb-load or wrk (the open loop is always lb-load)
+#   BENCH_CLIENT=wrk      closed-loop client: wrk or lb-load (the open loop is always lb-load)
 #   BENCH_WORKLOADS=keepalive,newconn,64k,openloop
 #   BENCH_OPEN_FRACTION=0.5  open-loop rate as a fraction of HAProxy's median keepalive req/s
 #                         measured in this run (so keepalive must come first)
 #   BENCH_OPEN_RATE=R     a fixed open-loop (and storm) rate in req/s instead
-#   BENCH_STORM_SECONDS=10   reload storm per proxy and mode (0: no storm)
+#   BENCH_STORM_SECONDS=8    reload storm per proxy and mode (0: no storm)
 #   BENCH_STORM_INTERVAL_MS=100  time between two reload signals
-#   BENCH_STORM_MODES=newconn    newconn and/or keepalive (comma-separated)
+#   BENCH_STORM_MODES=keepalive   the storm's load: keep-alive and/or newconn (a new
+#                         connection per request), comma-separated
 #   BENCH_PROXIES=lb,haproxy,nginx
 #   BENCH_PORT=18400      first port tried; the ports used are the first free ones from there
 #   BENCH_PIN=1           proxy on CPU 1, client and backends on CPU 0 (0: no pinning)
@@ -39,13 +40,13 @@ ROUNDS=${BENCH_ROUNDS:-3}
 DURATION=${BENCH_DURATION:-5}
 WARMUP=${BENCH_WARMUP:-1}
 CONNS=${BENCH_CONNS:-50}
-CLIENT=${BENCH_CLIENT:-lb-load}
+CLIENT=${BENCH_CLIENT:-wrk}
 WORKLOADS=${BENCH_WORKLOADS:-keepalive,newconn,64k,openloop}
 OPEN_FRACTION=${BENCH_OPEN_FRACTION:-0.5}
 OPEN_RATE_FIXED=${BENCH_OPEN_RATE:-}
-STORM_SECONDS=${BENCH_STORM_SECONDS:-10}
+STORM_SECONDS=${BENCH_STORM_SECONDS:-8}
 STORM_INTERVAL_MS=${BENCH_STORM_INTERVAL_MS:-100}
-STORM_MODES=${BENCH_STORM_MODES:-newconn}
+STORM_MODES=${BENCH_STORM_MODES:-keepalive}
 PROXIES=${BENCH_PROXIES:-lb,haproxy,nginx}
 BASE_PORT=${BENCH_PORT:-18400}
 PIN=${BENCH_PIN:-1}
@@ -75,6 +76,8 @@ lb-load) ;;
 *) die "BENCH_CLIENT is lb-load or wrk (is '$CLIENT')" ;;
 esac
 need python3 "apt-get install python3"
+# the interpreter itself, not a wrapper (pyenv's shim costs 0.2-0.5 s a call)
+PY=$(python3 -c 'import sys; print(sys.executable)') && [[ -x $PY ]] || PY=python3
 need timeout "coreutils"
 [[ -x bin/lb ]] || die "bin/lb missing: run make"
 [[ -x bin/lb-load ]] || die "bin/lb-load missing: run make"
@@ -258,7 +261,7 @@ LB=$WORK/bin/lb
 export BENCH_LB_BIN=$LB
 
 # Ports: backends, proxy listener, lb admin port.
-read -r B1 B2 PORT APORT <<<"$(python3 "$HELPER" ports "$BASE_PORT" 4)"
+read -r B1 B2 PORT APORT <<<"$("$PY" "$HELPER" ports "$BASE_PORT" 4)"
 
 render() { # template output
     local strip=()
@@ -375,7 +378,8 @@ client_of() { # workload
 client_cmd() { # workload duration (5s, 1500ms) [rate] -> the command line, one word a line
     local url=http://127.0.0.1:$PORT/ extra=()
     case $1 in
-    newconn) [[ $(client_of "$1") == wrk ]] && extra=(-H Connection:close) || extra=(--new-conn) ;;
+    # (wrk drops a -H header without a space after its colon: "Connection:close" is never sent)
+    newconn) if [[ $(client_of "$1") == wrk ]]; then extra=(-H "Connection: close"); else extra=(--new-conn); fi ;;
     64k) url=http://127.0.0.1:$PORT/bytes/65536 ;;
     esac
     if [[ $(client_of "$1") == wrk ]]; then
@@ -424,14 +428,11 @@ backend_counts() { # -> "CONNECTIONS REQUESTS", or "-1 -1"
 
 # lb's reload counters, from its admin /stats.json: "OK FAILED"
 lb_reloads() {
-    local body
+    local body re='"reloads": *\{ *"ok": *([0-9]+), *"failed": *([0-9]+)'
     body=$( (exec 3<>"/dev/tcp/127.0.0.1/$APORT" &&
         printf 'GET /stats.json HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n' >&3 &&
         timeout 2 cat <&3) 2>/dev/null) || { echo "-1 -1"; return; }
-    python3 -c '
-import json, sys
-t = sys.stdin.read(); r = json.loads(t[t.index("{"):])["reloads"]
-print(r["ok"], r["failed"])' <<<"$body" 2>/dev/null || echo "-1 -1"
+    if [[ $body =~ $re ]]; then echo "${BASH_REMATCH[1]} ${BASH_REMATCH[2]}"; else echo "-1 -1"; fi
 }
 
 # Reloads a proxy has done so far: lb counts them (/stats.json); HAProxy's
@@ -472,7 +473,7 @@ log "$n_total runs of ${DURATION}s (+${WARMUP}s warm-up): workloads ${WORKLOADS}
 OPEN_RATE=
 open_rate() { # workload whose HAProxy median is the peak -> rate (req/s, integer)
     if [[ -n $OPEN_RATE_FIXED ]]; then echo "$OPEN_RATE_FIXED"; return; fi
-    python3 "$HELPER" rate "$RUNS" "$1" haproxy "$OPEN_FRACTION"
+    "$PY" "$HELPER" rate "$RUNS" "$1" haproxy "$OPEN_FRACTION"
 }
 
 for w in "${WL[@]}"; do
@@ -507,7 +508,7 @@ for w in "${WL[@]}"; do
             printf '{"workload": "%s", "proxy": "%s", "round": %d, "cpu_ns": %d, "runq_wait_ns": %d, "cpu_source": "%s", "loadavg": %s, "backend_conns": %d, "backend_reqs": %d, "rate": %s, "client": "%s", "out": %s}\n' \
                 "$w" "$p" "$r" $((c1 - c0)) $((q1 - q0)) "$CPU_SOURCE" "$(cut -d' ' -f1 /proc/loadavg)" "$bconn" "$breq" \
                 "${rate:-null}" "$cl" "$line" >>"$RUNS"
-            python3 "$HELPER" progress "$RUNS" "$n" "$n_total" >&2
+            "$PY" "$HELPER" progress "$RUNS" "$n" "$n_total" $(($(date +%s) - START)) >&2
         done
     done
 done
@@ -524,8 +525,8 @@ for m in "${STORM[@]}"; do
         rate=$OPEN_RATE_FIXED
     else
         src=$m
-        python3 "$HELPER" rate "$RUNS" "$m" haproxy "$OPEN_FRACTION" >/dev/null 2>&1 || src=keepalive
-        rate=$(python3 "$HELPER" rate "$RUNS" "$src" haproxy "$OPEN_FRACTION") ||
+        "$PY" "$HELPER" rate "$RUNS" "$m" haproxy "$OPEN_FRACTION" >/dev/null 2>&1 || src=keepalive
+        rate=$("$PY" "$HELPER" rate "$RUNS" "$src" haproxy "$OPEN_FRACTION") ||
             die "no HAProxy $src result to take the storm's rate from"
     fi
     how="BENCH_OPEN_RATE"
@@ -543,7 +544,7 @@ for m in "${STORM[@]}"; do
         spawn 0 "$out" timeout -k 2 $((STORM_SECONDS + 20)) "${cmd[@]}"
         lpid=$SPAWNED
         sleep 0.5
-        spawn 0 "$WORK/storm-$m-$p.driver.json" python3 "$HELPER" storm "$pid" "$sig" "$STORM_SECONDS" "$STORM_INTERVAL_MS"
+        spawn 0 "$WORK/storm-$m-$p.driver.json" "$PY" "$HELPER" storm "$pid" "$sig" "$STORM_SECONDS" "$STORM_INTERVAL_MS"
         dpid=$SPAWNED
         wait "$dpid" || die "the storm's signal sender failed ($m, $p): $(cat "$WORK/storm-$m-$p.driver.json")"
         forget_pid "$dpid"
@@ -551,7 +552,7 @@ for m in "${STORM[@]}"; do
         forget_pid "$lpid"
         sleep 0.5 # old workers finish
         kill -0 "$pid" 2>/dev/null || die "$p died during the storm (log: $WORK/$p-storm.log)"
-        after=$(python3 "$HELPER" tree "$pid")
+        after=$("$PY" "$HELPER" tree "$pid")
         read -r rl1 rf1 <<<"$(reload_count "$p")"
         line=$(result_line "$out") || { cat "$out" >&2; die "no result line from lb-load in the storm ($m, $p)"; }
         stop_tree "$pid"
@@ -559,7 +560,7 @@ for m in "${STORM[@]}"; do
             "$m" "$p" "$sig" "$rate" "$STORM_SECONDS" "$STORM_INTERVAL_MS" $((rl1 - rl0)) \
             "$([[ $rf0 -ge 0 && $rf1 -ge 0 ]] && echo $((rf1 - rf0)) || echo -1)" \
             "$(<"$WORK/storm-$m-$p.driver.json")" "$after" "$line" >>"$STORMS"
-        python3 "$HELPER" storm-progress "$STORMS" >&2
+        "$PY" "$HELPER" storm-progress "$STORMS" $(($(date +%s) - START)) >&2
     done
 done
 
@@ -568,6 +569,6 @@ export BENCH_WORKLOADS=$WORKLOADS BENCH_PROXIES=$PROXIES BENCH_BACKEND=$BACKEND 
 export BENCH_OPEN_FRACTION=$OPEN_FRACTION BENCH_OPEN_RATE=$OPEN_RATE_FIXED BENCH_STORM_SECONDS=$STORM_SECONDS
 export BENCH_STORM_INTERVAL_MS=$STORM_INTERVAL_MS BENCH_STORM_MODES=$STORM_MODES
 export BENCH_ELAPSED_S=$(($(date +%s) - START))
-python3 "$HELPER" report "$RUNS" "$RESULTS" "$STORMS"
+"$PY" "$HELPER" report "$RUNS" "$RESULTS" "$STORMS"
 OK=1
 echo "elapsed: $(($(date +%s) - START)) s"

@@ -5,12 +5,12 @@
   bench.py rate RUNS WORKLOAD PROXY FRACTION
                                  FRACTION x the median req/s of PROXY in WORKLOAD
                                  (an integer; exit 1 when there is none)
-  bench.py progress RUNS I N     the progress line of the last run
+  bench.py progress RUNS I N T   the progress line of the last run (T: seconds since the start)
   bench.py tree PID              the process and its descendants: pids, summed RSS
   bench.py storm PID SIG SECONDS INTERVAL_MS
                                  send SIG to PID every INTERVAL_MS for SECONDS,
                                  watching its process tree; JSON on stdout
-  bench.py storm-progress STORMS the progress line of the last storm
+  bench.py storm-progress STORMS T   the progress line of the last storm
   bench.py report RUNS OUTDIR [STORMS]
                                  medians, ratios to HAProxy, the tables (stdout,
                                  OUTDIR/bench-STAMP.txt, latest.txt) and the JSON
@@ -112,7 +112,7 @@ def settings():
         "duration_s": float(env.get("BENCH_DURATION", "5")),
         "warmup_s": float(env.get("BENCH_WARMUP", "1")),
         "connections": int(env.get("BENCH_CONNS", "50")),
-        "client": env.get("BENCH_CLIENT", "lb-load"),
+        "client": env.get("BENCH_CLIENT", "wrk"),
         "client_threads": 1,
         "workloads": env.get("BENCH_WORKLOADS", ""),
         "open_fraction": float(env.get("BENCH_OPEN_FRACTION", "0.5")),
@@ -206,12 +206,12 @@ def peak_rate(runs_path, workload, proxy, fraction):
     print(max(1, int(round(float(fraction) * statistics.median(rps)))))
 
 
-def progress(runs_path, i, n):
+def progress(runs_path, i, n, t):
     r = read_jsonl(runs_path)[-1]
     m = run_metrics(r)
     errs = {k: v for k, v in m["errors"].items() if v}
     ol = m.get("open_loop")
-    print(f"bench: [{i}/{n}] {r['workload']:<9} {r['proxy']:<7} round {r['round']}: "
+    print(f"bench: [{i}/{n} t+{t}s] {r['workload']:<9} {r['proxy']:<7} round {r['round']}: "
           f"{m['rps']:9.0f} req/s  p99 {m['p99_ms']:.3f} ms  "
           f"{m['cpu_us_per_req'] or 0:.2f} us/req"
           + (f"  (rate {ol['rate']:.0f}/s, dropped {ol['dropped']}, backlog max {ol['backlog_max']})" if ol else "")
@@ -256,6 +256,30 @@ def tree(pid):
     return {"pids": pids, "procs": len(pids), "rss_kb": rss}
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_s(pid):
+    """CPU time of pid and its descendants, in seconds (clock ticks): user+system of
+    each, plus the root's children's that it has reaped (HAProxy's and nginx's old
+    workers once they exited)."""
+    total, todo, root = 0, [pid], True
+    while todo:
+        p = todo.pop(0)
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        # fields[0] is field 3 (state): utime, stime, cutime, cstime are fields 14-17
+        total += int(fields[11]) + int(fields[12])
+        if root:
+            total += int(fields[13]) + int(fields[14])
+            root = False
+        todo += children(p)
+    return total / CLK_TCK
+
+
 def storm(pid, sig, seconds, interval_ms):
     """SIG to pid every interval for seconds (absolute schedule, no drift), the
     process tree sampled after each signal: peak RSS and process count, and
@@ -263,6 +287,7 @@ def storm(pid, sig, seconds, interval_ms):
     pid, seconds, interval = int(pid), float(seconds), int(interval_ms) / 1000.0
     signum = getattr(signal, "SIG" + sig)
     before = tree(pid)
+    cpu0 = tree_cpu_s(pid)
     seen = set(before["pids"][1:])
     rss_max, procs_max = before["rss_kb"], before["procs"]
     n = int(round(seconds / interval))
@@ -282,10 +307,13 @@ def storm(pid, sig, seconds, interval_ms):
         seen.update(t["pids"][1:])
         rss_max, procs_max = max(rss_max, t["rss_kb"]), max(procs_max, t["procs"])
     time.sleep(max(0.0, t0 + n * interval - time.monotonic()))
+    cpu1 = tree_cpu_s(pid)
+    window = time.monotonic() - t0
     end = tree(pid)
     seen.update(end["pids"][1:])
     print(json.dumps({
-        "signals": sent, "elapsed_s": round(time.monotonic() - t0, 3),
+        "signals": sent, "elapsed_s": round(window, 3),
+        "cpu_s": round(cpu1 - cpu0, 3),
         "rss_kb_before": before["rss_kb"], "procs_before": before["procs"],
         "rss_kb_max": max(rss_max, end["rss_kb"]), "procs_max": max(procs_max, end["procs"]),
         "workers_before": before["pids"][1:], "workers_end": end["pids"][1:],
@@ -312,6 +340,8 @@ def storm_metrics(s):
         "failed": sum(errs.values()), "errors": errs,
         "p50_ms": lat["p50"] / 1000.0, "p99_ms": lat["p99"] / 1000.0,
         "p99.9_ms": lat["p999"] / 1000.0, "max_ms": lat["max"] / 1000.0,
+        # the proxy's processes (old workers included) busy during the storm
+        "proxy_cpu_pct": 100.0 * d["cpu_s"] / d["elapsed_s"] if d.get("elapsed_s") else None,
         "rss_kb_before": d["rss_kb_before"], "procs_before": d["procs_before"],
         "rss_kb_max": d["rss_kb_max"], "procs_max": d["procs_max"],
         "rss_kb_after": s["after"]["rss_kb"], "procs_after": s["after"]["procs"],
@@ -319,13 +349,13 @@ def storm_metrics(s):
     }
 
 
-def storm_progress(storms_path):
+def storm_progress(storms_path, t):
     m = storm_metrics(read_jsonl(storms_path)[-1])
     errs = {k: v for k, v in m["errors"].items() if v}
-    print(f"bench: storm {m['mode']:<9} {m['proxy']:<7}: {m['signals']} x {m['signal']}, "
+    print(f"bench: [t+{t}s] storm {m['mode']:<9} {m['proxy']:<7}: {m['signals']} x {m['signal']}, "
           f"{m['reloads']} reloads; {m['requests']} requests, {m['failed']} failed"
           + (f" {errs}" if errs else "")
-          + f"; p99 {m['p99_ms']:.3f} ms; rss {m['rss_kb_before'] / 1024:.1f} -> "
+          + f"; p99 {m['p99_ms']:.3f} ms; cpu {m['proxy_cpu_pct'] or 0:.0f}%; rss {m['rss_kb_before'] / 1024:.1f} -> "
           f"{m['rss_kb_after'] / 1024:.1f} MB ({m['procs_after']} processes)")
 
 
@@ -478,10 +508,12 @@ def report(runs_path, outdir, storms_path=None):
                      f"lb: SIGHUP; haproxy -W (master-worker): SIGUSR2 to the master; "
                      f"nginx (master + 1 worker): SIGHUP to the master")
         lines.append("# failed = connect + reset + timeout + parse + other errors + non-2xx responses; "
+                     "proxy cpu%: all its processes, during the reloads (compare openloop: same rate, no reload); "
                      "rss: the proxy's processes summed, before the first reload / highest during / 0.5 s after")
         lines.append(f"{'storm':<10} {'proxy':<8} {'rate':>6} {'signals':>7} {'reloads':>7} {'requests':>8} "
                      f"{'failed':>6} {'conn/reset/tmo/non2xx':>21} {'p50 ms':>7} {'p99 ms':>8} {'p99.9 ms':>8} "
-                     f"{'max ms':>8} {'p99 vs haproxy':>14} {'rss MB before/max/after':>23} {'procs max/after':>15}")
+                     f"{'max ms':>8} {'p99 vs haproxy':>14} {'proxy cpu%':>10} {'rss MB before/max/after':>23} "
+                     f"{'procs max/after':>15}")
         for x in storms:
             e = x["errors"]
             ecols = f"{e['connect']}/{e['reset']}/{e['timeout']}/{e['status']}"
@@ -493,7 +525,7 @@ def report(runs_path, outdir, storms_path=None):
                 f"{x['mode']:<10} {x['proxy']:<8} {x['rate']:>6} {x['signals']:>7} {x['reloads']:>7} "
                 f"{x['requests']:>8} {x['failed']:>6} {ecols:>21} {fmt(x['p50_ms'], '.3f', 7)} "
                 f"{fmt(x['p99_ms'], '.3f', 8)} {fmt(x['p99.9_ms'], '.3f', 8)} {fmt(x['max_ms'], '.1f', 8)} "
-                f"{fmt(x['vs_haproxy']['p99_ms'], '.2f', 14)} {rss:>23} "
+                f"{fmt(x['vs_haproxy']['p99_ms'], '.2f', 14)} {fmt(x['proxy_cpu_pct'], '.0f', 10)} {rss:>23} "
                 f"{str(x['procs_max']) + '/' + str(x['procs_after']):>15}")
         for x in storms:
             notes = []
@@ -531,14 +563,14 @@ def main(argv):
         free_ports(int(argv[2]), int(argv[3]))
     elif len(argv) == 6 and argv[1] == "rate":
         peak_rate(argv[2], argv[3], argv[4], argv[5])
-    elif len(argv) == 5 and argv[1] == "progress":
-        progress(argv[2], argv[3], argv[4])
+    elif len(argv) == 6 and argv[1] == "progress":
+        progress(argv[2], argv[3], argv[4], argv[5])
     elif len(argv) == 3 and argv[1] == "tree":
         print(json.dumps(tree(int(argv[2]))))
     elif len(argv) == 6 and argv[1] == "storm":
         storm(argv[2], argv[3], argv[4], argv[5])
-    elif len(argv) == 3 and argv[1] == "storm-progress":
-        storm_progress(argv[2])
+    elif len(argv) == 4 and argv[1] == "storm-progress":
+        storm_progress(argv[2], argv[3])
     elif len(argv) in (4, 5) and argv[1] == "report":
         report(argv[2], argv[3], argv[4] if len(argv) == 5 else None)
     else:
