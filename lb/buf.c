@@ -10,7 +10,7 @@ void buf_pool_init(struct buf_pool *p, uint32_t max_free)
     p->free = NULL;
     p->nfree = 0;
     p->max_free = max_free;
-    p->in_use = 0;
+    atomic_init(&p->in_use, 0);
 }
 
 void buf_pool_deinit(struct buf_pool *p)
@@ -36,7 +36,8 @@ struct buf *buf_get(struct buf_pool *p)
     }
     b->next = NULL;
     b->r = b->w = 0;
-    p->in_use++;
+    atomic_store_explicit(&p->in_use, atomic_load_explicit(&p->in_use, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
     return b;
 }
 
@@ -46,7 +47,8 @@ void buf_put(struct buf_pool *p, struct buf **bp)
     if (!b)
         return;
     *bp = NULL;
-    p->in_use--;
+    atomic_store_explicit(&p->in_use, atomic_load_explicit(&p->in_use, memory_order_relaxed) - 1,
+                          memory_order_relaxed);
     if (p->nfree >= p->max_free) {
         free(b);
         return;

@@ -8,6 +8,7 @@
 #ifndef LB_BUF_H
 #define LB_BUF_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -24,8 +25,8 @@ struct buf {
 struct buf_pool {
     struct buf *free;
     uint32_t nfree;
-    uint32_t max_free; /* beyond this, released buffers go back to malloc */
-    uint64_t in_use;
+    uint32_t max_free;       /* beyond this, released buffers go back to malloc */
+    _Atomic uint64_t in_use; /* buffers held by connections (one writer: the worker) */
 };
 
 static inline size_t buf_len(const struct buf *b)

@@ -138,10 +138,11 @@ void stats_json(struct lb *lb, struct sbuf *o)
 {
     struct rt *rt = atomic_load(&lb->rt);
     const struct cfg *cfg = rt->cfg;
-    uint64_t total = 0, reqs = 0;
+    uint64_t total = 0, reqs = 0, bufs = 0;
     for (int w = 0; w < lb->nworkers; w++) {
         total += cnt_get(&lb->workers[w].conns_total);
         reqs += cnt_get(&lb->workers[w].requests_total);
+        bufs += cnt_get(&lb->workers[w].bufs.in_use);
     }
     sbuf_printf(o, "{\"version\":\"%s\",\"uptime_s\":%.3f,\"pid\":%d,\"workers\":%d,", LB_VERSION,
                 ev_time() - lb->start_time, (int)getpid(), lb->nworkers);
@@ -156,9 +157,11 @@ void stats_json(struct lb *lb, struct sbuf *o)
                 (unsigned long long)lb->gen);
     sbuf_printf(o,
                 "},\"connections\":{\"current\":%lld,\"total\":%llu,\"max\":%u},"
-                "\"requests\":{\"total\":%llu},\"memory\":{\"rss_bytes\":%llu},",
+                "\"requests\":{\"total\":%llu},\"memory\":{\"rss_bytes\":%llu,"
+                "\"buffers_in_use\":%llu,\"buffer_size\":%d},",
                 (long long)atomic_load(&lb->conns_current), (unsigned long long)total,
-                cfg->max_connections, (unsigned long long)reqs, (unsigned long long)rss_bytes());
+                cfg->max_connections, (unsigned long long)reqs, (unsigned long long)rss_bytes(),
+                (unsigned long long)bufs, BUF_SIZE);
     listeners_json(lb, cfg, o);
     sbuf_put(o, "\"pools\":[", 9);
     for (int i = 0; i < rt->npools; i++) {

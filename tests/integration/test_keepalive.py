@@ -59,3 +59,22 @@ def test_upstream_reuse_across_client_connections(t):
     eq(per["b2"], list(range(1, 26)), "connection_requests seen by b2 over 5 client connections")
     eq(p1.new_connections(), 1, "connections the proxy opened to b1")
     eq(p2.new_connections(), 1, "connections the proxy opened to b2")
+
+
+def test_idle_keepalive_connections_hold_no_buffers(t):
+    """An idle keep-alive client connection holds no I/O buffer: with 50 of
+    them open after a request each, the workers hold exactly 0 buffers."""
+    b1 = t.backend("b1")
+    lb = t.lb(t.config(backends=[b1], workers=2))
+    conns = []
+    for i in range(50):
+        c = lb.conn()
+        eq(c.request("GET", "/").status, 200, "request %d" % i)
+        conns.append(c)
+    st = lb.stats()
+    eq(st["connections"]["current"], 50, "client connections open")
+    eq(st["memory"]["buffers_in_use"], 0, "buffers held by 50 idle keep-alive connections")
+    # buffers taken for more requests all go back to the pool when they are done
+    for i, c in enumerate(conns[:5]):
+        eq(c.request("GET", "/").status, 200, "second request %d" % i)
+    eq(lb.stats()["memory"]["buffers_in_use"], 0, "buffers after the second round")
