@@ -26,6 +26,7 @@
 #include <sys/types.h>
 
 #include "h1.h"
+#include "common/rng.h"
 
 #ifndef container_of
 #define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
@@ -50,7 +51,7 @@ struct bk_server;
 /* --- rng.c: xoshiro256**, one per worker, seeded from --seed ---------------- */
 
 struct bk_rng {
-    uint64_t s[4];
+    struct rng base; /* common/rng.h */
 };
 
 void bk_rng_seed(struct bk_rng *r, uint64_t seed);

@@ -1,6 +1,5 @@
 /*
- * rng.c - the seeded PRNG behind every random fault: xoshiro256** with its
- * state filled by splitmix64, as its authors recommend. Each worker has its
+ * rng.c - the seeded PRNG behind every random fault (common/rng.h). Each worker has its
  * own generator (seed + worker id), so a single-threaded run with a given
  * --seed makes the same choices every time.
  */
@@ -8,39 +7,14 @@
 
 #include "backend.h"
 
-static uint64_t bk_rng_splitmix(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-static uint64_t bk_rng_rotl(uint64_t x, int k)
-{
-    return (x << k) | (x >> (64 - k));
-}
-
 void bk_rng_seed(struct bk_rng *r, uint64_t seed)
 {
-    for (int i = 0; i < 4; i++)
-        r->s[i] = bk_rng_splitmix(&seed);
+    rng_seed(&r->base, seed);
 }
 
 uint64_t bk_rng_next(struct bk_rng *r)
 {
-    uint64_t *s = r->s;
-    uint64_t result = bk_rng_rotl(s[1] * 5, 7) * 9;
-    uint64_t t = s[1] << 17;
-
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = bk_rng_rotl(s[3], 45);
-    return result;
+    return rng_next(&r->base);
 }
 
 double bk_rng_unit(struct bk_rng *r)

@@ -13,41 +13,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static uint64_t keys_rotl(uint64_t x, int k)
-{
-    return (x << k) | (x >> (64 - k));
-}
-
-static uint64_t keys_splitmix(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 void keys_rng_seed(struct keys_rng *r, uint64_t seed)
 {
-    unsigned i;
-
-    for (i = 0; i < 4; i++)
-        r->s[i] = keys_splitmix(&seed);
+    rng_seed(&r->base, seed);
 }
 
 uint64_t keys_rng_next(struct keys_rng *r)
 {
-    uint64_t *s = r->s;
-    uint64_t out = keys_rotl(s[1] * 5, 7) * 9;
-    uint64_t t = s[1] << 17;
-
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = keys_rotl(s[3], 45);
-    return out;
+    return rng_next(&r->base);
 }
 
 int keys_init(struct keys *ks, enum ld_key_dist dist, uint32_t k, double s, char *err,

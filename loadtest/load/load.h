@@ -32,6 +32,7 @@
 #include "common/hdr.h"
 #include "common/sched.h"
 #include "h1.h"
+#include "common/rng.h"
 
 #ifndef container_of
 #define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
@@ -96,7 +97,7 @@ int cli_url(const char *url, struct ld_opts *o, char *err, size_t errlen);
 /* --- keys.c ----------------------------------------------------------------- */
 
 struct keys_rng {
-    uint64_t s[4]; /* xoshiro256** */
+    struct rng base; /* common/rng.h */
 };
 
 struct keys {
