@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/socket.h>
 
 #define CFG_NAME_MAX 64 /* pool, backend, listener names */
@@ -226,6 +227,12 @@ int cfg_parse_status_set_why(const char *s, struct cfg_status_set *out, const ch
 
 const char *cfg_admin_state_name(enum cfg_admin_state s);
 const char *cfg_balance_name(enum cfg_balance b);
+
+/* Same socket address (the text as written may differ)? */
+static inline bool cfg_addr_equal(const struct cfg_addr *a, const struct cfg_addr *b)
+{
+    return a->len == b->len && memcmp(&a->sa, &b->sa, a->len) == 0;
+}
 
 /* Find a pool by name; returns its index or -1. */
 int cfg_pool_index(const struct cfg *cfg, const char *name);

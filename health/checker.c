@@ -24,6 +24,7 @@
  * only shared memory is the struct hc_status and admin of each target.
  */
 #include "health.h"
+#include "container.h"
 
 #include <errno.h>
 #include <ev.h>
@@ -40,8 +41,6 @@
 
 #include "h1.h"
 #include "log.h"
-
-#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
 #define HC_BUF_SIZE     4096 /* response head; a larger one is judged by its status line */
 #define HC_ADOPT_WAIT_S 5    /* hc_set_targets() waits this long for the checker thread */

@@ -3,6 +3,7 @@
  * connection: read the head (and a short body), answer, close.
  */
 #include "admin.h"
+#include "container.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -23,8 +24,6 @@
 #define ADMIN_BODY_MAX  1024
 #define ADMIN_TIMEOUT_S 10.0
 #define ADMIN_CONNS_MAX 64
-
-#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
 struct admin_conn {
     ev_io io;

@@ -10,6 +10,7 @@
  * its source: that is the backpressure.
  */
 #include "conn.h"
+#include "container.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -29,8 +30,6 @@
 #define LINGER_MS  1000
 #define STEP_GUARD 64 /* state machine rounds per event, against livelock */
 
-#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
-
 static void conn_run(struct conn *c);
 static void upstream_failed(struct conn *c, enum rt_fail kind, int status, const char *what);
 static void queue_remove(struct conn *c);
@@ -40,11 +39,6 @@ static void queue_remove(struct conn *c);
 static const struct cfg *conn_cfg(const struct conn *c)
 {
     return c->wk->rt->cfg;
-}
-
-static const struct cfg *conn_cfg_of(const struct worker *wk)
-{
-    return wk->rt->cfg;
 }
 
 static bool put(struct buf *b, const char *s, size_t n)
@@ -1742,7 +1736,7 @@ void conn_remap_listeners(struct worker *wk, const int *map, int nmap)
 
 void conn_cut_drained(struct worker *wk)
 {
-    int64_t now = mono_ms(), limit = conn_cfg_of(wk)->drain_ms;
+    int64_t now = mono_ms(), limit = wk->rt->cfg->drain_ms;
     struct conn *c = wk->conns;
     while (c) {
         struct conn *next = c->next;

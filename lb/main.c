@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "container.h"
 #include "cfg.h"
 #include "health.h"
 #include "lb.h"
@@ -36,8 +37,6 @@ struct main_ctx {
     ev_timer watchdog;    /* WATCHDOG=1 at half of WatchdogSec */
     ev_tstamp reload_start;
 };
-
-#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
 static void usage(FILE *f)
 {
@@ -138,11 +137,6 @@ static void warn_unbuilt(const struct cfg *cfg)
     }
 }
 
-static bool same_addr(const struct cfg_addr *a, const struct cfg_addr *b)
-{
-    return a->len == b->len && memcmp(&a->sa, &b->sa, a->len) == 0;
-}
-
 static void fds_free(int **fds, int nw, int n)
 {
     for (int w = 0; fds && w < nw; w++) {
@@ -175,7 +169,7 @@ static int **bind_new_listeners(struct main_ctx *m, const struct cfg *old, const
     for (int i = 0; i < n; i++) {
         bool kept = false;
         for (int j = 0; j < old->nlisteners && !kept; j++)
-            kept = same_addr(&old->listeners[j].addr, &new->listeners[i].addr);
+            kept = cfg_addr_equal(&old->listeners[j].addr, &new->listeners[i].addr);
         for (int w = 0; w < nw && !kept; w++) {
             char e[200];
             fds[w][i] = worker_listen_socket(&new->listeners[i].addr, true, e, sizeof(e));
@@ -275,7 +269,7 @@ static int reload_apply(struct main_ctx *m, struct cfg *cfg, char *err, size_t e
         log_warn("reload: lb.workers changes from %d to %u only with a restart", lb->nworkers,
                  cfg->workers);
     int admin_fd = -1;
-    if (!same_addr(&ocfg->admin_listen, &cfg->admin_listen)) {
+    if (!cfg_addr_equal(&ocfg->admin_listen, &cfg->admin_listen)) {
         char e[200];
         if ((admin_fd = admin_prepare(&cfg->admin_listen, e, sizeof(e))) == -1) {
             snprintf(err, errlen, "admin.listen: %s", e);

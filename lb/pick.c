@@ -14,7 +14,7 @@ struct pick_arg {
     const struct cfg_pool *cfg;
     uint64_t exclude;
     int64_t now_ms;  /* monotonic */
-    int64_t wall_ms; /* realtime, for health change times */
+    int64_t wall_ms; /* realtime, for health change times; 0 until needed */
     bool panic;      /* ignore health and breakers */
     bool need_room;  /* apply the limits */
     bool saw_full;   /* a candidate was skipped for its limits only */
@@ -48,13 +48,18 @@ static bool has_room(struct worker *wk, const struct rt_backend *be, const struc
  * it, when its health went up after having been up or down before (not the
  * first check at start), or when its breaker closed after being open.
  */
-static int64_t in_service_for(const struct rt_backend *be, const struct pick_arg *a)
+static int64_t in_service_for(const struct rt_backend *be, struct pick_arg *a)
 {
     int64_t since = -1;
     if (be->added_ms)
         since = a->now_ms - be->added_ms;
     int64_t hchange = atomic_load_explicit(&be->hc.last_change_ms, memory_order_relaxed);
     if (hchange && atomic_load_explicit(&be->hc.transitions, memory_order_relaxed) > 1) {
+        if (!a->wall_ms) { /* read once per pick, and only when some health changed */
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            a->wall_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        }
         int64_t h = a->wall_ms - hchange;
         if (since < 0 || h < since)
             since = h;
@@ -68,7 +73,7 @@ static int64_t in_service_for(const struct rt_backend *be, const struct pick_arg
 }
 
 /* The backend's weight now: ramped up over slow_start after it came into service. */
-static uint32_t effective_weight(const struct rt_backend *be, const struct pick_arg *a)
+static uint32_t effective_weight(const struct rt_backend *be, struct pick_arg *a)
 {
     uint32_t w = atomic_load_explicit(&be->weight, memory_order_relaxed);
     uint32_t ramp = a->cfg->slow_start_ms;
@@ -146,11 +151,6 @@ enum pick_result pick_backend(struct worker *wk, struct rt *rt, int pool_idx, st
         .exclude = exclude,
         .now_ms = mono_ms(),
     };
-    if (pool->cfg->slow_start_ms) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        a.wall_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-    }
     a.panic = pool_in_panic(pool, a.now_ms);
     note_panic(pool, a.panic);
     enum pick_result res = PICK_NONE;

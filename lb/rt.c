@@ -10,8 +10,7 @@
 /* Is the state of OLD still that of backend B (same place), so it may be carried over? */
 static bool be_same_place(const struct rt_backend *old, const struct cfg_backend *b)
 {
-    return old->addr.len == b->addr.len && memcmp(&old->addr.sa, &b->addr.sa, b->addr.len) == 0 &&
-           strcmp(old->zone, b->zone ? b->zone : "") == 0;
+    return cfg_addr_equal(&old->addr, &b->addr) && strcmp(old->zone, b->zone ? b->zone : "") == 0;
 }
 
 static struct rt_backend *be_new(const struct cfg_pool *p, const struct cfg_backend *b, uint32_t id,

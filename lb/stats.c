@@ -211,10 +211,8 @@ static void prom_family(struct sbuf *o, struct rt *rt, struct be_sum *sums, cons
     sbuf_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
     int k = 0;
     for (int i = 0; i < rt->npools; i++)
-        for (int j = 0; j < rt->pools[i].n; j++, k++) {
-            (void)name;
+        for (int j = 0; j < rt->pools[i].n; j++, k++)
             fn(o, rt->pools[i].be[j], &sums[k]);
-        }
 }
 
 #define PROM_SIMPLE(fname, metric, expr)                                                           \

@@ -3,6 +3,7 @@
  * connections per worker and backend.
  */
 #include "upstream.h"
+#include "container.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -17,8 +18,6 @@
 #include "worker.h"
 
 #define UPSTREAM_IDLE_MAX 256 /* idle connections kept per worker and backend */
-
-#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
 static void idle_unlink(struct upstream *up)
 {

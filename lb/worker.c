@@ -3,6 +3,7 @@
  * sockets, and a graceful stop.
  */
 #include "worker.h"
+#include "container.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -25,8 +26,6 @@
 #define MAXCONN_PAUSE_S 0.05  /* at max_connections: look again after this */
 #define QUEUE_POLL_S    0.005 /* queued requests look for a backend with room this often */
 #define DRAIN_SWEEP_S   0.25  /* how often requests on over-long drains are looked for */
-
-#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
 uint64_t worker_rand(struct worker *wk)
 {
@@ -188,11 +187,6 @@ void worker_handover(struct worker *wk, struct wk_handover *ho)
     ev_async_send(wk->loop, &wk->wake);
 }
 
-static bool same_addr(const struct cfg_addr *a, const struct cfg_addr *b)
-{
-    return a->len == b->len && memcmp(&a->sa, &b->sa, a->len) == 0;
-}
-
 /* New listener sockets: kept ones by address, the rest from the handover. */
 static int adopt_listeners(struct worker *wk, struct wk_handover *ho, int *map)
 {
@@ -212,7 +206,7 @@ static int adopt_listeners(struct worker *wk, struct wk_handover *ho, int *map)
         ho->fds[i] = -1; /* owned by the worker now */
         for (int j = 0; ls[i].fd == -1 && j < wk->nls; j++) {
             if (map[j] == -1 && wk->ls[j].fd != -1 &&
-                same_addr(&ocfg->listeners[j].addr, &ncfg->listeners[i].addr)) {
+                cfg_addr_equal(&ocfg->listeners[j].addr, &ncfg->listeners[i].addr)) {
                 ev_io_stop(wk->loop, &wk->ls[j].io);
                 ls[i].fd = wk->ls[j].fd;
                 wk->ls[j].fd = -1;
