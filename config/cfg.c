@@ -1094,6 +1094,44 @@ static void key_retry_on(struct cfg_loader *ld, const config_setting_t *s, const
     }
 }
 
+/* listener.trusted_forwarders: [ "10.0.0.0/8", "::1" ], address blocks. */
+static void key_trusted(struct cfg_loader *ld, const config_setting_t *s, const struct cfg_key *k,
+                        void *obj, const char *path)
+{
+    struct cfg_listener *l = obj;
+    char d[CFG_QUOTE_MAX], epath[CFG_PATH_MAX];
+    const char *why;
+    int n;
+
+    (void)k;
+    if (!config_setting_is_array(s) && !config_setting_is_list(s)) {
+        cfg_err(ld, s, path, "expected a list of address blocks such as [ \"10.0.0.0/8\" ], got %s",
+                describe(s, d, sizeof(d)));
+        return;
+    }
+    n = config_setting_length(s);
+    if (n == 0)
+        return;
+    l->trusted = arena_calloc(ld->arena, (size_t)n, sizeof(*l->trusted));
+    if (!l->trusted) {
+        ld->oom = true;
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+        const char *v;
+
+        path_index(epath, path, i);
+        if (!(v = get_string(ld, e, epath)))
+            continue;
+        if (cfg_parse_cidr_why(v, &l->trusted[l->ntrusted], &why) == -1) {
+            cfg_err(ld, e, epath, "%s: %s", describe(e, d, sizeof(d)), why);
+            continue;
+        }
+        l->ntrusted++;
+    }
+}
+
 /* listener.pool, route.pool: a name resolved to an index of cfg->pools. */
 static void key_pool_ref(struct cfg_loader *ld, const config_setting_t *s, const struct cfg_key *k,
                          void *obj, const char *path)
@@ -1133,6 +1171,9 @@ static void key_tls(struct cfg_loader *ld, const config_setting_t *s, const stru
     (void)k;
     l->tls_enabled = true;
     walk_group(ld, s, &tls_group, &l->tls, path);
+    /* checked like the rest, then refused: `lb -t` must not pass a file that
+     * `lb` would refuse to start with */
+    cfg_err(ld, s, path, "TLS termination is not built yet; remove the tls block");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1447,6 +1488,7 @@ static const struct cfg_key listener_keys[] = {
     LI("listen", key_listen_addr, addr, .required = true),
     LI("pool", key_pool_ref, pool, .required = true),
     LI("tls", key_tls, tls),
+    LI("trusted_forwarders", key_trusted, trusted),
     LI("routes", key_routes, routes),
 #undef LI
 };

@@ -58,6 +58,13 @@ struct cfg_addr {
     char text[128]; /* as written in the file, for logs and stats */
 };
 
+/* An address block (listener.trusted_forwarders). */
+struct cfg_cidr {
+    uint8_t addr[16]; /* network address; IPv4 in the first 4 bytes */
+    uint8_t family;   /* AF_INET or AF_INET6 */
+    uint8_t bits;     /* prefix length */
+};
+
 struct cfg_route {
     const char *host;        /* NULL: any host; else exact, case-insensitive, port ignored */
     const char *path_prefix; /* NULL: any path */
@@ -79,6 +86,8 @@ struct cfg_listener {
     int nroutes;
     bool tls_enabled;
     struct cfg_tls tls;
+    struct cfg_cidr *trusted; /* trusted_forwarders: their forwarding headers are kept */
+    int ntrusted;
     int line;
 };
 
@@ -224,6 +233,10 @@ int cfg_parse_status_set(const char *s, struct cfg_status_set *out);
 int cfg_parse_duration_why(const char *s, uint32_t *ms, const char **why);
 int cfg_parse_addr_why(const char *s, struct cfg_addr *out, const char **why);
 int cfg_parse_status_set_why(const char *s, struct cfg_status_set *out, const char **why);
+int cfg_parse_cidr_why(const char *s, struct cfg_cidr *out, const char **why);
+
+/* Is ADDR (4 bytes for AF_INET, 16 for AF_INET6) inside the block? */
+bool cfg_cidr_contains(const struct cfg_cidr *c, int family, const void *addr);
 
 const char *cfg_admin_state_name(enum cfg_admin_state s);
 const char *cfg_balance_name(enum cfg_balance b);

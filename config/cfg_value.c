@@ -1,6 +1,8 @@
 /*
- * cfg_value.c - the value grammars of the config file: durations, addresses
- * and HTTP status sets.
+ * cfg_value.c - the value grammars of the config file: durations, addresses,
+ * HTTP status sets
+ *
+ * (and address blocks, "10.0.0.0/8").
  *
  * These are pure functions over a string (no DNS, no file access), shared by
  * the loader and by anyone else who reads such values (the admin API). On
@@ -333,4 +335,67 @@ int cfg_parse_status_set_why(const char *s, struct cfg_status_set *out, const ch
 int cfg_parse_status_set(const char *s, struct cfg_status_set *out)
 {
     return cfg_parse_status_set_why(s, out, NULL);
+}
+
+/*
+ * An address block: "10.0.0.0/8", "2001:db8::/32", or one address ("10.1.2.3",
+ * "::1": all bits). Host bits set below the prefix are refused: "10.1.0.0/8"
+ * is more likely a typo than a wish.
+ */
+int cfg_parse_cidr_why(const char *s, struct cfg_cidr *out, const char **why)
+{
+    char buf[INET6_ADDRSTRLEN + 8];
+    const char *slash;
+    size_t alen;
+    unsigned bits, max;
+
+    memset(out, 0, sizeof(*out));
+    if (!s || !*s)
+        return fail(why, "empty (use an address block such as \"10.0.0.0/8\")");
+    slash = strchr(s, '/');
+    alen = slash ? (size_t)(slash - s) : strlen(s);
+    if (alen == 0 || alen >= sizeof(buf))
+        return fail(why, "not an IPv4 or IPv6 address block");
+    memcpy(buf, s, alen);
+    buf[alen] = 0;
+    if (inet_pton(AF_INET, buf, out->addr) == 1) {
+        out->family = AF_INET;
+        max = 32;
+    } else if (inet_pton(AF_INET6, buf, out->addr) == 1) {
+        out->family = AF_INET6;
+        max = 128;
+    } else {
+        return fail(why, "not an IPv4 or IPv6 address block");
+    }
+    bits = max;
+    if (slash) {
+        const char *p = slash + 1;
+        if (!*p || strlen(p) > 3)
+            return fail(why, "bad prefix length");
+        bits = 0;
+        for (; *p; p++) {
+            if (*p < '0' || *p > '9')
+                return fail(why, "bad prefix length");
+            bits = bits * 10 + (unsigned)(*p - '0');
+        }
+        if (bits > max)
+            return fail(why, "prefix length too long for the address");
+    }
+    out->bits = (uint8_t)bits;
+    for (unsigned i = bits; i < max; i++)
+        if (out->addr[i / 8] & (0x80u >> (i % 8)))
+            return fail(why, "host bits set below the prefix length");
+    return 0;
+}
+
+bool cfg_cidr_contains(const struct cfg_cidr *c, int family, const void *addr)
+{
+    const uint8_t *a = addr;
+    unsigned full = c->bits / 8, rest = c->bits % 8;
+
+    if (family != c->family)
+        return false;
+    if (memcmp(a, c->addr, full) != 0)
+        return false;
+    return !rest || ((a[full] ^ c->addr[full]) & (0xffu << (8 - rest)) & 0xffu) == 0;
 }

@@ -518,6 +518,7 @@ int main(int argc, char **argv)
         return 1;
     }
     if (check) {
+        warn_unbuilt(cfg); /* what the file asks for and this build serves differently */
         printf("configuration OK\n");
         cfg_free(cfg);
         return 0;

@@ -355,12 +355,6 @@ static int listeners_open(struct worker *wk)
     for (int i = 0; i < cfg->nlisteners; i++) {
         const struct cfg_listener *l = &cfg->listeners[i];
         char e[200];
-        if (l->tls_enabled) {
-            snprintf(wk->err, sizeof(wk->err),
-                     "listener %s: tls is configured but this build does not terminate TLS yet",
-                     l->name);
-            return -1;
-        }
         int fd = worker_listen_socket(&l->addr, true, e, sizeof(e));
         if (fd == -1) {
             snprintf(wk->err, sizeof(wk->err), "listener %s: %s", l->name, e);

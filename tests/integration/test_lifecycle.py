@@ -200,3 +200,23 @@ def _accepts(port):
         return True
     except OSError:
         return False
+
+
+def test_check_refuses_what_lb_would_not_start(t):
+    """`lb -t` passes exactly the files lb starts with (systemd's ExecStartPre relies on
+    it): a listener with tls, not built yet, fails the check with its line, and lb itself
+    refuses the same file at start."""
+    for name in ("site.pem", "site.key"):
+        _write(t, name, "placeholder\n")
+    cfg = t.config(backends=[{"name": "b1", "address": "127.0.0.1:1"}],
+                   listener={"tls": {"cert": os.path.join(t.tmp, "site.pem"), "key": os.path.join(t.tmp, "site.key")}})
+    text = config_text(cfg)
+    _write(t, "tls.conf", text)
+    line = next(i + 1 for i, ln in enumerate(text.split("\n")) if ln.strip().startswith("tls ="))
+    code, out = t.run_lb(["-t", "-c", "tls.conf"])
+    eq(code, 1, "exit status of lb -t with a tls listener (output %r)" % out)
+    check("configuration OK" not in out, "lb -t said OK: %r" % out)
+    check(any(ln.startswith("tls.conf:%d:" % line) and "tls" in ln for ln in out.splitlines()),
+          "no 'tls.conf:%d: ... tls ...' line in %r" % (line, out))
+    code, out = t.run_lb(["-c", "tls.conf"])
+    eq(code, 1, "exit status of lb started with the same file (output %r)" % out)

@@ -595,9 +595,19 @@ static const struct err_case err_cases[] = {
      "  { backends = ( { name = \"b\"; address = \"127.0.0.1:1\"; } ); } );\n",
      .want = {"t.conf:3: pools[1]: missing required setting \"name\""}},
     {"missing_tls_key", .listener = "tls = { cert = \"/nonexistent/site.pem\"; };",
-     .want = {"t.conf:2: listeners.web.tls.cert: cannot read \"/nonexistent/site.pem\": No such "
-              "file or directory",
-              "t.conf:2: listeners.web.tls: missing required setting \"key\""}},
+     .want =
+         {"t.conf:2: listeners.web.tls.cert: cannot read \"/nonexistent/site.pem\": No such "
+          "file or directory",
+          "t.conf:2: listeners.web.tls: missing required setting \"key\"",
+          "t.conf:2: listeners.web.tls: TLS termination is not built yet; remove the tls block"}},
+    {"trusted_not_a_block", .listener = "trusted_forwarders = [ \"10.0.0.0/8\", \"10.1.0.0/8\" ];",
+     .want = {"t.conf:2: listeners.web.trusted_forwarders[1]: \"10.1.0.0/8\": host bits set below "
+              "the prefix length"}},
+    {"trusted_bad_prefix", .listener = "trusted_forwarders = [ \"::1/129\", \"x/8\" ];",
+     .want = {"t.conf:2: listeners.web.trusted_forwarders[0]: \"::1/129\": prefix length too long "
+              "for the address",
+              "t.conf:2: listeners.web.trusted_forwarders[1]: \"x/8\": not an IPv4 or IPv6 address "
+              "block"}},
 
     /* ranges */
     {"weight_too_big", .backend = "weight = 1001;",
@@ -894,11 +904,16 @@ static void test_tls_files(void **state)
              "listeners = ( { name = \"web\"; listen = \"127.0.0.1:8443\"; pool = \"api\";\n"
              "  tls = { cert = \"%s\"; key = \"%s\"; }; } );\n" POOLS_OK,
              cert, key);
-    cfg = load_ok(text);
-    assert_true(cfg->listeners[0].tls_enabled);
-    assert_string_equal(cfg->listeners[0].tls.cert, cert);
-    assert_string_equal(cfg->listeners[0].tls.key, key);
-    cfg_free(cfg);
+    /* the files are checked, then the block is refused until TLS is built:
+     * a file `lb -t` passes is one lb starts with */
+    struct cfg_errors e = {0};
+    cfg = load(text, &e);
+    assert_null(cfg);
+    assert_int_equal(e.n, 1);
+    assert_string_equal(e.msgs[0],
+                        "t.conf:2: listeners.web.tls: TLS termination is not built yet; remove the "
+                        "tls block");
+    cfg_errors_free(&e);
     unlink(cert);
     unlink(key);
     rmdir(dir);
@@ -1094,6 +1109,53 @@ static void test_parse_status_set(void **state)
     assert_int_equal(cfg_parse_status_set(NULL, &set), -1);
 }
 
+static void test_cidr(void **state)
+{
+    struct cfg_cidr c;
+    const char *why;
+    uint8_t a4[4], a6[16];
+
+    (void)state;
+    assert_int_equal(cfg_parse_cidr_why("10.0.0.0/8", &c, &why), 0);
+    assert_int_equal(c.bits, 8);
+    inet_pton(AF_INET, "10.200.3.4", a4);
+    assert_true(cfg_cidr_contains(&c, AF_INET, a4));
+    inet_pton(AF_INET, "11.0.0.1", a4);
+    assert_false(cfg_cidr_contains(&c, AF_INET, a4));
+    inet_pton(AF_INET6, "::1", a6);
+    assert_false(cfg_cidr_contains(&c, AF_INET6, a6)); /* another family */
+
+    assert_int_equal(cfg_parse_cidr_why("192.168.1.0/23", &c, &why), -1); /* host bit set */
+    assert_int_equal(cfg_parse_cidr_why("192.168.0.0/23", &c, &why), 0);
+    inet_pton(AF_INET, "192.168.1.255", a4);
+    assert_true(cfg_cidr_contains(&c, AF_INET, a4));
+    inet_pton(AF_INET, "192.168.2.0", a4);
+    assert_false(cfg_cidr_contains(&c, AF_INET, a4));
+
+    assert_int_equal(cfg_parse_cidr_why("127.0.0.1", &c, &why), 0); /* one address */
+    assert_int_equal(c.bits, 32);
+    inet_pton(AF_INET, "127.0.0.1", a4);
+    assert_true(cfg_cidr_contains(&c, AF_INET, a4));
+    inet_pton(AF_INET, "127.0.0.2", a4);
+    assert_false(cfg_cidr_contains(&c, AF_INET, a4));
+
+    assert_int_equal(cfg_parse_cidr_why("2001:db8::/32", &c, &why), 0);
+    inet_pton(AF_INET6, "2001:db8:ffff::1", a6);
+    assert_true(cfg_cidr_contains(&c, AF_INET6, a6));
+    inet_pton(AF_INET6, "2001:db9::1", a6);
+    assert_false(cfg_cidr_contains(&c, AF_INET6, a6));
+
+    assert_int_equal(cfg_parse_cidr_why("0.0.0.0/0", &c, &why), 0); /* everyone */
+    inet_pton(AF_INET, "8.8.8.8", a4);
+    assert_true(cfg_cidr_contains(&c, AF_INET, a4));
+
+    assert_int_equal(cfg_parse_cidr_why("", &c, &why), -1);
+    assert_int_equal(cfg_parse_cidr_why("10.0.0.0/", &c, &why), -1);
+    assert_int_equal(cfg_parse_cidr_why("10.0.0.0/33", &c, &why), -1);
+    assert_int_equal(cfg_parse_cidr_why("10.0.0.0/-1", &c, &why), -1);
+    assert_int_equal(cfg_parse_cidr_why("10.0.0/8", &c, &why), -1);
+}
+
 static void test_names_and_index(void **state)
 {
     struct cfg *cfg = load_ok(full_text);
@@ -1137,6 +1199,7 @@ int main(void)
         cmocka_unit_test(test_parse_duration),
         cmocka_unit_test(test_parse_addr),
         cmocka_unit_test(test_parse_status_set),
+        cmocka_unit_test(test_cidr),
         cmocka_unit_test(test_names_and_index),
     };
     enum { NFIXED = sizeof(fixed) / sizeof(fixed[0]) };
