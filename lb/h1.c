@@ -172,6 +172,7 @@ struct fields {
     bool has_te;
     bool te_chunked; /* the last transfer coding so far is chunked */
     bool te_seen_chunked;
+    bool te_other; /* a coding other than chunked was seen */
     bool expect_continue;
     bool has_upgrade;
     bool response; /* skip the request-only checks (Host) */
@@ -225,6 +226,7 @@ static int field_transfer_encoding(struct fields *f, const char *v, size_t n)
         if (f->te_chunked && f->te_seen_chunked)
             return H1_ERROR;
         f->te_seen_chunked |= f->te_chunked;
+        f->te_other |= !f->te_chunked;
     }
     return 0;
 }
@@ -457,7 +459,9 @@ static int parse_request_line(const char **pp, const char *end, struct h1_reques
 static int request_derive(struct h1_request *req, const struct fields *f)
 {
     if (f->has_te) {
-        if (req->minor == 0 || f->has_cl || !f->te_chunked)
+        /* only "chunked": a proxy that forwarded other codings would have to
+         * trust the backend to decode them as we framed them */
+        if (req->minor == 0 || f->has_cl || !f->te_chunked || f->te_other)
             return H1_ERROR;
         req->body = H1_BODY_CHUNKED;
     } else if (f->has_cl) {

@@ -119,8 +119,8 @@ struct h1_response {
  * Rejected (H1_ERROR): invalid method, target or version; a request line or
  * header with bare CR, bare LF, NUL or other control bytes; whitespace before
  * a colon; obs-fold; Content-Length with Transfer-Encoding; differing
- * Content-Length values; Transfer-Encoding whose last coding is not chunked,
- * or on HTTP/1.0; HTTP/1.1 without Host or with several Host headers.
+ * Content-Length values; Transfer-Encoding other than exactly "chunked", or
+ * on HTTP/1.0; HTTP/1.1 without Host or with several Host headers.
  * Also: a version other than HTTP/1.0 and HTTP/1.1; CONNECT and any target
  * that is not origin-form, http(s) absolute-form or "*" with OPTIONS; a Host
  * value that is not a plausible host[:port]; more than 4 empty lines before
@@ -169,6 +169,14 @@ ssize_t h1_chunk_step(struct h1_chunk *c, const char *p, size_t len, enum h1_spa
 
 /* The last chunk and the trailer section have been consumed. */
 bool h1_chunk_done(const struct h1_chunk *c);
+
+/* Idempotent per RFC 9110 9.2.2: GET, HEAD, OPTIONS, TRACE, PUT, DELETE. An
+ * unknown method is not. */
+static inline bool h1_method_idempotent(int meth)
+{
+    return meth == H1_M_GET || meth == H1_M_HEAD || meth == H1_M_OPTIONS || meth == H1_M_TRACE ||
+           meth == H1_M_PUT || meth == H1_M_DELETE;
+}
 
 /* Case-insensitive comparison of a header's name with NAME (a C string). */
 bool h1_name_is(const struct h1_header *h, const char *name);
