@@ -9,6 +9,7 @@
 #define LB_BUF_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -64,6 +65,16 @@ static inline void buf_compact(struct buf *b)
         b->w -= b->r;
         b->r = 0;
     }
+}
+
+/* Append S[0..n) if it fits; false (nothing written) if not. */
+static inline bool buf_append(struct buf *b, const char *s, size_t n)
+{
+    if (buf_room(b) < n)
+        return false;
+    memcpy(b->data + b->w, s, n);
+    b->w += (uint32_t)n;
+    return true;
 }
 
 void buf_pool_init(struct buf_pool *p, uint32_t max_free);

@@ -23,6 +23,8 @@
 
 #include "log.h"
 #include "pick.h"
+#include "rewrite.h"
+#include "route.h"
 #include "upstream.h"
 #include "worker.h"
 
@@ -30,8 +32,25 @@
 #define LINGER_MS  1000
 #define STEP_GUARD 64 /* state machine rounds per event, against livelock */
 
+/*
+ * What a step of the machine did. Any function that may release the
+ * connection's upstream or change its state returns one, and the compiler
+ * makes the caller look at it: after STEP_MOVED the caller must not touch
+ * c->up (or a copy of it) again and returns to conn_run(), which looks at
+ * the new state. The connection itself is only freed by conn_run() once it
+ * is CS_DEAD, never inside a step.
+ */
+enum step {
+    STEP_WAIT,     /* nothing more can be done until an event */
+    STEP_PROGRESS, /* bytes moved; run again */
+    STEP_MOVED,    /* state changed or the upstream was released or replaced */
+};
+#define MUST_USE __attribute__((warn_unused_result))
+
 static void conn_run(struct conn *c);
-static void upstream_failed(struct conn *c, enum rt_fail kind, int status, const char *what);
+static void conn_resume(struct conn *c, enum step r);
+static enum step upstream_failed(struct conn *c, enum rt_fail kind, int status,
+                                 const char *what) MUST_USE;
 static void queue_remove(struct conn *c);
 
 /* ---- small helpers --------------------------------------------------- */
@@ -39,20 +58,6 @@ static void queue_remove(struct conn *c);
 static const struct cfg *conn_cfg(const struct conn *c)
 {
     return c->wk->rt->cfg;
-}
-
-static bool put(struct buf *b, const char *s, size_t n)
-{
-    if (buf_room(b) < n)
-        return false;
-    memcpy(buf_tail(b), s, n);
-    b->w += (uint32_t)n;
-    return true;
-}
-
-static bool puts_(struct buf *b, const char *s)
-{
-    return put(b, s, strlen(s));
 }
 
 /* Is the error from a non-blocking socket call just "try later"? */
@@ -159,22 +164,6 @@ static void gen_request_id(struct conn *c)
     }
     c->rid_len = 32;
     c->rid[32] = 0;
-}
-
-/* Keep a client's X-Request-Id if it is short and of safe characters. */
-static bool take_request_id(struct conn *c, const struct h1_header *h)
-{
-    if (h->value_len == 0 || h->value_len > REQID_MAX)
-        return false;
-    for (uint32_t i = 0; i < h->value_len; i++) {
-        unsigned char ch = (unsigned char)h->value[i];
-        if (ch <= 0x20 || ch >= 0x7f || ch == '"' || ch == '\\')
-            return false;
-    }
-    memcpy(c->rid, h->value, h->value_len);
-    c->rid_len = (uint8_t)h->value_len;
-    c->rid[c->rid_len] = 0;
-    return true;
 }
 
 static void reset_request(struct conn *c)
@@ -359,12 +348,14 @@ static void conn_linger(struct conn *c)
 }
 
 /* The request failed after the client saw part of a response: cut it off. */
-static void conn_abort(struct conn *c)
+static MUST_USE enum step conn_abort(struct conn *c)
 {
     drop_inflight(c);
     release_upstream(c, false);
-    log_request(c);
+    if (c->st != CS_DEAD)
+        log_request(c);
     c->st = CS_DEAD;
+    return STEP_MOVED;
 }
 
 /* ---- our own responses ------------------------------------------------ */
@@ -393,18 +384,16 @@ static const char *error_body(int status)
  * Answer STATUS ourselves. If the client has seen part of a response
  * already, all we can do is close.
  */
-static void conn_error(struct conn *c, int status)
+static MUST_USE enum step conn_error(struct conn *c, int status)
 {
-    if (c->resp_bytes > 0 || c->resp_head) {
-        conn_abort(c);
-        return;
-    }
+    if (c->resp_bytes > 0 || c->resp_head)
+        return conn_abort(c);
     drop_inflight(c);
     release_upstream(c, false);
     buf_put(&c->wk->bufs, &c->uhead);
     if (!c->out && !(c->out = buf_get(&c->wk->bufs))) {
         c->st = CS_DEAD;
-        return;
+        return STEP_MOVED;
     }
     c->out->r = c->out->w = 0;
     if (status == 400 || status == 408 || status == 431 || !c->req_done || c->eof ||
@@ -421,15 +410,16 @@ static void conn_error(struct conn *c, int status)
         status, h1_reason(status), strlen(body), status == 503 ? "Retry-After: 1\r\n" : "",
         c->rid_len ? "X-Request-Id: " : "", c->rid_len ? c->rid : "", c->rid_len ? "\r\n" : "",
         c->closing ? "Connection: close\r\n" : (c->minor == 0 ? "Connection: keep-alive\r\n" : ""));
-    put(c->out, head, (size_t)n);
+    buf_append(c->out, head, (size_t)n);
     if (c->meth != H1_M_HEAD)
-        puts_(c->out, body);
+        buf_append(c->out, body, strlen(body));
     c->status = status;
     /* what is left of a request we will not serve must not be read as the next one */
     if (c->closing && c->in)
         c->in->r = c->in->w = 0;
     c->st = CS_ERROR;
     conn_set_timeout(c, conn_cfg(c)->client_idle_ms);
+    return STEP_MOVED;
 }
 
 /* ---- sending what is in c->out plus a body slice --------------------- */
@@ -473,210 +463,19 @@ static ssize_t send_client(struct conn *c, const char *body, size_t body_len)
 
 /* ---- the request head -------------------------------------------------- */
 
-static bool host_matches(const char *host, size_t len, const char *want)
+/* Is the client a trusted forwarder of this listener (its forwarding headers are kept)? */
+static bool client_trusted(const struct conn *c, const struct cfg_listener *l)
 {
-    /* strip ":port", minding "[v6]:port" */
-    if (len && host[0] == '[') {
-        const char *rb = memchr(host, ']', len);
-        if (rb)
-            len = (size_t)(rb - host) + 1;
-    } else {
-        const char *colon = memchr(host, ':', len);
-        if (colon)
-            len = (size_t)(colon - host);
-    }
-    return strlen(want) == len && strncasecmp(host, want, len) == 0;
-}
-
-/* Host and path of a request, from absolute-form when used. */
-static void request_host_path(const struct h1_request *req, const char **host, size_t *hlen,
-                              const char **path, size_t *plen)
-{
-    *host = NULL;
-    *hlen = 0;
-    *path = req->target;
-    *plen = req->target_len;
-    if (req->target_len && req->target[0] != '/' && req->target[0] != '*') {
-        const char *p = memchr(req->target, ':', req->target_len);
-        if (p && (size_t)(p - req->target) + 3 <= req->target_len) {
-            const char *auth = p + 3, *end = req->target + req->target_len;
-            const char *slash = memchr(auth, '/', (size_t)(end - auth));
-            *host = auth;
-            *hlen = (size_t)((slash ? slash : end) - auth);
-            *path = slash ? slash : "/";
-            *plen = slash ? (size_t)(end - slash) : 1;
-            return;
-        }
-    }
-    if (req->host >= 0) {
-        *host = req->headers[req->host].value;
-        *hlen = req->headers[req->host].value_len;
-    }
-}
-
-static int route_request(const struct cfg_listener *l, const struct h1_request *req)
-{
-    const char *host, *path;
-    size_t hlen, plen;
-    request_host_path(req, &host, &hlen, &path, &plen);
-    for (int i = 0; i < l->nroutes; i++) {
-        const struct cfg_route *r = &l->routes[i];
-        if (r->host && (!host || !host_matches(host, hlen, r->host)))
-            continue;
-        if (r->path_prefix &&
-            (plen < r->path_prefix_len || memcmp(path, r->path_prefix, r->path_prefix_len) != 0))
-            continue;
-        return r->pool;
-    }
-    return l->pool;
-}
-
-/* Headers the proxy treats specially, recognised once per header by length first. */
-enum hdr_kind {
-    HK_OTHER,
-    HK_CONNECTION,
-    HK_KEEP_ALIVE,
-    HK_PROXY_CONNECTION,
-    HK_TE,
-    HK_UPGRADE,
-    HK_HOST,
-    HK_CONTENT_LENGTH,
-    HK_TRANSFER_ENCODING,
-    HK_XFF,
-    HK_XFP,
-    HK_REQUEST_ID,
-};
-
-/* Does A[0..n) equal LOWER (already lowercase) ignoring ASCII case? Inline: no libc call. */
-static inline bool name_eq(const char *a, const char *lower, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)a[i];
-        if ((unsigned)(ch - 'A') < 26u)
-            ch |= 0x20;
-        if (ch != (unsigned char)lower[i])
-            return false;
-    }
-    return true;
-}
-
-static enum hdr_kind hdr_kind(const struct h1_header *h)
-{
-    static const struct {
-        const char *name;
-        enum hdr_kind kind;
-    } by_len[][2] = {
-        [2] = {{"te", HK_TE}},
-        [4] = {{"host", HK_HOST}},
-        [7] = {{"upgrade", HK_UPGRADE}},
-        [10] = {{"connection", HK_CONNECTION}, {"keep-alive", HK_KEEP_ALIVE}},
-        [12] = {{"x-request-id", HK_REQUEST_ID}},
-        [14] = {{"content-length", HK_CONTENT_LENGTH}},
-        [15] = {{"x-forwarded-for", HK_XFF}},
-        [16] = {{"proxy-connection", HK_PROXY_CONNECTION}},
-        [17] = {{"transfer-encoding", HK_TRANSFER_ENCODING}, {"x-forwarded-proto", HK_XFP}},
-    };
-    if (h->name_len >= sizeof(by_len) / sizeof(by_len[0]))
-        return HK_OTHER;
-    for (int i = 0; i < 2 && by_len[h->name_len][i].name; i++)
-        if (name_eq(h->name, by_len[h->name_len][i].name, h->name_len))
-            return by_len[h->name_len][i].kind;
-    return HK_OTHER;
-}
-
-/* The Connection headers of a message: they name more hop-by-hop headers. */
-struct conn_list {
-    const struct h1_header *h[4];
-    int n;
-};
-
-static void conn_list_init(struct conn_list *cl, const struct h1_header *hs, int n)
-{
-    cl->n = 0;
-    for (int i = 0; i < n && cl->n < 4; i++)
-        if (hdr_kind(&hs[i]) == HK_CONNECTION)
-            cl->h[cl->n++] = &hs[i];
-}
-
-/*
- * Is header H hop-by-hop for this message (fixed list or named in
- * Connection)? The framing headers and Host are never dropped because a
- * Connection header names them: that would let a client desynchronise us
- * from the backend.
- */
-static bool is_hop_header(const struct h1_header *h, enum hdr_kind k, const struct conn_list *cl)
-{
-    if (k == HK_CONNECTION || k == HK_KEEP_ALIVE || k == HK_PROXY_CONNECTION || k == HK_TE ||
-        k == HK_UPGRADE)
-        return true;
-    if (!cl->n || k == HK_CONTENT_LENGTH || k == HK_TRANSFER_ENCODING || k == HK_HOST)
+    unsigned char a[16];
+    if (!l->ntrusted)
         return false;
-    for (int i = 0; i < cl->n; i++) {
-        char name[128];
-        if (h->name_len >= sizeof(name))
-            continue;
-        memcpy(name, h->name, h->name_len);
-        name[h->name_len] = 0;
-        if (h1_list_has(cl->h[i]->value, cl->h[i]->value_len, name))
+    int family = strchr(c->ip, ':') ? AF_INET6 : AF_INET;
+    if (inet_pton(family, c->ip, a) != 1)
+        return false; /* a unix socket peer */
+    for (int i = 0; i < l->ntrusted; i++)
+        if (cfg_cidr_contains(&l->trusted[i], family, a))
             return true;
-    }
     return false;
-}
-
-/*
- * Write the request head for the backend into c->uhead: the request line in
- * HTTP/1.1, the client's headers less hop-by-hop ones, and ours. Returns
- * false when it does not fit (431).
- */
-static bool build_request_head(struct conn *c, const struct h1_request *req,
-                               const struct cfg_listener *l)
-{
-    struct buf *b = c->uhead;
-    bool ok = put(b, req->method, req->method_len) && put(b, " ", 1) &&
-              put(b, req->target, req->target_len) && puts_(b, " HTTP/1.1\r\n");
-    bool have_cl = false;
-    const struct h1_header *xff[8];
-    int nxff = 0;
-    struct conn_list cl;
-    conn_list_init(&cl, req->headers, req->nheaders);
-    for (int i = 0; i < req->nheaders && ok; i++) {
-        const struct h1_header *h = &req->headers[i];
-        enum hdr_kind k = hdr_kind(h);
-        if (k == HK_XFF) {
-            if (nxff < 8)
-                xff[nxff++] = h;
-            continue;
-        }
-        if (k == HK_XFP || k == HK_REQUEST_ID)
-            continue;
-        if (memchr(h->name, '_', h->name_len))
-            continue; /* X_Forwarded_For would pass for X-Forwarded-For behind CGI-style
-                       * servers: dropped, as nginx does by default */
-        if (k == HK_CONTENT_LENGTH) {
-            if (have_cl)
-                continue; /* identical duplicates (the parser checked) go up once */
-            have_cl = true;
-        }
-        if (k == HK_UPGRADE && c->upgrade)
-            ; /* kept: the backend must see what is asked for */
-        else if (is_hop_header(h, k, &cl))
-            continue;
-        ok = put(b, h->name, h->name_len) && put(b, ": ", 2) && put(b, h->value, h->value_len) &&
-             put(b, "\r\n", 2);
-    }
-    if (!ok)
-        return false;
-    if (req->host < 0) /* HTTP/1.0 without Host: the address the client connected to */
-        ok = puts_(b, "Host: ") && puts_(b, l->addr.text) && puts_(b, "\r\n");
-    ok = ok && puts_(b, "X-Forwarded-For: ");
-    for (int i = 0; i < nxff && ok; i++)
-        ok = put(b, xff[i]->value, xff[i]->value_len) && put(b, ", ", 2);
-    ok = ok && puts_(b, c->ip) && puts_(b, "\r\nX-Forwarded-Proto: ") &&
-         puts_(b, l->tls_enabled ? "https" : "http") && puts_(b, "\r\nX-Request-Id: ") &&
-         put(b, c->rid, c->rid_len) && puts_(b, "\r\n");
-    if (ok && c->upgrade)
-        ok = puts_(b, "Connection: Upgrade\r\n");
-    return ok && puts_(b, "\r\n");
 }
 
 static void remember_for_log(struct conn *c, const struct h1_request *req)
@@ -689,7 +488,7 @@ static void remember_for_log(struct conn *c, const struct h1_request *req)
     c->lpath_len = (uint16_t)pl;
 }
 
-static void start_upstream(struct conn *c);
+static MUST_USE enum step start_upstream(struct conn *c);
 
 static struct bal_state *conn_bal(struct conn *c)
 {
@@ -733,7 +532,7 @@ static void queue_remove(struct conn *c)
 }
 
 /* Start the request on backend IDX of its pool. */
-static void start_on(struct conn *c, int idx, bool probe)
+static MUST_USE enum step start_on(struct conn *c, int idx, bool probe)
 {
     queue_remove(c);
     c->be = c->rt->pools[c->pool].be[idx];
@@ -744,34 +543,27 @@ static void start_on(struct conn *c, int idx, bool probe)
         c->tried |= 1ull << idx;
     c->st = CS_PROXY;
     conn_set_timeout(c, conn_cfg(c)->backend_ms);
-    start_upstream(c);
+    return start_upstream(c);
 }
 
 /*
- * Choose a backend (excluding those tried) and start on it. Returns true if
- * the request is on its way (or queued, when may_queue), false if no backend
- * can take it now.
+ * Choose a backend for a new request and start on it; when every candidate
+ * is at its limits, queue it (if the queue has room); else answer 503.
  */
-static bool dispatch(struct conn *c, bool may_queue)
+static MUST_USE enum step dispatch(struct conn *c)
 {
     int idx;
     bool probe;
     enum pick_result r = pick_backend(c->wk, c->rt, c->pool, conn_bal(c), c->tried, &idx, &probe);
-    if (r == PICK_OK) {
-        start_on(c, idx, probe);
-        return true;
-    }
-    if (c->st == CS_QUEUED)
-        return true; /* still waiting */
+    if (r == PICK_OK)
+        return start_on(c, idx, probe);
     const struct cfg_limits *l = &c->rt->cfg->pools[c->pool].limits;
-    if (r == PICK_FULL && may_queue && l->max_pending > 0 &&
+    if (r == PICK_FULL && l->max_pending > 0 &&
         (uint32_t)atomic_load(&c->rt->pools[c->pool].pending) < l->max_pending) {
         queue_add(c);
-        return true;
+        return STEP_MOVED;
     }
-    if (may_queue)
-        conn_error(c, 503);
-    return false;
+    return conn_error(c, 503);
 }
 
 void conn_dispatch_queued(struct worker *wk)
@@ -783,13 +575,12 @@ void conn_dispatch_queued(struct worker *wk)
         bool probe;
         if (pick_backend(wk, c->rt, c->pool, conn_bal(c), c->tried, &idx, &probe) != PICK_OK)
             break;
-        start_on(c, idx, probe);
-        conn_run(c);
+        conn_resume(c, start_on(c, idx, probe));
     }
 }
 
 /* A complete, valid head of HEAD_LEN bytes is at the front of c->in. */
-static void request_start(struct conn *c, size_t head_len)
+static MUST_USE enum step request_start(struct conn *c, size_t head_len)
 {
     struct worker *wk = c->wk;
     const struct h1_request *req = &wk->req;
@@ -801,16 +592,21 @@ static void request_start(struct conn *c, size_t head_len)
     if (log_access_enabled())
         remember_for_log(c, req);
 
-    for (int i = 0; i < req->nheaders && !c->rid_len; i++)
-        if (hdr_kind(&req->headers[i]) == HK_REQUEST_ID)
-            take_request_id(c, &req->headers[i]);
-    if (!c->rid_len)
+    const struct h1_header *rid = rw_client_request_id(req);
+    if (rid) {
+        memcpy(c->rid, rid->value, rid->value_len);
+        c->rid_len = (uint8_t)rid->value_len;
+        c->rid[c->rid_len] = 0;
+    } else {
         gen_request_id(c);
+    }
 
     c->rt = wk->rt;
     rt_ref(c->rt);
     const struct cfg_listener *l = &c->rt->cfg->listeners[c->ls];
-    c->pool = route_request(l, req);
+    struct route_target target;
+    route_target_of(req, &target);
+    c->pool = route_pool(l, &target);
     cnt_add(&wk->lsc[c->ls].requests, 1);
 
     c->req_body = (uint8_t)req->body;
@@ -824,21 +620,30 @@ static void request_start(struct conn *c, size_t head_len)
         rb_note_request(&wk->rb[c->pool], ev_now(wk->loop));
     if (!(c->uhead = buf_get(&wk->bufs))) {
         c->st = CS_DEAD;
-        return;
+        return STEP_MOVED;
     }
-    if (!build_request_head(c, req, l)) {
+    struct rw_request rq = {
+        .target = &target,
+        .client_ip = c->ip,
+        .listen_addr = l->addr.text,
+        .rid = c->rid,
+        .rid_len = c->rid_len,
+        .trusted = client_trusted(c, l),
+        .https = l->tls_enabled,
+        .upgrade = c->upgrade,
+    };
+    if (!rw_request_head(c->uhead, req, &rq)) {
         buf_consume(c->in, head_len);
         c->req_done = false; /* the body, if any, will not be read: close */
-        conn_error(c, 431);
-        return;
+        return conn_error(c, 431);
     }
     buf_consume(c->in, head_len);
     c->scanned = 0;
-    dispatch(c, true);
+    return dispatch(c);
 }
 
 /* Attach an upstream to the chosen backend: an idle one, or a new connection. */
-static void start_upstream(struct conn *c)
+static MUST_USE enum step start_upstream(struct conn *c)
 {
     int err = 0;
     struct upstream *up = upstream_get(c->wk, c->be, c, c->retried, &err);
@@ -850,53 +655,50 @@ static void start_upstream(struct conn *c)
     if (!up) {
         char what[128];
         snprintf(what, sizeof(what), "connect failed: %s", strerror(err));
-        upstream_failed(c, RF_CONNECT, 502, what);
-        return;
+        return upstream_failed(c, RF_CONNECT, 502, what);
     }
     c->up = up;
     c->uhead_sent = 0;
+    return STEP_MOVED;
 }
 
-static int head_step(struct conn *c)
+static enum step head_step(struct conn *c)
 {
     struct worker *wk = c->wk;
     if (c->in && buf_len(c->in)) {
         int r = h1_parse_request(buf_head(c->in), buf_len(c->in), &c->scanned, &wk->req);
-        if (r > 0) {
-            request_start(c, (size_t)r);
-            return 1;
-        }
+        if (r > 0 && r <= HEAD_MAX)
+            return request_start(c, (size_t)r);
         if (r == H1_ERROR) {
             log_client_error(c, 400, "malformed request head");
             c->req_done = false;
-            conn_error(c, 400);
-            return 1;
+            return conn_error(c, 400);
         }
-        if (r == H1_TOO_MANY || buf_len(c->in) >= HEAD_MAX) {
+        /* a complete head over the limit, or an incomplete one that can only end past it */
+        if (r > 0 || r == H1_TOO_MANY || buf_len(c->in) >= HEAD_MAX) {
             log_client_error(
                 c, 431, r == H1_TOO_MANY ? "too many header fields" : "request head too large");
             c->req_done = false;
-            conn_error(c, 431);
-            return 1;
+            return conn_error(c, 431);
         }
     }
     if (!c->rd)
-        return 0;
+        return STEP_WAIT;
     ssize_t n = read_into(wk, c->fd, &c->in, &c->rd);
     if (n > 0) {
         if (c->st == CS_IDLE) {
             c->st = CS_HEAD;
             c->scanned = 0;
         }
-        return 1;
+        return STEP_PROGRESS;
     }
     c->rd = false;
     if (n == -2)
-        return 0;
+        return STEP_WAIT;
     /* EOF or error: a client that leaves between requests is normal */
     c->eof = true;
     c->st = CS_DEAD;
-    return 1;
+    return STEP_MOVED;
 }
 
 /* ---- proxying --------------------------------------------------------- */
@@ -934,12 +736,6 @@ static void update_req_done(struct conn *c)
 }
 
 /*
- * A backend failed before its response head arrived. A stale keep-alive
- * connection (the backend closed it as we reused it) is replaced once by a
- * fresh one when nothing of the body has been consumed yet; anything else
- * answers the client with STATUS.
- */
-/*
  * May this request go to another backend after failing with KIND (or with
  * STATUS when kind is RF_STATUS)? Only for the pool's retry.on conditions,
  * within retry.attempts and the retry budget. A request whose connection was
@@ -961,57 +757,62 @@ static bool may_retry(struct conn *c, enum rt_fail kind, int status)
     if (!wanted || c->attempts >= r->attempts || c->resp_bytes > 0)
         return false;
     bool never_sent = kind == RF_CONNECT;
-    bool idempotent = c->meth != H1_M_POST && c->meth != H1_M_PATCH && c->meth != H1_M_OTHER &&
-                      c->meth != H1_M_CONNECT;
-    if (!never_sent && !(c->replayable && idempotent))
+    if (!never_sent && !(c->replayable && h1_method_idempotent(c->meth)))
         return false;
     return c->rt == c->wk->rt; /* the budget is taken once another backend is found */
 }
 
 /*
- * Send the request to another backend; false (and nothing changed) when none
- * can take it or the retry budget is spent. A failure with nowhere else to
+ * Send the request to another backend: STEP_MOVED. STEP_WAIT (and nothing
+ * changed) when none can take it or the retry budget is spent. A failure with nowhere else to
  * go is not a retry and costs no budget.
  */
-static bool retry_elsewhere(struct conn *c)
+static MUST_USE enum step retry_elsewhere(struct conn *c)
 {
     int idx;
     bool probe;
     if (pick_backend(c->wk, c->rt, c->pool, conn_bal(c), c->tried, &idx, &probe) != PICK_OK)
-        return false;
+        return STEP_WAIT;
     double budget = c->rt->cfg->pools[c->pool].retry.budget;
     if (!rb_take_retry(&c->wk->rb[c->pool], ev_now(c->wk->loop), budget)) {
         struct rt_backend *be = c->rt->pools[c->pool].be[idx];
         brk_abandon(&be->brk, probe); /* admitted for nothing: its probe slot goes back */
         log_debug("retry budget of pool %s spent: request %s not retried", be->pool, c->rid);
-        return false;
+        return STEP_WAIT;
     }
-    struct rt_backend *failed = c->be;
+    log_debug("retrying request %s on %s/%s after %s/%s failed", c->rid,
+              c->rt->pools[c->pool].be[idx]->pool, c->rt->pools[c->pool].be[idx]->name, c->be->pool,
+              c->be->name);
     drop_inflight(c);
     release_upstream(c, false);
+    buf_put(&c->wk->bufs, &c->out); /* interim answers of the failed attempt, not yet sent */
     c->attempts++;
     c->uhead_sent = 0;
     c->uscanned = 0;
     c->retried = false;
-    start_on(c, idx, probe);
-    log_debug("retrying request %s on %s/%s after %s/%s failed", c->rid, c->be->pool, c->be->name,
-              failed->pool, failed->name);
-    return true;
+    return start_on(c, idx, probe);
 }
 
-static void upstream_failed(struct conn *c, enum rt_fail kind, int status, const char *what)
+/*
+ * A backend failed before its response head arrived. A stale keep-alive
+ * connection (the backend closed it as we reused it) is replaced once by a
+ * fresh one when the request can be sent again as it is: no body, and an
+ * idempotent method (RFC 9110 9.2.2), since the backend may have acted on
+ * it before closing. Anything else goes to the retry policy, then to the
+ * client as STATUS. Always STEP_MOVED: the upstream is gone.
+ */
+static enum step upstream_failed(struct conn *c, enum rt_fail kind, int status, const char *what)
 {
     struct upstream *up = c->up;
     bool stale = up && up->nreq > 1 && kind == RF_RESET && !c->retried && c->replayable &&
-                 (!up->in || buf_len(up->in) == 0);
+                 h1_method_idempotent(c->meth) && (!up->in || buf_len(up->in) == 0);
     if (stale) {
         /* the backend closed a keep-alive connection as we reused it: not its fault */
         release_upstream(c, false);
         c->retried = true;
         c->uscanned = 0;
         c->uhead_sent = 0;
-        start_upstream(c);
-        return;
+        return start_upstream(c);
     }
     count_failure(c, kind);
     record_outcome(c, true, kind == RF_TIMEOUT);
@@ -1020,21 +821,20 @@ static void upstream_failed(struct conn *c, enum rt_fail kind, int status, const
                            : kind == RF_RESET   ? "reset or closed before the response head"
                            : kind == RF_TIMEOUT ? "no response head within timeouts.backend"
                                                 : "invalid response head");
-    if (may_retry(c, kind, status) && retry_elsewhere(c))
-        return;
-    conn_error(c, status);
+    if (may_retry(c, kind, status) && retry_elsewhere(c) == STEP_MOVED)
+        return STEP_MOVED;
+    return conn_error(c, status);
 }
 
-static int send_upstream(struct conn *c)
+static MUST_USE enum step send_upstream(struct conn *c)
 {
     struct upstream *up = c->up;
     if (!up || up->connecting || up->wr_blocked)
-        return 0;
+        return STEP_WAIT;
     if (scan_request_body(c) == -1) {
         log_client_error(c, 400, "invalid chunked request body");
         c->req_done = false;
-        conn_error(c, 400);
-        return 1;
+        return conn_error(c, 400);
     }
     struct iovec iov[2];
     int n = 0;
@@ -1048,16 +848,15 @@ static int send_upstream(struct conn *c)
         iov[n++].iov_len = c->req_ready;
     }
     if (!n)
-        return 0;
+        return STEP_WAIT;
     size_t total = head_left + c->req_ready;
     ssize_t w = writev(up->fd, iov, n);
     if (w == -1) {
         if (would_block(errno)) {
             up->wr_blocked = true;
-            return 0;
+            return STEP_WAIT;
         }
-        upstream_failed(c, RF_RESET, 502, NULL);
-        return 1;
+        return upstream_failed(c, RF_RESET, 502, NULL);
     }
     cnt_add(&c->be->cnt[c->wk->id].bytes_out, (uint64_t)w);
     conn_touch(c);
@@ -1075,115 +874,64 @@ static int send_upstream(struct conn *c)
     if ((size_t)w < total)
         up->wr_blocked = true; /* short write: the socket buffer is full */
     update_req_done(c);
-    return 1;
+    return STEP_PROGRESS;
 }
 
 /* Read the request body, or a pipelined request that waits its turn in c->in. */
-static int read_client(struct conn *c)
+static MUST_USE enum step read_client(struct conn *c)
 {
     if (!c->rd || c->eof)
-        return 0;
+        return STEP_WAIT;
     ssize_t n = read_into(c->wk, c->fd, &c->in, &c->rd);
     if (n > 0) {
         conn_touch(c);
-        return 1;
+        return STEP_PROGRESS;
     }
     if (n == -2) {
         /* would block, or no room: then the socket is still readable */
         c->rd = c->in && !buf_room(c->in) && !c->in->r;
-        return 0;
+        return STEP_WAIT;
     }
     c->eof = true;
     c->rd = false;
     if (c->req_done) {
         c->closing = true; /* a half-close after the request: answer, then close */
-        return 1;
+        return STEP_PROGRESS;
     }
     /* the client left in the middle of its request: not the backend's fault */
     log_debug("client %s closed during the request body", c->peer);
-    conn_abort(c);
-    return 1;
+    return conn_abort(c);
 }
 
-static void build_response_head(struct conn *c, const struct h1_response *resp)
-{
-    struct buf *b = c->out;
-    /* the status is 100..599 (the parser checked): three digits, no printf */
-    char line[13] = "HTTP/1.1 000 ";
-    line[9] = (char)('0' + resp->status / 100);
-    line[10] = (char)('0' + resp->status / 10 % 10);
-    line[11] = (char)('0' + resp->status % 10);
-    bool ok =
-        put(b, line, sizeof(line)) && put(b, resp->reason, resp->reason_len) && put(b, "\r\n", 2);
-    struct conn_list cl;
-    conn_list_init(&cl, resp->headers, resp->nheaders);
-    for (int i = 0; i < resp->nheaders && ok; i++) {
-        const struct h1_header *h = &resp->headers[i];
-        enum hdr_kind k = hdr_kind(h);
-        if (k == HK_REQUEST_ID)
-            continue;
-        if (k == HK_TRANSFER_ENCODING) {
-            if (c->dechunk || resp->body != H1_BODY_CHUNKED)
-                continue;
-        } else if (k == HK_CONTENT_LENGTH) {
-            if (resp->body == H1_BODY_CHUNKED)
-                continue; /* chunked framing wins (RFC 9112 6.3) */
-        } else if (k == HK_UPGRADE && resp->status == 101) {
-            ; /* kept */
-        } else if (is_hop_header(h, k, &cl)) {
-            continue;
-        }
-        ok = put(b, h->name, h->name_len) && put(b, ": ", 2) && put(b, h->value, h->value_len) &&
-             put(b, "\r\n", 2);
-    }
-    ok = ok && puts_(b, "X-Request-Id: ") && put(b, c->rid, c->rid_len) && puts_(b, "\r\n");
-    if (resp->status == 101)
-        ok = ok && puts_(b, "Connection: Upgrade\r\n");
-    else if (c->closing)
-        ok = ok && puts_(b, "Connection: close\r\n");
-    else if (c->minor == 0)
-        ok = ok && puts_(b, "Connection: keep-alive\r\n");
-    ok = ok && puts_(b, "\r\n");
-    if (!ok) {
-        /* a backend head too large to rewrite is a backend error */
-        b->r = b->w = 0;
-        c->resp_head = false;
-        upstream_failed(c, RF_INVALID, 502, NULL);
-    }
-}
-
-/* Returns 1 on progress (a head consumed), 0 when more bytes are needed. */
-static int parse_response(struct conn *c)
+/*
+ * Parse the response head at the front of up->in. STEP_WAIT: more bytes are
+ * needed; STEP_PROGRESS: an interim response went by; STEP_MOVED: the final
+ * head is in, or the backend failed (its upstream is then gone).
+ */
+static MUST_USE enum step parse_response(struct conn *c)
 {
     struct upstream *up = c->up;
     struct h1_response *resp = &c->wk->resp;
-    int r = h1_parse_response(buf_head(up->in), buf_len(up->in), &c->uscanned, c->meth == H1_M_HEAD,
-                              resp);
-    if (r == H1_INCOMPLETE) {
-        if (buf_len(up->in) >= HEAD_MAX)
-            upstream_failed(c, RF_INVALID, 502, NULL);
-        return buf_len(up->in) >= HEAD_MAX;
-    }
-    if (r < 0) {
-        upstream_failed(c, RF_INVALID, 502, NULL);
-        return 1;
-    }
-    if (!c->out && !(c->out = buf_get(&c->wk->bufs))) {
-        conn_abort(c);
-        return 1;
-    }
+    size_t have = buf_len(up->in);
+    int r = h1_parse_response(buf_head(up->in), have, &c->uscanned, c->meth == H1_M_HEAD, resp);
+    if (r == H1_INCOMPLETE && have < HEAD_MAX)
+        return STEP_WAIT;
+    if (r == H1_INCOMPLETE || r > HEAD_MAX)
+        return upstream_failed(c, RF_INVALID, 502, "response head over the 15 KiB limit");
+    if (r < 0)
+        return upstream_failed(c, RF_INVALID, 502, NULL);
+    if (!c->out && !(c->out = buf_get(&c->wk->bufs)))
+        return conn_abort(c);
     if (resp->status < 200 && resp->status != 101) {
         /* interim: 100 Continue, 103 Early Hints go to HTTP/1.1 clients as they came */
         if (c->minor == 1)
-            put(c->out, buf_head(up->in), (size_t)r);
+            buf_append(c->out, buf_head(up->in), (size_t)r);
         buf_consume(up->in, (size_t)r);
         c->uscanned = 0;
-        return 1;
+        return STEP_PROGRESS;
     }
-    if (resp->status == 101 && !c->upgrade) {
-        upstream_failed(c, RF_INVALID, 502, NULL);
-        return 1;
-    }
+    if (resp->status == 101 && !c->upgrade)
+        return upstream_failed(c, RF_INVALID, 502, "101 to a request that asked for no upgrade");
     c->t_resp = ev_now(c->wk->loop);
     struct be_counters *cnt = &c->be->cnt[c->wk->id];
     const struct cfg_pool *pcfg = &c->rt->cfg->pools[c->pool];
@@ -1197,10 +945,8 @@ static int parse_response(struct conn *c)
     if (resp->status != 101 && may_retry(c, RF_STATUS, resp->status)) {
         /* its answer is dropped with its connection; another backend gets the
          * request (with no other, this answer goes to the client after all) */
-        if (retry_elsewhere(c)) {
-            buf_put(&c->wk->bufs, &c->out);
-            return 1;
-        }
+        if (retry_elsewhere(c) == STEP_MOVED)
+            return STEP_MOVED;
     }
 
     /* the rewritten head was kept for a retry; with the answer here it is not needed */
@@ -1216,20 +962,26 @@ static int parse_response(struct conn *c)
         c->dechunk)
         c->closing = true;
     c->up_noreuse = !resp->keep_alive;
+    struct rw_response rs = {
+        .rid = c->rid,
+        .rid_len = c->rid_len,
+        .dechunk = c->dechunk,
+        .closing = c->closing,
+        .keep_alive10 = c->minor == 0,
+    };
+    if (!rw_response_head(c->out, resp, &rs))
+        return upstream_failed(c, RF_INVALID, 502, "response head too large to rewrite");
     c->resp_head = true;
-    build_response_head(c, resp);
-    if (!c->resp_head)
-        return 1;
     buf_consume(up->in, (size_t)r);
     c->uscanned = 0;
     if (resp->status == 101) {
         c->st = CS_TUNNEL;
         conn_set_timeout(c, conn_cfg(c)->tunnel_ms);
-        return 1;
+        return STEP_MOVED;
     }
     if (resp->body == H1_BODY_NONE || (resp->body == H1_BODY_LENGTH && c->resp_left == 0))
         c->resp_done = true;
-    return 1;
+    return STEP_MOVED;
 }
 
 /* How many bytes at the front of up->in are response body ready for the client. */
@@ -1285,20 +1037,18 @@ static void update_resp_done(struct conn *c)
         c->resp_done = true;
 }
 
-static int send_response(struct conn *c)
+static MUST_USE enum step send_response(struct conn *c)
 {
     if (c->resp_head && scan_response_body(c) == -1) {
         count_failure(c, RF_INVALID);
         log_backend_failure(c, "invalid chunked response body");
-        conn_abort(c);
-        return 1;
+        return conn_abort(c);
     }
     const char *body = c->resp_ready ? buf_head(c->up->in) : NULL;
     ssize_t b = send_client(c, body, c->resp_ready);
     if (b < 0) {
         log_debug("client %s went away while sending the response", c->peer);
-        conn_abort(c);
-        return 1;
+        return conn_abort(c);
     }
     if (b > 0) {
         buf_consume(c->up->in, (size_t)b);
@@ -1308,77 +1058,79 @@ static int send_response(struct conn *c)
         cnt_add(&c->be->cnt[c->wk->id].bytes_in, (uint64_t)b);
     }
     update_resp_done(c);
-    return b > 0;
+    return b > 0 ? STEP_PROGRESS : STEP_WAIT;
 }
 
-/* Returns 1 on progress. */
-static int read_upstream(struct conn *c)
+static MUST_USE enum step read_upstream(struct conn *c)
 {
     struct upstream *up = c->up;
     if (!up || !up->rd || up->eof || up->connecting)
-        return 0;
+        return STEP_WAIT;
     ssize_t n = read_into(c->wk, up->fd, &up->in, &up->rd);
     if (n > 0) {
         conn_touch(c);
-        return 1;
+        return STEP_PROGRESS;
     }
     if (n == -2) {
         if (up->in && (buf_room(up->in) || up->in->r))
             up->rd = false;
-        return 0;
+        return STEP_WAIT;
     }
     up->rd = false;
     bool reset = n == -1;
     up->eof = true; /* a reset is an end too, only not a clean one */
-    if (!c->resp_head) {
-        upstream_failed(c, RF_RESET, 502, NULL);
-        return 1;
-    }
+    if (!c->resp_head)
+        return upstream_failed(c, RF_RESET, 502, NULL);
     if (c->resp_body == H1_BODY_CLOSE && !reset) {
         update_resp_done(c);
-        return 1;
+        return STEP_PROGRESS;
     }
     count_failure(c, RF_RESET);
     log_backend_failure(c, "closed in the middle of a response");
     /* send what we have, then cut the client off */
-    if (up->in && buf_len(up->in))
-        send_response(c);
-    conn_abort(c);
-    return 1;
+    if (up->in && buf_len(up->in) && send_response(c) == STEP_MOVED)
+        return STEP_MOVED; /* the client went away meanwhile */
+    return conn_abort(c);
 }
 
-static void request_finish(struct conn *c);
+static MUST_USE enum step request_finish(struct conn *c);
 
-static int proxy_step(struct conn *c)
+/*
+ * One round of proxying: request bytes up, then client and backend reads,
+ * the response head, response bytes down. Each part may end the round with
+ * STEP_MOVED (the upstream may be gone): then nothing more is touched.
+ */
+static enum step proxy_step(struct conn *c)
 {
-    int progress = 0;
-    if (!c->req_done || (c->uhead && c->uhead_sent < buf_len(c->uhead)))
-        progress |= send_upstream(c);
-    if (c->st != CS_PROXY)
-        return 1;
-    progress |= read_client(c);
-    if (c->st != CS_PROXY)
-        return 1;
-    progress |= read_upstream(c);
-    if (c->st != CS_PROXY)
-        return 1;
-    if (!c->resp_head && c->up && c->up->in && buf_len(c->up->in))
-        progress |= parse_response(c);
-    if (c->st != CS_PROXY)
-        return 1;
-    if ((c->out && buf_len(c->out)) || c->resp_head)
-        progress |= send_response(c);
-    if (c->st != CS_PROXY)
-        return 1;
-    if (c->resp_done && !(c->out && buf_len(c->out)) && c->resp_ready == 0) {
-        request_finish(c);
-        return 1;
+    enum step r, any = STEP_WAIT;
+    if (!c->req_done || (c->uhead && c->uhead_sent < buf_len(c->uhead))) {
+        if ((r = send_upstream(c)) == STEP_MOVED)
+            return r;
+        any |= r;
     }
-    return progress;
+    if ((r = read_client(c)) == STEP_MOVED)
+        return r;
+    any |= r;
+    if ((r = read_upstream(c)) == STEP_MOVED)
+        return r;
+    any |= r;
+    if (!c->resp_head && c->up && c->up->in && buf_len(c->up->in)) {
+        if ((r = parse_response(c)) == STEP_MOVED)
+            return r;
+        any |= r;
+    }
+    if ((c->out && buf_len(c->out)) || c->resp_head) {
+        if ((r = send_response(c)) == STEP_MOVED)
+            return r;
+        any |= r;
+    }
+    if (c->resp_done && !(c->out && buf_len(c->out)) && c->resp_ready == 0)
+        return request_finish(c);
+    return any;
 }
 
 /* The response went out in full (or our own answer did): account, then next. */
-static void request_finish(struct conn *c)
+static enum step request_finish(struct conn *c)
 {
     struct worker *wk = c->wk;
     cnt_add(&wk->requests_total, 1);
@@ -1400,7 +1152,7 @@ static void request_finish(struct conn *c)
     }
     if (c->closing) {
         conn_linger(c);
-        return;
+        return STEP_MOVED;
     }
     reset_request(c);
     if (c->in && buf_len(c->in)) {
@@ -1411,19 +1163,19 @@ static void request_finish(struct conn *c)
         c->st = CS_IDLE;
         conn_set_timeout(c, conn_cfg(c)->client_idle_ms);
     }
+    return STEP_MOVED;
 }
 
-static int error_step(struct conn *c)
+static enum step error_step(struct conn *c)
 {
     ssize_t b = send_client(c, NULL, 0);
     if (b < 0) {
         c->st = CS_DEAD;
-        return 1;
+        return STEP_MOVED;
     }
     if (c->out && buf_len(c->out))
-        return 0;
-    request_finish(c);
-    return 1;
+        return STEP_WAIT;
+    return request_finish(c);
 }
 
 /* ---- tunnel (after 101 Switching Protocols) --------------------------- */
@@ -1465,27 +1217,23 @@ static int tunnel_pump(struct conn *c, int from_fd, struct buf **from, bool *fro
     return progress;
 }
 
-static int tunnel_step(struct conn *c)
+static enum step tunnel_step(struct conn *c)
 {
     struct upstream *up = c->up;
     /* the 101 head first, with whatever the backend sent right behind it */
     if (c->out && buf_len(c->out)) {
         ssize_t b = send_client(c, NULL, 0);
-        if (b < 0) {
-            conn_abort(c);
-            return 1;
-        }
+        if (b < 0)
+            return conn_abort(c);
         if (buf_len(c->out))
-            return 0;
+            return STEP_WAIT;
         buf_put(&c->wk->bufs, &c->out);
     }
     int p1 = tunnel_pump(c, c->fd, &c->in, &c->rd, &c->eof, up->fd, &up->wr_blocked, &c->shut_up);
     int p2 =
         tunnel_pump(c, up->fd, &up->in, &up->rd, &up->eof, c->fd, &c->wr_blocked, &c->shut_client);
-    if (p1 < 0 || p2 < 0) {
-        conn_abort(c);
-        return 1;
-    }
+    if (p1 < 0 || p2 < 0)
+        return conn_abort(c);
     if (p1 || p2)
         conn_touch(c);
     if (c->eof && up->eof && (!c->in || !buf_len(c->in)) && (!up->in || !buf_len(up->in))) {
@@ -1494,28 +1242,28 @@ static int tunnel_step(struct conn *c)
         log_request(c);
         release_upstream(c, false);
         c->st = CS_DEAD;
-        return 1;
+        return STEP_MOVED;
     }
-    return p1 || p2;
+    return p1 || p2 ? STEP_PROGRESS : STEP_WAIT;
 }
 
-static int linger_step(struct conn *c)
+static enum step linger_step(struct conn *c)
 {
     char sink[4096];
     if (!c->rd)
-        return 0;
+        return STEP_WAIT;
     for (int i = 0; i < 16; i++) {
         ssize_t n = read(c->fd, sink, sizeof(sink));
         if (n > 0)
             continue;
         if (n == -1 && would_block(errno)) {
             c->rd = false;
-            return 0;
+            return STEP_WAIT;
         }
         c->st = CS_DEAD; /* EOF or error: the client has our answer */
-        return 1;
+        return STEP_MOVED;
     }
-    return 0;
+    return STEP_WAIT;
 }
 
 /* ---- the machine ------------------------------------------------------ */
@@ -1524,7 +1272,7 @@ static void conn_run(struct conn *c)
 {
     int round;
     for (round = 0; round < STEP_GUARD; round++) {
-        int r;
+        enum step r;
         switch (c->st) {
         case CS_IDLE:
         case CS_HEAD:
@@ -1543,14 +1291,14 @@ static void conn_run(struct conn *c)
             r = linger_step(c);
             break;
         default:
-            r = 0;
+            r = STEP_WAIT;
             break;
         }
         if (c->st == CS_DEAD) {
             conn_free(c);
             return;
         }
-        if (!r)
+        if (r == STEP_WAIT)
             break;
     }
     if (c->st == CS_HEAD && c->tmo_ms != conn_cfg(c)->client_header_ms)
@@ -1576,6 +1324,30 @@ static void conn_on_io(struct ev_loop *loop, ev_io *w, int revents)
     conn_run(c);
 }
 
+/* The backend's connect() finished (EV_WRITE while connecting). */
+static MUST_USE enum step connect_done(struct conn *c)
+{
+    struct upstream *up = c->up;
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (getsockopt(up->fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
+        err = errno;
+    up->connecting = false;
+    ev_timer_stop(c->wk->loop, &up->tm);
+    if (!err)
+        return STEP_PROGRESS;
+    char what[128];
+    snprintf(what, sizeof(what), "connect failed: %s", strerror(err));
+    return upstream_failed(c, RF_CONNECT, 502, what);
+}
+
+/* Hand the connection back to the machine after a step outside it. */
+static void conn_resume(struct conn *c, enum step r)
+{
+    (void)r; /* whatever the step did, conn_run() goes by the state it left */
+    conn_run(c);
+}
+
 void conn_on_upstream(struct conn *c, int revents)
 {
     struct upstream *up = c->up;
@@ -1584,31 +1356,44 @@ void conn_on_upstream(struct conn *c, int revents)
     if (revents & EV_WRITE) {
         up->wr_blocked = false;
         if (up->connecting) {
-            int err = 0;
-            socklen_t len = sizeof(err);
-            if (getsockopt(up->fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
-                err = errno;
-            up->connecting = false;
-            ev_timer_stop(c->wk->loop, &up->tm);
-            if (err) {
-                char what[128];
-                snprintf(what, sizeof(what), "connect failed: %s", strerror(err));
-                upstream_failed(c, RF_CONNECT, 502, what);
-                if (c->st == CS_DEAD)
-                    conn_free(c);
-                else
-                    conn_run(c);
-                return;
-            }
+            conn_resume(c, connect_done(c));
+            return;
         }
     }
-    if (revents & EV_TIMER) {
-        upstream_failed(c, RF_CONNECT, 502, "connect timed out");
+    if (revents & EV_TIMER) { /* the connect timer */
+        conn_resume(c, upstream_failed(c, RF_CONNECT, 502, "connect timed out"));
+        return;
     }
-    if (c->st == CS_DEAD)
-        conn_free(c);
-    else
-        conn_run(c);
+    conn_run(c);
+}
+
+/* The connection's timer expired in state c->st. */
+static MUST_USE enum step conn_expired(struct conn *c)
+{
+    switch (c->st) {
+    case CS_QUEUED:
+        queue_remove(c);
+        log_backend_failure(c, "no backend under its limits within limits.pending_timeout");
+        return conn_error(c, 503);
+    case CS_HEAD:
+        if (c->in && buf_len(c->in)) {
+            log_client_error(c, 408, "no complete request head within timeouts.client_header");
+            c->req_done = false;
+            return conn_error(c, 408);
+        }
+        break;
+    case CS_PROXY:
+        if (c->up && c->up->connecting)
+            return upstream_failed(c, RF_CONNECT, 502, NULL);
+        if (!c->resp_head)
+            return upstream_failed(c, RF_TIMEOUT, 504, NULL);
+        count_failure(c, RF_TIMEOUT);
+        return conn_abort(c);
+    default: /* idle, tunnel, error, linger */
+        break;
+    }
+    c->st = CS_DEAD;
+    return STEP_MOVED;
 }
 
 static void conn_on_timeout(struct ev_loop *loop, ev_timer *w, int revents)
@@ -1623,39 +1408,7 @@ static void conn_on_timeout(struct ev_loop *loop, ev_timer *w, int revents)
         c->armed_exp = c->want_exp;
         return;
     }
-    switch (c->st) {
-    case CS_QUEUED:
-        queue_remove(c);
-        log_backend_failure(c, "no backend under its limits within limits.pending_timeout");
-        conn_error(c, 503);
-        break;
-    case CS_HEAD:
-        if (c->in && buf_len(c->in)) {
-            log_client_error(c, 408, "no complete request head within timeouts.client_header");
-            c->req_done = false;
-            conn_error(c, 408);
-        } else {
-            c->st = CS_DEAD;
-        }
-        break;
-    case CS_PROXY:
-        if (c->up && c->up->connecting) {
-            upstream_failed(c, RF_CONNECT, 502, NULL);
-        } else if (!c->resp_head) {
-            upstream_failed(c, RF_TIMEOUT, 504, NULL);
-        } else {
-            count_failure(c, RF_TIMEOUT);
-            conn_abort(c);
-        }
-        break;
-    default: /* idle, tunnel, error, linger */
-        c->st = CS_DEAD;
-        break;
-    }
-    if (c->st == CS_DEAD)
-        conn_free(c);
-    else
-        conn_run(c);
+    conn_resume(c, conn_expired(c));
 }
 
 void conn_accept(struct worker *wk, int fd, const struct sockaddr *sa, int ls)
@@ -1744,8 +1497,7 @@ void conn_cut_drained(struct worker *wk)
             int64_t since = atomic_load_explicit(&c->be->drain_since_ms, memory_order_relaxed);
             if (since && now - since >= limit) {
                 log_backend_failure(c, "drain took longer than timeouts.drain: request cut");
-                conn_abort(c);
-                conn_free(c);
+                conn_resume(c, conn_abort(c)); /* dead: freed right there */
             }
         }
         c = next;

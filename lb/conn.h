@@ -24,14 +24,13 @@
 
 #include "buf.h"
 #include "h1.h"
+#include "rewrite.h"
 #include "rt.h"
 
 struct worker;
 struct upstream;
 
 enum conn_state { CS_IDLE, CS_HEAD, CS_QUEUED, CS_PROXY, CS_TUNNEL, CS_ERROR, CS_LINGER, CS_DEAD };
-
-#define REQID_MAX 128
 
 struct conn {
     ev_io io;
@@ -101,7 +100,7 @@ struct conn {
     ev_tstamp t_resp;  /* response head received */
 
     uint8_t rid_len;
-    char rid[REQID_MAX + 1]; /* X-Request-Id */
+    char rid[RW_REQID_MAX + 1]; /* X-Request-Id */
     char peer[64];           /* client "ip:port", for logs */
     char ip[48];             /* client address, for X-Forwarded-For */
     char lmeth[16];          /* method and path kept for the access log */

@@ -57,6 +57,9 @@ SMUGGLING = {
     "http11_without_host": b"GET / HTTP/1.1\r\nX-A: b\r\n\r\n",
     "two_hosts": b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
     "te_on_http10": b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    "te_gzip_chunked": b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+    "te_repeated_fields": b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n"
+                          b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
 }
 
 
@@ -419,3 +422,38 @@ def test_backend_early_response_before_body_is_relayed(t):
     r = c.read_response()
     eq((r.status, r.body), (413, b"too large"), "the backend's early answer")
     th.join(5)
+
+
+def _second_request_dropped(t, method):
+    """A backend that answers the first request of each connection and closes the
+    connection without answering the second (as when its keep-alive time-out strikes just
+    as our request arrives). Returns (the client's second status, methods the backend saw)."""
+    seen = []
+
+    def h(c, server):
+        req = c.read_request()
+        seen.append(req.method)
+        c.send(response_bytes(200, [], b"first"))
+        req = c.read_request()
+        seen.append(req.method)
+        c.sock.shutdown(socket.SHUT_RDWR)
+
+    srv = t.server(h)
+    lb = t.lb(t.config(backends=[srv]))
+    c = lb.conn()
+    eq(c.request("GET", "/").status, 200, "first request")
+    r = c.request(method, "/again")
+    return r, seen
+
+
+def test_stale_keepalive_replays_idempotent_request(t):
+    r, seen = _second_request_dropped(t, "GET")
+    eq((r.status, r.body), (200, b"first"), "the GET replayed on a fresh connection")
+    eq(seen, ["GET", "GET", "GET"], "requests at the backend")
+
+
+def test_stale_keepalive_does_not_replay_post(t):
+    """The backend may have acted on a POST before closing: it is never sent twice."""
+    r, seen = _second_request_dropped(t, "POST")
+    assert_proxy_error(r, 502, "POST on a connection the backend closed")
+    eq(seen, ["GET", "POST"], "requests at the backend")

@@ -2,6 +2,7 @@
 hop-by-hop headers, X-Forwarded-*, X-Request-Id."""
 
 import hashlib
+import json
 import os
 import socket
 
@@ -200,11 +201,41 @@ def test_xff_added(t):
     eq(header_of(hs, "X-Forwarded-For"), ["127.0.0.1"], "X-Forwarded-For at the backend")
 
 
-def test_xff_appended_to_incoming(t):
+FORWARDING = [("X-Forwarded-For", "1.2.3.4"), ("X-Forwarded-Proto", "https"), ("X-Real-IP", "1.2.3.4"),
+              ("X-Forwarded-Host", "spoofed.example"), ("X-Forwarded-Port", "443"), ("Forwarded", "for=1.2.3.4"),
+              ("X-Forwarded-Prefix", "/evil")]
+
+
+def test_forwarding_headers_of_untrusted_client_replaced(t):
+    """A client that is not a trusted forwarder cannot claim to be someone else: its
+    X-Forwarded-For is replaced by its address, X-Forwarded-Proto is ours, and X-Real-IP,
+    other X-Forwarded-* and Forwarded do not reach the backend."""
     lb = _one(t)
-    r = lb.get("/echo", headers=[("X-Forwarded-For", "1.2.3.4")])
-    hs = r.json()["headers"]
-    eq([v.replace(" ", "") for v in header_of(hs, "X-Forwarded-For")], ["1.2.3.4,127.0.0.1"], "X-Forwarded-For at the backend")
+    hs = lb.get("/echo", headers=FORWARDING).json()["headers"]
+    eq(header_of(hs, "X-Forwarded-For"), ["127.0.0.1"], "X-Forwarded-For at the backend")
+    eq(header_of(hs, "X-Forwarded-Proto"), ["http"], "X-Forwarded-Proto at the backend")
+    for name in ("X-Real-IP", "X-Forwarded-Host", "X-Forwarded-Port", "Forwarded", "X-Forwarded-Prefix"):
+        eq(header_of(hs, name), [], "%s at the backend" % name)
+
+
+def test_forwarding_headers_of_trusted_forwarder_kept(t):
+    """From an address in trusted_forwarders, X-Forwarded-For is appended to and the
+    other forwarding headers pass as they came."""
+    lb = _one(t, listener={"trusted_forwarders": ["10.0.0.0/8", "127.0.0.0/8"]})
+    hs = lb.get("/echo", headers=FORWARDING).json()["headers"]
+    eq([v.replace(" ", "") for v in header_of(hs, "X-Forwarded-For")], ["1.2.3.4,127.0.0.1"],
+       "X-Forwarded-For at the backend")
+    eq(header_of(hs, "X-Forwarded-Proto"), ["https"], "X-Forwarded-Proto at the backend (the forwarder's)")
+    for name, value in FORWARDING[2:]:
+        eq(header_of(hs, name), [value], "%s at the backend" % name)
+
+
+def test_forwarding_headers_of_other_address_not_trusted(t):
+    """trusted_forwarders that do not cover the client change nothing."""
+    lb = _one(t, listener={"trusted_forwarders": ["10.0.0.0/8", "::1"]})
+    hs = lb.get("/echo", headers=FORWARDING).json()["headers"]
+    eq(header_of(hs, "X-Forwarded-For"), ["127.0.0.1"], "X-Forwarded-For at the backend")
+    eq(header_of(hs, "X-Real-IP"), [], "X-Real-IP at the backend")
 
 
 def test_xfp_http(t):
@@ -308,3 +339,88 @@ def test_chunked_response_with_trailers_to_http11_client(t):
         r = c.request("GET", "/")
         eq(r.status, 200, "status %d" % i)
         check(r.body == body, "chunked body with trailers (got %d bytes, want %d)" % (len(r.body), len(body)))
+
+
+# --- absolute-form targets (RFC 9112 3.2.2) ----------------------------------------------
+
+
+def _routed(t):
+    """Pools "api" (b1, default) and "admin" (b2); routes: host admin.example -> admin,
+    path /admin/ -> admin."""
+    def echo(name):
+        def respond(req, c):
+            body = json.dumps({"backend": name, "path": req.target,
+                               "headers": [[n, v] for n, v in req.headers]}).encode()
+            return response_bytes(200, [], body)
+        return t.server(http_handler(respond))
+
+    b1 = echo("b1")
+    b2 = echo("b2")
+    pools = [{"name": "api", "health": {"type": "off"}, "backends": [{"name": "b1", "address": b1.addr}]},
+             {"name": "admin", "health": {"type": "off"}, "backends": [{"name": "b2", "address": b2.addr}]}]
+    routes = [{"host": "admin.example", "pool": "admin"}, {"path_prefix": "/admin/", "pool": "admin"}]
+    return t.lb(t.config(pools=pools, listener={"routes": routes}))
+
+
+def _absolute(t, lb, target, host):
+    c = lb.conn()
+    c.send("GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (target, host))
+    r = c.read_response()
+    eq(r.status, 200, "status for %s" % target)
+    e = r.json()
+    return e["backend"], e["path"], header_of(e["headers"], "Host")
+
+
+def test_absolute_form_query_is_not_a_path(t):
+    """The path of http://public.example?/admin/secret is "/" with a query: not the admin route."""
+    lb = _routed(t)
+    eq(_absolute(t, lb, "http://public.example?/admin/secret", "public.example"),
+       ("b1", "/?/admin/secret", ["public.example"]), "backend, target and Host sent")
+
+
+def test_absolute_form_host_ends_at_query(t):
+    lb = _routed(t)
+    eq(_absolute(t, lb, "http://admin.example?x", "admin.example"), ("b2", "/?x", ["admin.example"]),
+       "backend, target and Host sent")
+
+
+def test_absolute_form_authority_wins_over_host_header(t):
+    """The received Host is ignored: routed by the target's host, sent with Host from the
+    authority (port included) and the origin-form target."""
+    lb = _routed(t)
+    eq(_absolute(t, lb, "http://ADMIN.example:8080/p/q?z=1", "public.example"),
+       ("b2", "/p/q?z=1", ["ADMIN.example:8080"]), "backend, target and Host sent")
+    eq(_absolute(t, lb, "http://public.example/admin/x", "admin.example"),
+       ("b2", "/admin/x", ["public.example"]), "routed by the target's path, not its Host header")
+    eq(_absolute(t, lb, "https://public.example", "admin.example"), ("b1", "/", ["public.example"]),
+       "empty path becomes /")
+    eq(_absolute(t, lb, "http://[::1]:81/v", "x"), ("b1", "/v", ["[::1]:81"]), "IPv6 authority")
+
+
+# --- framing sent to the backend -----------------------------------------------------------
+
+
+def _seen_by_backend(t, wire):
+    srv = t.server(http_handler(lambda req, c: response_bytes(200, [], b"ok")))
+    lb = t.lb(t.config(backends=[srv]))
+    c = lb.conn()
+    c.send(wire)
+    r = c.read_response()
+    eq((r.status, r.body), (200, b"ok"), "status and body")
+    eq(len(srv.seen), 1, "requests at the backend")
+    return srv.seen[0]
+
+
+def test_content_length_list_sent_as_one_value(t):
+    req = _seen_by_backend(t, b"POST /u HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\n"
+                              b"Content-Length: 5\r\n\r\nhello")
+    eq([v for n, v in req.headers if n.lower() == "content-length"], ["5"], "Content-Length at the backend")
+    eq(req.body, b"hello", "body at the backend")
+
+
+def test_chunked_request_sent_with_one_transfer_encoding(t):
+    req = _seen_by_backend(t, b"POST /u HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: CHUNKED\r\n\r\n"
+                              b"5\r\nhello\r\n0\r\n\r\n")
+    eq([(n.lower(), v) for n, v in req.headers if n.lower() in ("transfer-encoding", "content-length")],
+       [("transfer-encoding", "chunked")], "framing headers at the backend")
+    eq(req.body, b"hello", "body at the backend")
