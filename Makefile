@@ -12,7 +12,7 @@ CC       ?= cc
 OPT      ?= -O2
 CFLAGS   ?= $(OPT) -g
 WARN     := -Wall -Wextra -Wshadow -Werror
-CPPFLAGS += -D_GNU_SOURCE -Iconfig -Ihealth -Ilb -Iloadtest
+CPPFLAGS += -D_GNU_SOURCE -I.
 LDLIBS   := -lev -lconfig -lssl -lcrypto -lpthread -lm
 SAN      :=
 
@@ -31,7 +31,7 @@ ALL_CFLAGS = -std=c11 $(WARN) $(CFLAGS) $(SAN) -MMD -MP
 
 # Everything but the programs' main files goes into one archive that the
 # programs, unit tests and fuzz drivers link against.
-LIB_SRC   := $(wildcard config/*.c) $(wildcard health/*.c) \
+LIB_SRC   := $(wildcard config/*.c) $(wildcard lb/core/*.c) $(wildcard health/*.c) \
              $(filter-out lb/main.c,$(wildcard lb/*.c)) $(wildcard loadtest/common/*.c)
 LB_SRC    := lb/main.c
 BACK_SRC  := $(wildcard loadtest/backend/*.c)

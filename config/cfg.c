@@ -11,7 +11,7 @@
  * single walk over a chunk list and no error path can leak a piece of it.
  * The libconfig tree is destroyed before cfg_load() returns.
  */
-#include "cfg.h"
+#include "config/cfg.h"
 
 #include <ctype.h>
 #include <errno.h>

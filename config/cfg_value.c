@@ -9,7 +9,7 @@
  * failure they say why in a short static phrase the loader puts into its
  * error message.
  */
-#include "cfg.h"
+#include "config/cfg.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>

@@ -23,8 +23,8 @@
  * touches the probes. Nothing here knows about connections or workers: the
  * only shared memory is the struct hc_status and admin of each target.
  */
-#include "health.h"
-#include "container.h"
+#include "health/health.h"
+#include "lb/core/container.h"
 
 #include <errno.h>
 #include <ev.h>
@@ -34,13 +34,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "h1.h"
-#include "log.h"
+#include "lb/core/clock.h"
+#include "lb/core/counter.h"
+#include "lb/core/h1.h"
+#include "lb/core/log.h"
+#include "lb/core/net.h"
+#include "lb/core/rng.h"
 
 #define HC_BUF_SIZE     4096 /* response head; a larger one is judged by its status line */
 #define HC_ADOPT_WAIT_S 5    /* hc_set_targets() waits this long for the checker thread */
@@ -67,7 +70,7 @@ struct hc_check {
     size_t sent;        /* request bytes sent */
     size_t used;        /* response bytes in buf */
     size_t scanned;     /* h1_parse_response()'s resume point */
-    struct timespec t0; /* CLOCK_MONOTONIC at the check's start, for its duration */
+    uint64_t t0_us; /* monotonic time of the check's start, for its duration */
     ev_tstamp start;    /* ev_now() at the check's start, for the schedule */
     int err;            /* errno behind a connect error or a reset, for the log */
     int status;         /* HTTP status received, 0 if none */
@@ -93,7 +96,7 @@ struct hc {
     bool stop;
 
     struct hc_set cur; /* the checker thread's (the caller's before hc_start) */
-    uint64_t rng;      /* splitmix64 state, checker thread only */
+    struct rng rng;    /* check jitter, checker thread only */
 };
 
 static void hc_on_sched(struct ev_loop *loop, ev_timer *w, int revents);
@@ -102,40 +105,17 @@ static void hc_on_io(struct ev_loop *loop, ev_io *w, int revents);
 
 /* --- small helpers ------------------------------------------------------- */
 
-static uint64_t hc_rand(struct hc *hc)
-{
-    uint64_t z = (hc->rng += 0x9e3779b97f4a7c15ull);
-
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 /* Uniform within interval * (1 +- jitter), in seconds. */
 static double hc_interval(struct hc_check *c)
 {
-    double u = (double)(hc_rand(c->hc) >> 11) * 0x1p-53; /* [0, 1) */
+    double u = rng_unit(&c->hc->rng);
 
     return c->cfg.interval_ms / 1000.0 * (1.0 + c->cfg.jitter * (2.0 * u - 1.0));
-}
-
-static int64_t hc_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static bool hc_is_maint(const struct hc_check *c)
 {
     return c->admin && atomic_load_explicit(c->admin, memory_order_relaxed) == CFG_ADMIN_MAINT;
-}
-
-static void hc_inc(_Atomic uint64_t *v)
-{
-    atomic_store_explicit(v, atomic_load_explicit(v, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
 }
 
 /* (Re)arm the schedule to fire in DELAY seconds. */
@@ -199,8 +179,8 @@ static void hc_force(struct hc_check *c, enum hc_state h, const char *why)
         return;
     atomic_store_explicit(&s->health, (int)h, memory_order_relaxed);
     atomic_store_explicit(&s->counter, 0, memory_order_relaxed);
-    atomic_store_explicit(&s->last_change_ms, hc_now_ms(), memory_order_relaxed);
-    hc_inc(&s->transitions);
+    atomic_store_explicit(&s->last_change_ms, clock_wall_ms(), memory_order_relaxed);
+    cnt_add(&s->transitions, 1);
     log_info("health %s for %s/%s: %s", hc_state_name(h), c->pool, c->name, why);
 }
 
@@ -236,9 +216,9 @@ static void hc_record(struct hc_check *c, enum hc_fail f, uint32_t duration_us)
     if (f != HCF_NONE)
         atomic_store_explicit(&s->last_fail, (int)f, memory_order_relaxed);
     if (hc_account(s, f == HCF_NONE, c->cfg.rise, c->cfg.fall)) {
-        atomic_store_explicit(&s->last_change_ms, hc_now_ms(), memory_order_relaxed);
+        atomic_store_explicit(&s->last_change_ms, clock_wall_ms(), memory_order_relaxed);
         hc_log_change(c, before, f);
-    } else if (log_enabled(LOG_DEBUG)) {
+    } else if (log_enabled(LOGL_DEBUG)) {
         char why[192];
 
         log_debug("health check of %s/%s: %s in %u us", c->pool, c->name,
@@ -249,12 +229,10 @@ static void hc_record(struct hc_check *c, enum hc_fail f, uint32_t duration_us)
 /* The end of every check: close, record, schedule the next one. */
 static void hc_finish(struct hc_check *c, enum hc_fail f)
 {
-    struct timespec t1;
     int64_t us;
 
     hc_abort(c);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    us = (int64_t)(t1.tv_sec - c->t0.tv_sec) * 1000000 + (t1.tv_nsec - c->t0.tv_nsec) / 1000;
+    us = (int64_t)(clock_mono_us() - c->t0_us);
     hc_record(c, f, us < 0 ? 0 : us > UINT32_MAX ? UINT32_MAX : (uint32_t)us);
     hc_arm(c, c->start + hc_interval(c) - ev_now(c->hc->loop));
 }
@@ -375,32 +353,26 @@ static void hc_connected(struct hc_check *c)
 static void hc_begin(struct hc_check *c)
 {
     struct ev_loop *loop = c->hc->loop;
-    struct linger lg = {.l_onoff = 1, .l_linger = 0}; /* close with RST: no TIME_WAIT per check */
+    bool connecting;
 
     hc_abort(c);
     c->start = ev_now(loop);
-    clock_gettime(CLOCK_MONOTONIC, &c->t0);
+    c->t0_us = clock_mono_us();
     c->sent = c->used = c->scanned = 0;
     c->err = c->status = 0;
-    c->fd = socket(c->addr.sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (c->fd == -1) { /* EMFILE and the like */
-        c->err = errno;
-        hc_finish(c, HCF_CONNECT_ERROR);
+    c->fd = net_connect(&c->addr, &connecting);
+    if (c->fd == -1) { /* refused at once, or EMFILE and the like */
+        hc_connect_failed(c, errno);
         return;
     }
-    setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    net_abortive_close_on(c->fd); /* close with RST: no TIME_WAIT per check */
     c->phase = HCP_CONNECT;
     ev_timer_set(&c->tmo, c->cfg.timeout_ms / 1000.0, 0.);
     ev_timer_start(loop, &c->tmo);
-    if (connect(c->fd, (const struct sockaddr *)&c->addr.sa, c->addr.len) == 0) {
-        hc_connected(c);
-        return;
-    }
-    if (errno == EINPROGRESS || errno == EINTR) {
+    if (connecting)
         hc_wait(c, EV_WRITE);
-        return;
-    }
-    hc_connect_failed(c, errno);
+    else
+        hc_connected(c);
 }
 
 /* The schedule fired: check, unless the backend is in maint. */
@@ -433,13 +405,10 @@ static void hc_on_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 static void hc_step(struct hc_check *c)
 {
     int err = 0;
-    socklen_t len = sizeof(err);
 
     switch (c->phase) {
     case HCP_CONNECT:
-        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
-            err = errno;
-        if (err)
+        if ((err = net_connect_result(c->fd)))
             hc_connect_failed(c, err);
         else
             hc_connected(c);
@@ -701,8 +670,7 @@ struct hc *hc_new(char *err, size_t errlen)
     pthread_mutex_init(&hc->lock, NULL);
     pthread_cond_init(&hc->adopted, &ca);
     pthread_condattr_destroy(&ca);
-    if (getrandom(&hc->rng, sizeof(hc->rng), 0) != sizeof(hc->rng))
-        hc->rng = (uint64_t)hc_now_ms() * 1000003u ^ (uint64_t)getpid();
+    rng_seed_random(&hc->rng);
     ev_async_init(&hc->wake, hc_on_wake);
     ev_async_start(hc->loop, &hc->wake);
     return hc;

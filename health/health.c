@@ -4,7 +4,9 @@
  * Pure accounting, no I/O: the checker (checker.c) applies each result here,
  * and the unit tests drive it with tables of results.
  */
-#include "health.h"
+#include "health/health.h"
+
+#include "lb/core/counter.h"
 
 const char *hc_fail_name(enum hc_fail f)
 {
@@ -35,13 +37,6 @@ void hc_status_init(struct hc_status *s, enum hc_state initial)
     atomic_init(&s->last_duration_us, 0);
 }
 
-/* The only writer is the checker thread: plain relaxed load+store suffices. */
-static void hc_inc(_Atomic uint64_t *c)
-{
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
-}
-
 /* Bring a counter back into the range of HEALTH for RISE/FALL. */
 static int hc_clamp(int health, int counter, int rise, int fall)
 {
@@ -66,7 +61,8 @@ bool hc_account(struct hc_status *s, bool pass, uint32_t rise_u, uint32_t fall_u
     int health = old;
     int counter;
 
-    hc_inc(pass ? &s->checks_ok : &s->checks_failed);
+    cnt_add(pass ? &s->checks_ok : &s->checks_failed,
+            1);                           /* the checker thread is the only writer */
     if (old != HC_UP && old != HC_DOWN) { /* unknown: the first result decides */
         health = pass ? HC_UP : HC_DOWN;
         counter = pass ? max : 0;
@@ -91,6 +87,6 @@ bool hc_account(struct hc_status *s, bool pass, uint32_t rise_u, uint32_t fall_u
     if (health == old)
         return false;
     atomic_store_explicit(&s->health, health, memory_order_relaxed);
-    hc_inc(&s->transitions);
+    cnt_add(&s->transitions, 1); /* the checker thread is the only writer */
     return true;
 }

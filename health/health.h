@@ -40,7 +40,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cfg.h"
+#include "config/cfg.h"
 
 enum hc_state { HC_UNKNOWN, HC_UP, HC_DOWN };
 

@@ -2,8 +2,8 @@
  * admin.c - a small HTTP/1.1 server for operators. One request per
  * connection: read the head (and a short body), answer, close.
  */
-#include "admin.h"
-#include "container.h"
+#include "lb/admin.h"
+#include "lb/core/container.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -14,11 +14,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "h1.h"
-#include "log.h"
-#include "sbuf.h"
-#include "stats.h"
-#include "worker.h"
+#include "lb/core/h1.h"
+#include "lb/core/log.h"
+#include "lb/core/net.h"
+#include "lb/sbuf.h"
+#include "lb/stats.h"
+#include "lb/worker.h"
 
 #define ADMIN_IN_MAX    16384
 #define ADMIN_BODY_MAX  1024
@@ -340,7 +341,7 @@ int admin_start(struct admin *adm, struct lb *lb, struct ev_loop *loop, char *er
     adm->lb = lb;
     adm->loop = loop;
     const struct cfg_addr *a = &atomic_load(&lb->rt)->cfg->admin_listen;
-    adm->fd = worker_listen_socket(a, false, err, errlen);
+    adm->fd = net_listen(a, false, 128, err, errlen);
     if (adm->fd == -1)
         return -1;
     ev_io_init(&adm->io, admin_on_accept, adm->fd, EV_READ);
@@ -350,7 +351,7 @@ int admin_start(struct admin *adm, struct lb *lb, struct ev_loop *loop, char *er
 
 int admin_prepare(const struct cfg_addr *a, char *err, size_t errlen)
 {
-    return worker_listen_socket(a, false, err, errlen);
+    return net_listen(a, false, 128, err, errlen);
 }
 
 void admin_swap(struct admin *adm, int fd)

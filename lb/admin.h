@@ -9,7 +9,7 @@
 
 #include <ev.h>
 
-#include "lb.h"
+#include "lb/lb.h"
 
 struct admin {
     struct lb *lb;

@@ -1,9 +1,16 @@
 /*
- * bal.h - balancing algorithms behind one table of function pointers.
+ * bal.h - balancing algorithms behind one table of function pointers, one
+ * file each (bal_rr.c today).
  *
- * A pick chooses one eligible backend of a pool, or returns -1. Per-worker
- * algorithm state (e.g. smooth round-robin's current weights) lives in a
- * struct bal_state owned by the worker, one per pool of its runtime table.
+ * An algorithm sees a pool, an eligibility callback and a pick context,
+ * never a worker's internals. Its state comes in two parts:
+ *   - per pool, built once per config snapshot and shared read-only by every
+ *     worker (a hash ring): pool_new() when the runtime table is built;
+ *   - per worker and pool (smooth round-robin's current weights):
+ *     worker_new() when a worker adopts the snapshot. No locks: only that
+ *     worker touches it.
+ * Either constructor may be NULL (no such state). A pick must not allocate
+ * and costs O(1) or O(log N) per candidate looked at.
  */
 #ifndef LB_BAL_H
 #define LB_BAL_H
@@ -11,30 +18,48 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "rt.h"
+#include "config/cfg.h"
+#include "lb/core/rng.h"
+#include "lb/rt.h"
 
-struct bal_state {
-    int32_t *cur; /* round-robin: current weight per backend of the pool */
-    int n;
-};
-
-/* The weight backend i of the pool may be chosen with now (eligibility, limits and slow
- * start, decided by pick.c); 0: it may not be chosen. */
+/* The weight backend i of the pool may be chosen with now (eligibility,
+ * limits, slow start and exclusions, decided by pick.c); 0: it may not. */
 typedef uint32_t (*bal_ok_fn)(const struct rt_pool *pool, int i, void *arg);
+
+struct bal_ctx {
+    const struct rt_pool *pool;
+    bal_ok_fn ok;
+    void *ok_arg;
+    struct rng *rng; /* the worker's generator */
+    uint64_t key;    /* the request's hash key (balance = "hash"), when has_key */
+    bool has_key;
+};
 
 struct bal_ops {
     const char *name;
-    /* Index into pool->be of the chosen backend among those ok() accepts,
-     * or -1 if there is none. */
-    int (*pick)(struct bal_state *st, const struct rt_pool *pool, bal_ok_fn ok, void *arg);
+    void *(*pool_new)(const struct rt_pool *pool); /* NULL result: out of memory */
+    void (*pool_free)(void *ps);
+    void *(*worker_new)(const struct rt_pool *pool); /* NULL result: out of memory */
+    void (*worker_free)(void *ws);
+    /* Index into pool->be of the chosen backend among those ctx->ok accepts, or -1. */
+    int (*pick)(void *ws, const void *ps, const struct bal_ctx *ctx);
+    /* Optional: how a request to backend i went (status 0: no response;
+     * latency of the response head), on the worker that sent it. */
+    void (*outcome)(void *ws, const void *ps, int i, int status, uint32_t latency_us);
+    /* Optional: backend i's weight changed (admin API), on the main thread;
+     * shared state must be replaced atomically, never edited in place. */
+    void (*weight_changed)(void *ps, const struct rt_pool *pool, int i);
 };
 
 extern const struct bal_ops bal_round_robin;
 
-/* The algorithm configured for POOL. */
+/* The algorithm configured for POOL (round-robin for every pool until the
+ * others are built; main.c warns about that). */
 const struct bal_ops *bal_for(const struct cfg_pool *pool);
 
-int bal_state_init(struct bal_state *st, const struct rt_pool *pool);
-void bal_state_deinit(struct bal_state *st);
+/* The per-worker state of POOL's algorithm: *ws (NULL when it keeps none).
+ * 0, or -1 when out of memory. */
+int bal_worker_new(const struct rt_pool *pool, void **ws);
+void bal_worker_free(const struct rt_pool *pool, void *ws);
 
 #endif

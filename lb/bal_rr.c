@@ -9,14 +9,30 @@
  */
 #include <stdlib.h>
 
-#include "bal.h"
+#include "lb/bal.h"
 
-static int rr_pick(struct bal_state *st, const struct rt_pool *pool, bal_ok_fn ok, void *arg)
+struct rr_worker {
+    int n;
+    int32_t cur[]; /* current weight per backend of the pool */
+};
+
+static void *rr_worker_new(const struct rt_pool *pool)
 {
+    struct rr_worker *w = calloc(1, sizeof(*w) + (size_t)pool->n * sizeof(w->cur[0]));
+    if (w)
+        w->n = pool->n;
+    return w;
+}
+
+static int rr_pick(void *ws, const void *ps, const struct bal_ctx *ctx)
+{
+    struct rr_worker *st = ws;
+    const struct rt_pool *pool = ctx->pool;
     int best = -1;
     int32_t total = 0;
+    (void)ps;
     for (int i = 0; i < pool->n && i < st->n; i++) {
-        int32_t w = (int32_t)ok(pool, i, arg);
+        int32_t w = (int32_t)ctx->ok(pool, i, ctx->ok_arg);
         if (!w)
             continue;
         st->cur[i] += w;
@@ -29,26 +45,9 @@ static int rr_pick(struct bal_state *st, const struct rt_pool *pool, bal_ok_fn o
     return best;
 }
 
-const struct bal_ops bal_round_robin = {.name = "round-robin", .pick = rr_pick};
-
-const struct bal_ops *bal_for(const struct cfg_pool *pool)
-{
-    /* The other algorithms land with locality and resilience; until then
-     * every pool is served by round-robin. */
-    (void)pool;
-    return &bal_round_robin;
-}
-
-int bal_state_init(struct bal_state *st, const struct rt_pool *pool)
-{
-    st->n = pool->n;
-    st->cur = calloc((size_t)(pool->n ? pool->n : 1), sizeof(*st->cur));
-    return st->cur ? 0 : -1;
-}
-
-void bal_state_deinit(struct bal_state *st)
-{
-    free(st->cur);
-    st->cur = NULL;
-    st->n = 0;
-}
+const struct bal_ops bal_round_robin = {
+    .name = "round-robin",
+    .worker_new = rr_worker_new,
+    .worker_free = free,
+    .pick = rr_pick,
+};

@@ -15,13 +15,13 @@
  * - A probe abandoned after its period ended gives its slot to the next
  *   period, which then admits one extra probe.
  */
-#include "breaker.h"
+#include "lb/breaker.h"
 
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "log.h"
+#include "lb/core/log.h"
 
 #define RLX memory_order_relaxed
 

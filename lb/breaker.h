@@ -37,7 +37,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "cfg.h"
+#include "config/cfg.h"
 
 enum brk_state { BRK_CLOSED, BRK_OPEN, BRK_HALF_OPEN };
 

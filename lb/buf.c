@@ -1,9 +1,11 @@
 /*
  * buf.c - the per-worker buffer free list.
  */
-#include "buf.h"
+#include "lb/buf.h"
 
 #include <stdlib.h>
+
+#include "lb/core/counter.h"
 
 void buf_pool_init(struct buf_pool *p, uint32_t max_free)
 {
@@ -36,8 +38,7 @@ struct buf *buf_get(struct buf_pool *p)
     }
     b->next = NULL;
     b->r = b->w = 0;
-    atomic_store_explicit(&p->in_use, atomic_load_explicit(&p->in_use, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
+    cnt_add(&p->in_use, 1);
     return b;
 }
 
@@ -47,8 +48,7 @@ void buf_put(struct buf_pool *p, struct buf **bp)
     if (!b)
         return;
     *bp = NULL;
-    atomic_store_explicit(&p->in_use, atomic_load_explicit(&p->in_use, memory_order_relaxed) - 1,
-                          memory_order_relaxed);
+    cnt_sub(&p->in_use, 1);
     if (p->nfree >= p->max_free) {
         free(b);
         return;

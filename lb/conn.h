@@ -1,18 +1,28 @@
 /*
- * conn.h - a client connection and the request it is serving.
+ * conn.h - a client connection: its transport, buffers, state and timer,
+ * and the transaction it is serving.
  *
- * The connection is a state machine; every libev callback finds its owner
- * and runs conn_run(), which advances the machine as far as the sockets
- * allow. One request is served at a time; pipelined requests wait in c->in.
+ * The connection is a state machine. Every libev callback finds its owner
+ * and runs conn_run(), which calls the handler of the current state until
+ * one has nothing more to do. The states, their handlers, the timeout each
+ * waits under and the action a log line names are one table, conn_states[]
+ * in conn.c:
  *
- *   state      handler       timeout               what it waits for
- *   IDLE       head_step     timeouts.client_idle  the first byte of a request
- *   HEAD       head_step     timeouts.client_header the rest of the head (408)
- *   QUEUED     (none)        limits.pending_timeout a backend under its limits (503)
- *   PROXY      proxy_step    timeouts.backend      body up, response down (504)
- *   TUNNEL     tunnel_step   timeouts.tunnel       upgraded bytes both ways
- *   ERROR      error_step    timeouts.client_idle  our own response to go out
- *   LINGER     linger_step   1s                    the client to close after us
+ *   state    handler         timeout                 waits for
+ *   IDLE     request_step    timeouts.client_idle    the first byte of a request
+ *   HEAD     request_step    timeouts.client_header  the rest of the head (408)
+ *   QUEUED   (none)          limits.pending_timeout  a backend under its limits (503)
+ *   PROXY    proxy_step      timeouts.backend        body up, response down (504)
+ *   TUNNEL   tunnel_step     timeouts.tunnel         upgraded bytes both ways
+ *   ERROR    reply_step      timeouts.client_idle    our own response to go out
+ *   LINGER   linger_step     1 s                     the client to close after us
+ *
+ * The files of the machine, one concept each: conn.c (the machine, timers,
+ * accept and close), request.c (request head and body), forward.c (backend
+ * choice, upstream, failures and retries), response.c (response head and
+ * body), reply.c (answers the proxy makes itself), queue.c (requests
+ * waiting for a backend), tunnel.c (after 101). They share the declarations
+ * below; nothing else uses them.
  */
 #ifndef LB_CONN_H
 #define LB_CONN_H
@@ -22,10 +32,11 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "buf.h"
-#include "h1.h"
-#include "rewrite.h"
-#include "rt.h"
+#include "lb/buf.h"
+#include "lb/core/net.h"
+#include "lb/core/xprt.h"
+#include "lb/rt.h"
+#include "lb/txn.h"
 
 struct worker;
 struct upstream;
@@ -36,10 +47,9 @@ struct conn {
     ev_io io;
     ev_timer tm;
     struct worker *wk;
-    struct conn *next, *prev;   /* the worker's list */
-    struct conn *qnext, *qprev; /* the worker's queue of requests waiting for a backend */
-    int fd;
-    int ls; /* listener index in the worker's snapshot */
+    struct conn *next, *prev; /* the worker's list */
+    struct xprt x;            /* the client's socket */
+    int ls;                   /* listener index in the worker's snapshot */
     enum conn_state st;
 
     struct buf *in;    /* bytes from the client not yet parsed or forwarded */
@@ -50,72 +60,26 @@ struct conn {
     ev_tstamp want_exp;  /* when the current timeout expires */
     ev_tstamp armed_exp; /* when the timer is actually armed (lazy re-arming) */
     uint32_t tmo_ms;     /* the current inactivity timeout */
+    size_t scanned;      /* request head scan progress (h1_parse_request) */
 
-    bool rd;          /* readable per the last event */
-    bool wr_blocked;  /* the last write returned EAGAIN */
     bool eof;         /* the client closed its side */
     bool closing;     /* close after the current response */
-    bool up_noreuse;  /* the backend said it will close: do not pool its connection */
     bool shut_up;     /* tunnel: we shut down our writing side to the backend */
     bool shut_client; /* tunnel: ... and to the client */
 
-    /* the request being served */
-    struct rt *rt;         /* pinned for the request's life */
-    struct rt_backend *be; /* chosen backend, NULL before a pick */
-    int pool;
-    int be_idx;       /* index of be in its pool */
-    uint64_t tried;   /* pool indexes of backends tried for this request */
-    uint8_t attempts; /* retries made */
-    bool probe;       /* admitted as a half-open breaker probe */
-    bool recorded;    /* the outcome went to the breaker already */
-    size_t scanned;   /* head scan progress (h1_parse_request) */
-    size_t uscanned;  /* response head scan progress */
-    uint8_t meth;     /* enum h1_method */
-    uint8_t minor;
-    bool keep_alive; /* the client allows another request */
-    bool upgrade;    /* the request asks for an upgrade */
-    bool inflight;   /* counted in be->inflight */
-    bool retried;    /* a stale keep-alive upstream was replaced once */
-    bool replayable; /* no body: the request can go to a fresh connection again */
+    struct txn tx; /* the request being served */
 
-    uint8_t req_body; /* enum h1_body */
-    bool req_done;
-    uint64_t req_left;  /* LENGTH: body bytes not yet sent */
-    uint32_t req_ready; /* body bytes at the front of c->in that may be sent */
-    struct h1_chunk req_chunk;
-    uint32_t uhead_sent;
-
-    bool resp_head; /* the final response head was received */
-    bool resp_done; /* the backend's response was received in full */
-    bool dechunk;   /* strip chunked framing for an HTTP/1.0 client */
-    uint8_t resp_body;
-    uint64_t resp_left;
-    uint32_t resp_ready; /* body bytes at the front of up->in that may be sent */
-    struct h1_chunk resp_chunk;
-    int status;          /* of the response sent to the client */
-    uint64_t resp_bytes; /* bytes sent to the client for this request */
-
-    ev_tstamp t_start; /* request head complete */
-    ev_tstamp t_sent;  /* request head written to the backend */
-    ev_tstamp t_resp;  /* response head received */
-
-    uint8_t rid_len;
-    char rid[RW_REQID_MAX + 1]; /* X-Request-Id */
-    char peer[64];           /* client "ip:port", for logs */
-    char ip[48];             /* client address, for X-Forwarded-For */
-    char lmeth[16];          /* method and path kept for the access log */
-    char lpath[256];
-    uint16_t lpath_len;
+    char peer[NET_PEER_MAX]; /* client "ip:port", for logs */
+    char ip[NET_IP_MAX];     /* client address, for X-Forwarded-For */
 };
+
+/* ---- for the worker ----------------------------------------------------- */
 
 /* Take over an accepted socket on worker WK. */
 void conn_accept(struct worker *wk, int fd, const struct sockaddr *sa, int ls);
 
 /* Try to start requests waiting for a backend (a slot may have freed up). */
 void conn_dispatch_queued(struct worker *wk);
-
-/* An event on an upstream that C owns. */
-void conn_on_upstream(struct conn *c, int revents);
 
 /* Graceful stop: close idle connections, make busy ones close after their response. */
 void conn_shutdown_all(struct worker *wk);
@@ -132,5 +96,87 @@ void conn_cut_drained(struct worker *wk);
 
 /* Free every connection at once (the worker's loop is no longer running). */
 void conn_close_all(struct worker *wk);
+
+/* ---- inside the machine --------------------------------------------------- */
+
+/*
+ * What a step did. Any function that may release the connection's upstream
+ * or change its state returns one, and the compiler makes the caller look
+ * at it: after STEP_MOVED the caller must not touch c->up (or a copy of it)
+ * again and returns to conn_run(), which looks at the new state. A
+ * connection is only freed by conn_run() once it is CS_DEAD, never inside
+ * a step.
+ */
+enum step {
+    STEP_WAIT,     /* nothing more can be done until an event */
+    STEP_PROGRESS, /* bytes moved; run again */
+    STEP_MOVED,    /* state changed, or the upstream was released or replaced */
+};
+#define MUST_USE __attribute__((warn_unused_result))
+
+#define HEAD_MAX                                                                                   \
+    15360 /* request and response head limit; the rest of a buffer is                              \
+           * room for the headers the proxy adds */
+
+/* conn.c */
+void conn_run(struct conn *c);
+/* Back to the machine after a step taken outside it (a callback, the queue). */
+void conn_resume(struct conn *c, enum step r);
+/* Enter state ST and arm the timeout its table row names. */
+void conn_enter(struct conn *c, enum conn_state st);
+/* Progress was made: push the current inactivity timeout out. */
+void conn_touch(struct conn *c);
+const struct cfg *conn_cfg(const struct conn *c);
+/* Receive from X into *bp (a buffer is taken if needed): >0 bytes, 0 at the
+ * peer's close, -1 on error, -2 when it would block or the buffer is full. */
+ssize_t conn_recv(struct conn *c, struct xprt *x, struct buf **bp);
+/* Send c->out and then BODY[0..len) to the client: bytes of the body sent
+ * (>= 0), or -1 when the client is gone. */
+ssize_t conn_send(struct conn *c, const char *body, size_t len);
+/* Stop writing and wait briefly for the client to close (or close now). */
+void conn_linger(struct conn *c);
+/* "reading the response head from api/b2": what the connection is doing. */
+const char *conn_action(const struct conn *c, char *buf, size_t len);
+void conn_log_client_error(struct conn *c, int status, const char *what);
+
+/* request.c */
+enum step request_step(struct conn *c);
+enum step request_send(struct conn *c) MUST_USE;
+enum step request_read(struct conn *c) MUST_USE;
+enum step request_finish(struct conn *c) MUST_USE;
+
+/* forward.c */
+enum step proxy_step(struct conn *c);
+/* Pick a backend for the transaction (not one it tried): enum pick_result. */
+int forward_pick(struct conn *c, int *idx, bool *probe);
+enum step forward_dispatch(struct conn *c) MUST_USE;
+enum step forward_start(struct conn *c, int idx, bool probe) MUST_USE;
+enum step forward_failed(struct conn *c, enum rt_fail kind, int status, const char *what) MUST_USE;
+enum step forward_retry(struct conn *c) MUST_USE;
+bool forward_may_retry(const struct conn *c, enum rt_fail kind, int status);
+void forward_outcome(struct conn *c, int status, bool failure, bool slow);
+void forward_count_failure(struct conn *c, enum rt_fail kind);
+void forward_log_failure(struct conn *c, const char *what);
+void forward_drop_inflight(struct conn *c);
+void forward_release(struct conn *c, bool reusable);
+void forward_update_upstream(struct conn *c);
+
+/* response.c */
+enum step response_parse(struct conn *c) MUST_USE;
+enum step response_send(struct conn *c) MUST_USE;
+enum step response_read(struct conn *c) MUST_USE;
+
+/* reply.c */
+enum step reply_error(struct conn *c, int status) MUST_USE;
+enum step reply_abort(struct conn *c) MUST_USE;
+enum step reply_step(struct conn *c);
+
+/* queue.c */
+void queue_add(struct conn *c);
+void queue_remove(struct conn *c);
+bool queue_has_room(const struct conn *c);
+
+/* tunnel.c */
+enum step tunnel_step(struct conn *c);
 
 #endif

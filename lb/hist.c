@@ -1,7 +1,7 @@
 /*
  * hist.c - histogram reading (the writing side is inline in hist.h).
  */
-#include "hist.h"
+#include "lb/hist.h"
 
 void hist_sum(uint64_t *dst, const struct hist *src)
 {

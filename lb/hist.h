@@ -12,6 +12,8 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "lb/core/counter.h"
+
 #define HIST_BUCKETS 280
 
 struct hist {
@@ -30,8 +32,7 @@ static inline void hist_record(struct hist *h, uint64_t us)
         if (i >= HIST_BUCKETS)
             i = HIST_BUCKETS - 1;
     }
-    atomic_store_explicit(&h->b[i], atomic_load_explicit(&h->b[i], memory_order_relaxed) + 1,
-                          memory_order_relaxed);
+    cnt_add(&h->b[i], 1);
 }
 
 /* Add src into a plain array of HIST_BUCKETS counts. */

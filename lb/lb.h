@@ -14,7 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "rt.h"
+#include "lb/rt.h"
 
 #define LB_VERSION "0.1.0"
 

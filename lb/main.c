@@ -14,14 +14,16 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "admin.h"
-#include "container.h"
-#include "cfg.h"
-#include "health.h"
-#include "lb.h"
-#include "log.h"
-#include "notify.h"
-#include "worker.h"
+#include "lb/access.h"
+#include "lb/admin.h"
+#include "lb/core/container.h"
+#include "config/cfg.h"
+#include "health/health.h"
+#include "lb/lb.h"
+#include "lb/core/log.h"
+#include "lb/core/net.h"
+#include "lb/notify.h"
+#include "lb/worker.h"
 
 #define STOP_POLL_S 0.02
 
@@ -172,7 +174,7 @@ static int **bind_new_listeners(struct main_ctx *m, const struct cfg *old, const
             kept = cfg_addr_equal(&old->listeners[j].addr, &new->listeners[i].addr);
         for (int w = 0; w < nw && !kept; w++) {
             char e[200];
-            fds[w][i] = worker_listen_socket(&new->listeners[i].addr, true, e, sizeof(e));
+            fds[w][i] = net_listen(&new->listeners[i].addr, true, WORKER_BACKLOG, e, sizeof(e));
             if (fds[w][i] == -1) {
                 snprintf(err, errlen, "listener %s: %s", new->listeners[i].name, e);
                 goto fail;
@@ -314,11 +316,11 @@ static int reload_apply(struct main_ctx *m, struct cfg *cfg, char *err, size_t e
         log_err("reload: health checks not updated: %s", strerror(-hr));
         rt_ref(old);
     }
-    log_set_level(cfg->log_level);
+    log_set_level((enum log_level)cfg->log_level); /* same order: error warn info debug */
     if ((cfg->log_access == NULL) != (ocfg->log_access == NULL) ||
         cfg->log_format != ocfg->log_format ||
         (cfg->log_access && strcmp(cfg->log_access, ocfg->log_access) != 0)) {
-        if (log_access_open(cfg->log_access, cfg->log_format) == -1)
+        if (access_open(cfg->log_access, cfg->log_format == CFG_FMT_JSON) == -1)
             log_err("reload: log.access: cannot open %s: %s", cfg->log_access, strerror(errno));
     }
     fds_free(fds, lb->nworkers, nls); /* what no worker took */
@@ -379,7 +381,7 @@ static void on_usr1(struct ev_loop *loop, ev_signal *w, int revents)
     (void)revents;
     struct main_ctx *m = container_of(w, struct main_ctx, sig_usr1);
     const struct cfg *cfg = atomic_load(&m->lb.rt)->cfg;
-    if (log_access_open(cfg->log_access, cfg->log_format) == -1)
+    if (access_open(cfg->log_access, cfg->log_format == CFG_FMT_JSON) == -1)
         log_err("reopening access log %s: %s", cfg->log_access, strerror(errno));
     else
         log_info("log files reopened");
@@ -410,9 +412,9 @@ static int start(struct main_ctx *m, struct cfg *cfg)
         return -1;
     }
     atomic_store(&lb->rt, rt);
-    log_set_level(cfg->log_level);
+    log_set_level((enum log_level)cfg->log_level); /* same order: error warn info debug */
     warn_unbuilt(cfg);
-    if (log_access_open(cfg->log_access, cfg->log_format) == -1) {
+    if (access_open(cfg->log_access, cfg->log_format == CFG_FMT_JSON) == -1) {
         log_err("log.access: cannot open %s: %s", cfg->log_access, strerror(errno));
         return -1;
     }
@@ -479,7 +481,7 @@ static void stop(struct main_ctx *m)
     free(lb->workers);
     admin_stop(&m->admin);
     rt_unref(atomic_load(&lb->rt));
-    log_access_close();
+    access_close();
 }
 
 int main(int argc, char **argv)

@@ -1,7 +1,7 @@
 /*
  * notify.c - the sd_notify protocol over $NOTIFY_SOCKET, without libsystemd.
  */
-#include "notify.h"
+#include "lb/notify.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -13,7 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "lb/core/clock.h"
+#include "lb/core/log.h"
 
 /* One datagram. systemd reads up to its pipe buffer size, far more than this;
  * the bound only keeps a long status line from growing without limit. */
@@ -171,14 +172,12 @@ void notify_ready(struct notify *n, const char *status)
 void notify_reloading(struct notify *n)
 {
     char msg[64];
-    struct timespec ts;
 
     if (n->fd == -1)
         return;
     /* systemd (253+, Type=notify-reload) uses the timestamp to tell this
      * reload from an earlier one; older versions ignore it. */
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    uint64_t usec = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+    uint64_t usec = clock_mono_us();
     int len = snprintf(msg, sizeof(msg), "RELOADING=1\nMONOTONIC_USEC=%" PRIu64, usec);
     send_msg(n, msg, (size_t)len);
 }

@@ -1,23 +1,24 @@
 /*
- * pick.c - eligibility, limits, panic mode and the retry budget.
+ * pick.c - eligibility, limits, slow start and panic mode around the pool's
+ * algorithm (see pick.h).
  */
-#include "pick.h"
+#include "lb/pick.h"
 
 #include <stdlib.h>
 
-#include "log.h"
-#include "upstream.h"
-#include "worker.h"
+#include "lb/core/clock.h"
+#include "lb/core/log.h"
+
+#define PICK_REFUSALS_MAX 32 /* breaker refusals remembered within one pick */
 
 struct pick_arg {
-    struct worker *wk;
+    struct pick_env *env;
     const struct cfg_pool *cfg;
-    uint64_t exclude;
-    int64_t now_ms;  /* monotonic */
-    int64_t wall_ms; /* realtime, for health change times; 0 until needed */
-    bool panic;      /* ignore health and breakers */
-    bool need_room;  /* apply the limits */
-    bool saw_full;   /* a candidate was skipped for its limits only */
+    const struct bset *tried;
+    int refused[PICK_REFUSALS_MAX]; /* refused by their breaker during this pick */
+    int nrefused;
+    bool panic;    /* ignore health and breakers */
+    bool saw_full; /* a candidate was skipped for its limits only */
 };
 
 static bool admin_ok(const struct rt_backend *be)
@@ -33,13 +34,14 @@ static bool healthy(const struct rt_backend *be, int64_t now_ms)
 }
 
 /* Under max_inflight, and under max_connections unless this worker has an idle one to reuse. */
-static bool has_room(struct worker *wk, const struct rt_backend *be, const struct cfg_limits *l)
+static bool has_room(const struct pick_env *env, const struct rt_backend *be,
+                     const struct cfg_limits *l)
 {
     if ((uint32_t)atomic_load_explicit(&be->inflight, memory_order_relaxed) >= l->max_inflight)
         return false;
     if ((uint32_t)atomic_load_explicit(&be->conns, memory_order_relaxed) < l->max_connections)
         return true;
-    return be->id < wk->nbe && wk->be[be->id].nidle > 0;
+    return env->idle && env->idle(env->idle_arg, be) > 0;
 }
 
 /*
@@ -52,20 +54,19 @@ static int64_t in_service_for(const struct rt_backend *be, struct pick_arg *a)
 {
     int64_t since = -1;
     if (be->added_ms)
-        since = a->now_ms - be->added_ms;
+        since = a->env->now_ms - be->added_ms;
     int64_t hchange = atomic_load_explicit(&be->hc.last_change_ms, memory_order_relaxed);
     if (hchange && atomic_load_explicit(&be->hc.transitions, memory_order_relaxed) > 1) {
-        if (!a->wall_ms) { /* read once per pick, and only when some health changed */
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            a->wall_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        if (!a->env->wall_ms) { /* read once per pick, and only when some health changed */
+            a->env->wall_ms = clock_wall_ms();
         }
-        int64_t h = a->wall_ms - hchange;
+        int64_t h = a->env->wall_ms - hchange;
         if (since < 0 || h < since)
             since = h;
     }
     if (atomic_load_explicit(&be->brk.closed, memory_order_relaxed) > 0) {
-        int64_t b = a->now_ms - atomic_load_explicit(&be->brk.last_change_ms, memory_order_relaxed);
+        int64_t b =
+            a->env->now_ms - atomic_load_explicit(&be->brk.last_change_ms, memory_order_relaxed);
         if (since < 0 || b < since)
             since = b;
     }
@@ -90,11 +91,14 @@ static uint32_t candidate_ok(const struct rt_pool *pool, int i, void *varg)
 {
     struct pick_arg *a = varg;
     const struct rt_backend *be = pool->be[i];
-    if (i < 64 && (a->exclude >> i) & 1u)
+    if (bset_has(a->tried, (uint32_t)i))
         return 0;
-    if (!admin_ok(be) || (!a->panic && !healthy(be, a->now_ms)))
+    for (int k = 0; k < a->nrefused; k++)
+        if (a->refused[k] == i)
+            return 0;
+    if (!admin_ok(be) || (!a->panic && !healthy(be, a->env->now_ms)))
         return 0;
-    if (!has_room(a->wk, be, &a->cfg->limits)) {
+    if (!has_room(a->env, be, &a->cfg->limits)) {
         a->saw_full = true;
         return 0;
     }
@@ -134,29 +138,28 @@ static void note_panic(struct rt_pool *pool, bool panic)
         log_info("pool %s out of panic: enough backends are eligible again", pool->cfg->name);
 }
 
-enum pick_result pick_backend(struct worker *wk, struct rt *rt, int pool_idx, struct bal_state *bal,
-                              uint64_t exclude, int *idx, bool *probe)
+enum pick_result pick_backend(struct rt *rt, int pool_idx, const struct bset *tried,
+                              struct pick_env *env, int *idx, bool *probe)
 {
     struct rt_pool *pool = &rt->pools[pool_idx];
-    const struct bal_ops *ops = bal_for(pool->cfg);
-    struct bal_state scratch = {0};
-    if (!bal || bal->n != pool->n) {
-        if (bal_state_init(&scratch, pool) == -1)
-            return PICK_NONE;
-        bal = &scratch;
-    }
-    struct pick_arg a = {
-        .wk = wk,
-        .cfg = pool->cfg,
-        .exclude = exclude,
-        .now_ms = mono_ms(),
+    void *ws = env->bal;
+    if (!ws && bal_worker_new(pool, &ws) == -1)
+        return PICK_NONE;
+    struct pick_arg a = {.env = env, .cfg = pool->cfg, .tried = tried};
+    struct bal_ctx ctx = {
+        .pool = pool,
+        .ok = candidate_ok,
+        .ok_arg = &a,
+        .rng = env->rng,
+        .key = env->key,
+        .has_key = env->has_key,
     };
-    a.panic = pool_in_panic(pool, a.now_ms);
+    a.panic = pool_in_panic(pool, env->now_ms);
     note_panic(pool, a.panic);
     enum pick_result res = PICK_NONE;
     /* a breaker may refuse at admission (its probes were taken meanwhile): try the others */
-    for (int tries = 0; tries <= pool->n; tries++) {
-        int i = ops->pick(bal, pool, candidate_ok, &a);
+    for (int tries = 0; tries <= pool->n && a.nrefused < PICK_REFUSALS_MAX; tries++) {
+        int i = pool->bal->pick(ws, pool->bal_pool, &ctx);
         if (i < 0) {
             res = a.saw_full ? PICK_FULL : PICK_NONE;
             break;
@@ -164,53 +167,16 @@ enum pick_result pick_backend(struct worker *wk, struct rt *rt, int pool_idx, st
         struct rt_backend *be = pool->be[i];
         enum brk_verdict v =
             a.panic ? BRK_ADMIT
-                    : brk_admit(&be->brk, &pool->cfg->breaker, a.now_ms, be->pool, be->name);
+                    : brk_admit(&be->brk, &pool->cfg->breaker, env->now_ms, be->pool, be->name);
         if (v != BRK_REJECT) {
             *idx = i;
             *probe = v == BRK_ADMIT_PROBE;
             res = PICK_OK;
             break;
         }
-        if (i < 64)
-            a.exclude |= 1ull << i;
+        a.refused[a.nrefused++] = i;
     }
-    if (bal == &scratch)
-        bal_state_deinit(&scratch);
+    if (ws != env->bal)
+        bal_worker_free(pool, ws);
     return res;
-}
-
-static unsigned rb_slot(struct retry_budget *rb, double now)
-{
-    int64_t sec = (int64_t)now;
-    unsigned i = (unsigned)(sec % RB_SECONDS);
-    if (rb->epoch[i] != sec) {
-        rb->epoch[i] = sec;
-        rb->requests[i] = rb->retries[i] = 0;
-    }
-    return i;
-}
-
-void rb_note_request(struct retry_budget *rb, double now)
-{
-    rb->requests[rb_slot(rb, now)]++;
-}
-
-bool rb_take_retry(struct retry_budget *rb, double now, double budget)
-{
-    unsigned cur = rb_slot(rb, now);
-    int64_t sec = (int64_t)now;
-    uint64_t req = 0, rty = 0;
-    for (unsigned i = 0; i < RB_SECONDS; i++) {
-        if (rb->epoch[i] > sec - RB_SECONDS) {
-            req += rb->requests[i];
-            rty += rb->retries[i];
-        }
-    }
-    double allowed = budget * (double)req;
-    if (allowed < RB_MIN_RETRIES)
-        allowed = RB_MIN_RETRIES;
-    if ((double)rty + 1 > allowed)
-        return false;
-    rb->retries[cur]++;
-    return true;
 }

@@ -7,7 +7,11 @@
  * pool's weight falls below panic_threshold, health and breakers are
  * ignored (an operator's drain or maint never is) so that the pool spreads
  * load instead of refusing everything. Within the candidates the pool's
- * algorithm chooses.
+ * algorithm chooses (bal.h).
+ *
+ * A pick reads shared backend state (atomics) and the worker's algorithm
+ * state, through what the caller puts in struct pick_env, and nothing of
+ * the worker itself: tests drive it with a fake clock and idle counts.
  */
 #ifndef LB_PICK_H
 #define LB_PICK_H
@@ -15,10 +19,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "bal.h"
-#include "rt.h"
-
-struct worker;
+#include "lb/bal.h"
+#include "lb/bitset.h"
+#include "lb/core/rng.h"
+#include "lb/rt.h"
 
 enum pick_result {
     PICK_OK,   /* *idx is the backend; *probe tells whether it is a half-open probe */
@@ -26,24 +30,22 @@ enum pick_result {
     PICK_FULL, /* candidates exist but every one is at its limits: queue */
 };
 
-/* BAL is the worker's algorithm state for this pool (NULL: a throwaway one). */
-enum pick_result pick_backend(struct worker *wk, struct rt *rt, int pool, struct bal_state *bal,
-                              uint64_t exclude, int *idx, bool *probe);
-
-/* Retry budget of one pool on one worker: retries may add at most `budget`
- * of the requests seen over the last RB_SECONDS, and at least RB_MIN_RETRIES
- * are always allowed in that time so a quiet pool can still retry. */
-#define RB_SECONDS     10
-#define RB_MIN_RETRIES 10
-
-struct retry_budget {
-    int64_t epoch[RB_SECONDS];
-    uint32_t requests[RB_SECONDS];
-    uint32_t retries[RB_SECONDS];
+struct pick_env {
+    void *bal; /* the worker's algorithm state for the pool; NULL: a throwaway one is made
+                * (the request started on a snapshot the worker has left) */
+    /* Idle connections to BE that this worker holds: one may always be
+     * reused, even at max_connections. */
+    uint32_t (*idle)(const void *arg, const struct rt_backend *be);
+    const void *idle_arg;
+    struct rng *rng;
+    int64_t now_ms;  /* monotonic */
+    int64_t wall_ms; /* wall clock, for health change times; 0: read when first needed */
+    uint64_t key;    /* the request's hash key, when has_key */
+    bool has_key;
 };
 
-void rb_note_request(struct retry_budget *rb, double now);
-/* May one more retry be made now? If so it is counted. */
-bool rb_take_retry(struct retry_budget *rb, double now, double budget);
+/* Choose a backend of RT's pool POOL, never one in TRIED. */
+enum pick_result pick_backend(struct rt *rt, int pool, const struct bset *tried,
+                              struct pick_env *env, int *idx, bool *probe);
 
 #endif

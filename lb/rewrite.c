@@ -1,7 +1,7 @@
 /*
  * rewrite.c - request and response heads as the proxy sends them (see rewrite.h).
  */
-#include "rewrite.h"
+#include "lb/rewrite.h"
 
 #include <string.h>
 

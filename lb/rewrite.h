@@ -36,9 +36,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "buf.h"
-#include "h1.h"
-#include "route.h"
+#include "lb/buf.h"
+#include "lb/core/h1.h"
+#include "lb/route.h"
 
 #define RW_REQID_MAX 128 /* longest X-Request-Id kept from a client */
 

@@ -1,7 +1,7 @@
 /*
  * route.c - host and path of a request, and the listener's route table.
  */
-#include "route.h"
+#include "lb/route.h"
 
 #include <string.h>
 #include <strings.h>

@@ -16,8 +16,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "cfg.h"
-#include "h1.h"
+#include "config/cfg.h"
+#include "lb/core/h1.h"
 
 struct route_target {
     const char *host; /* authority of an absolute-form target, else the Host value; may be NULL */

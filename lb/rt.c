@@ -1,7 +1,9 @@
 /*
  * rt.c - building and releasing runtime tables.
  */
-#include "rt.h"
+#include "lb/rt.h"
+
+#include "lb/bal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,7 +53,7 @@ int rt_backend_set_admin(struct rt_backend *be, int state)
     if (state == CFG_ADMIN_ACTIVE)
         atomic_store(&be->drain_since_ms, 0);
     else if (old == CFG_ADMIN_ACTIVE || !atomic_load(&be->drain_since_ms))
-        atomic_store(&be->drain_since_ms, mono_ms());
+        atomic_store(&be->drain_since_ms, clock_mono_ms());
     return old;
 }
 
@@ -62,7 +64,7 @@ void rt_mark_removed(const struct rt *old, const struct rt *new)
             struct rt_backend *be = old->pools[i].be[j];
             int64_t zero = 0;
             if (rt_find_backend(new, be->pool, be->name) != be)
-                atomic_compare_exchange_strong(&be->drain_since_ms, &zero, mono_ms());
+                atomic_compare_exchange_strong(&be->drain_since_ms, &zero, clock_mono_ms());
         }
 }
 
@@ -95,6 +97,8 @@ void rt_backend_unref(struct rt_backend *be)
 static void rt_free(struct rt *rt)
 {
     for (int i = 0; i < rt->npools; i++) {
+        if (rt->pools[i].bal_pool)
+            rt->pools[i].bal->pool_free(rt->pools[i].bal_pool);
         for (int j = 0; j < rt->pools[i].n; j++)
             rt_backend_unref(rt->pools[i].be[j]);
         free(rt->pools[i].be);
@@ -106,7 +110,7 @@ static void rt_free(struct rt *rt)
 
 struct rt *rt_new(struct cfg *cfg, const struct rt *old, int nworkers)
 {
-    int64_t now = mono_ms();
+    int64_t now = clock_mono_ms();
     struct rt *rt = calloc(1, sizeof(*rt));
     if (!rt)
         goto fail_cfg;
@@ -138,6 +142,9 @@ struct rt *rt_new(struct cfg *cfg, const struct rt *old, int nworkers)
             rp->be[j] = be;
             rp->n = j + 1;
         }
+        rp->bal = bal_for(p);
+        if (rp->bal->pool_new && !(rp->bal_pool = rp->bal->pool_new(rp)))
+            goto fail_rt;
     }
     return rt;
 

@@ -16,13 +16,14 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include <time.h>
 
-#include "breaker.h"
-#include "cfg.h"
-#include "health.h"
-#include "hist.h"
-#include "log.h"
+#include "lb/breaker.h"
+#include "lb/core/clock.h"
+#include "lb/core/counter.h"
+#include "config/cfg.h"
+#include "health/health.h"
+#include "lb/hist.h"
+#include "lb/core/log.h"
 
 enum rt_resp_class { RC_1XX, RC_2XX, RC_3XX, RC_4XX, RC_5XX, RC_COUNT };
 
@@ -63,8 +64,12 @@ struct rt_backend {
     struct be_counters cnt[]; /* [nworkers] */
 };
 
+struct bal_ops;
+
 struct rt_pool {
     const struct cfg_pool *cfg;
+    const struct bal_ops *bal; /* its balancing algorithm */
+    void *bal_pool;            /* the algorithm's shared state for this snapshot, or NULL */
     _Atomic bool panic; /* eligible weight below panic_threshold: health and breakers ignored */
     _Atomic int32_t pending; /* requests queued for a backend under its limits */
     struct rt_backend **be;  /* [cfg->nbackends], same order as the snapshot */
@@ -78,26 +83,6 @@ struct rt {
     _Atomic int refs;    /* workers and requests using this snapshot */
     uint32_t next_be_id; /* ids given so far (carried over on reload) */
 };
-
-/* Monotonic milliseconds: the breaker's clock (a wall-clock step must not
- * stretch or cut an open period). */
-static inline int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static inline void cnt_add(_Atomic uint64_t *c, uint64_t n)
-{
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
-                          memory_order_relaxed);
-}
-
-static inline uint64_t cnt_get(const _Atomic uint64_t *c)
-{
-    return atomic_load_explicit(c, memory_order_relaxed);
-}
 
 /*
  * Build the runtime table for CFG. State of backends found in OLD (same pool

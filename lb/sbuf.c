@@ -1,7 +1,7 @@
 /*
  * sbuf.c - growable strings for the admin side.
  */
-#include "sbuf.h"
+#include "lb/sbuf.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -1,14 +1,14 @@
 /*
  * stats.c - rendering the process's figures for the admin port.
  */
-#include "stats.h"
+#include "lb/stats.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "worker.h"
+#include "lb/worker.h"
 
 static const char *const class_names[RC_COUNT] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
 static const char *const fail_names[RF_COUNT] = {"connect", "reset", "timeout", "invalid",

@@ -5,8 +5,8 @@
 #ifndef LB_STATS_H
 #define LB_STATS_H
 
-#include "lb.h"
-#include "sbuf.h"
+#include "lb/lb.h"
+#include "lb/sbuf.h"
 
 void stats_json(struct lb *lb, struct sbuf *out);
 void stats_prometheus(struct lb *lb, struct sbuf *out);

@@ -4,7 +4,7 @@
  */
 #include <string.h>
 
-#include "stats.h"
+#include "lb/stats.h"
 
 static const char page[] =
     "<!doctype html><html><head><meta charset=\"utf-8\"><title>lb stats</title>\n"

@@ -2,36 +2,67 @@
  * upstream.c - connecting to backends and keeping idle keep-alive
  * connections per worker and backend.
  */
-#include "upstream.h"
-#include "container.h"
+#include "lb/upstream.h"
 
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
-#include "conn.h"
-#include "log.h"
-#include "worker.h"
+#include "lb/core/container.h"
+#include "lb/core/counter.h"
+#include "lb/core/net.h"
 
 #define UPSTREAM_IDLE_MAX 256 /* idle connections kept per worker and backend */
 
+void up_pool_init(struct up_pool *p, struct ev_loop *loop, struct buf_pool *bufs, int wid)
+{
+    memset(p, 0, sizeof(*p));
+    p->loop = loop;
+    p->bufs = bufs;
+    p->wid = wid;
+}
+
+void up_pool_deinit(struct up_pool *p)
+{
+    upstream_close_idle(p);
+    free(p->slots);
+    p->slots = NULL;
+    p->nslots = 0;
+}
+
+/* Slot of backend BE, grown on demand; NULL when out of memory. */
+static struct up_slot *slot_of(struct up_pool *p, const struct rt_backend *be)
+{
+    if (be->id >= p->nslots) {
+        uint32_t n = be->id + 16;
+        struct up_slot *ns = realloc(p->slots, n * sizeof(*ns));
+        if (!ns)
+            return NULL;
+        memset(ns + p->nslots, 0, (n - p->nslots) * sizeof(*ns));
+        p->slots = ns;
+        p->nslots = n;
+    }
+    return &p->slots[be->id];
+}
+
+uint32_t upstream_idle_count(const struct up_pool *p, const struct rt_backend *be)
+{
+    return be->id < p->nslots ? p->slots[be->id].nidle : 0;
+}
+
 static void idle_unlink(struct upstream *up)
 {
-    struct wk_backend *slot = worker_backend(up->wk, up->be);
+    struct up_slot *slot = &up->pool->slots[up->be->id]; /* it was linked: the slot exists */
     if (up->prev)
         up->prev->next = up->next;
-    else if (slot && slot->idle == up)
+    else
         slot->idle = up->next;
     if (up->next)
         up->next->prev = up->prev;
     up->next = up->prev = NULL;
     up->idle = false;
-    if (slot)
-        slot->nidle--;
+    slot->nidle--;
 }
 
 static void up_on_io(struct ev_loop *loop, ev_io *w, int revents)
@@ -39,7 +70,7 @@ static void up_on_io(struct ev_loop *loop, ev_io *w, int revents)
     (void)loop;
     struct upstream *up = container_of(w, struct upstream, io);
     if (up->owner) {
-        conn_on_upstream(up->owner, revents);
+        up->on_event(up->owner, revents);
         return;
     }
     /* idle: the backend closed it, or sent bytes nobody asked for */
@@ -52,32 +83,19 @@ static void up_on_timer(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     struct upstream *up = container_of(w, struct upstream, tm);
     if (up->owner) {
-        conn_on_upstream(up->owner, EV_TIMER);
+        up->on_event(up->owner, EV_TIMER);
         return;
     }
     upstream_close(up); /* idle for too long */
 }
 
-static struct upstream *connect_new(struct worker *wk, struct rt_backend *be, int *err)
+static struct upstream *connect_new(struct up_pool *p, struct rt_backend *be, int *err)
 {
-    const struct cfg_addr *a = &be->addr;
-    int fd = socket(a->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    bool connecting;
+    int fd = net_connect(&be->addr, &connecting);
     if (fd == -1) {
         *err = errno;
         return NULL;
-    }
-    if (a->sa.ss_family != AF_UNIX) {
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    }
-    bool connecting = false;
-    if (connect(fd, (const struct sockaddr *)&a->sa, a->len) == -1) {
-        if (errno != EINPROGRESS) {
-            *err = errno;
-            close(fd);
-            return NULL;
-        }
-        connecting = true;
     }
     struct upstream *up = calloc(1, sizeof(*up));
     if (!up) {
@@ -85,27 +103,27 @@ static struct upstream *connect_new(struct worker *wk, struct rt_backend *be, in
         close(fd);
         return NULL;
     }
-    up->wk = wk;
+    up->pool = p;
     up->be = be;
-    up->fd = fd;
+    xprt_tcp_init(&up->x, fd);
     up->connecting = connecting;
     rt_backend_ref(be);
     atomic_fetch_add_explicit(&be->conns, 1, memory_order_relaxed);
-    cnt_add(&be->cnt[wk->id].conns_opened, 1);
+    cnt_add(&be->cnt[p->wid].conns_opened, 1);
     ev_io_init(&up->io, up_on_io, fd, connecting ? EV_WRITE : EV_READ);
-    ev_io_start(wk->loop, &up->io);
+    ev_io_start(p->loop, &up->io);
     ev_init(&up->tm, up_on_timer);
     if (connecting) {
-        ev_timer_set(&up->tm, wk->rt->cfg->connect_ms / 1000.0, 0.);
-        ev_timer_start(wk->loop, &up->tm);
+        ev_timer_set(&up->tm, p->connect_ms / 1000.0, 0.);
+        ev_timer_start(p->loop, &up->tm);
     }
     return up;
 }
 
-struct upstream *upstream_get(struct worker *wk, struct rt_backend *be, struct conn *owner,
-                              bool fresh, int *err)
+struct upstream *upstream_get(struct up_pool *p, struct rt_backend *be, bool fresh,
+                              up_event_fn on_event, void *owner, int *err)
 {
-    struct wk_backend *slot = worker_backend(wk, be);
+    struct up_slot *slot = slot_of(p, be);
     struct upstream *up = NULL;
     if (!slot) {
         *err = ENOMEM;
@@ -114,30 +132,30 @@ struct upstream *upstream_get(struct worker *wk, struct rt_backend *be, struct c
     if (!fresh && slot->idle) {
         up = slot->idle;
         idle_unlink(up);
-        ev_timer_stop(wk->loop, &up->tm);
-    } else {
-        up = connect_new(wk, be, err);
-        if (!up)
-            return NULL;
+        ev_timer_stop(p->loop, &up->tm);
+    } else if (!(up = connect_new(p, be, err))) {
+        return NULL;
     }
+    up->on_event = on_event;
     up->owner = owner;
     up->nreq++;
-    up->rd = false;
-    up->wr_blocked = false;
+    up->x.rd = false;
+    up->x.wr_blocked = false;
     return up;
 }
 
 void upstream_release(struct upstream *up)
 {
-    struct worker *wk = up->wk;
-    struct wk_backend *slot = worker_backend(wk, up->be);
+    struct up_pool *p = up->pool;
+    struct up_slot *slot = slot_of(p, up->be);
     if (!slot || slot->nidle >= UPSTREAM_IDLE_MAX ||
         atomic_load_explicit(&up->be->admin, memory_order_relaxed) != CFG_ADMIN_ACTIVE) {
         upstream_close(up);
         return;
     }
-    buf_put(&wk->bufs, &up->in);
+    buf_put(p->bufs, &up->in);
     up->owner = NULL;
+    up->on_event = NULL;
     up->next = slot->idle;
     up->prev = NULL;
     if (slot->idle)
@@ -146,42 +164,54 @@ void upstream_release(struct upstream *up)
     slot->nidle++;
     up->idle = true;
     upstream_update(up, true);
-    ev_timer_stop(wk->loop, &up->tm);
-    ev_timer_set(&up->tm, wk->rt->cfg->backend_idle_ms / 1000.0, 0.);
-    ev_timer_start(wk->loop, &up->tm);
+    ev_timer_stop(p->loop, &up->tm);
+    ev_timer_set(&up->tm, p->idle_ms / 1000.0, 0.);
+    ev_timer_start(p->loop, &up->tm);
 }
 
 void upstream_close(struct upstream *up)
 {
-    struct worker *wk = up->wk;
+    struct up_pool *p = up->pool;
     if (up->idle)
         idle_unlink(up);
-    ev_io_stop(wk->loop, &up->io);
-    ev_timer_stop(wk->loop, &up->tm);
-    close(up->fd);
-    buf_put(&wk->bufs, &up->in);
+    ev_io_stop(p->loop, &up->io);
+    ev_timer_stop(p->loop, &up->tm);
+    xprt_close(&up->x);
+    buf_put(p->bufs, &up->in);
     atomic_fetch_sub_explicit(&up->be->conns, 1, memory_order_relaxed);
     rt_backend_unref(up->be);
     free(up);
 }
 
-void upstream_close_idle(struct worker *wk)
+void upstream_close_idle(struct up_pool *p)
 {
-    for (uint32_t i = 0; i < wk->nbe; i++)
-        while (wk->be[i].idle)
-            upstream_close(wk->be[i].idle);
+    for (uint32_t i = 0; i < p->nslots; i++)
+        while (p->slots[i].idle)
+            upstream_close(p->slots[i].idle);
+}
+
+void upstream_sweep(struct up_pool *p, const struct rt *rt)
+{
+    for (uint32_t i = 0; i < p->nslots; i++) {
+        struct upstream *up = p->slots[i].idle;
+        if (!up || (rt_find_backend(rt, up->be->pool, up->be->name) == up->be &&
+                    atomic_load(&up->be->admin) == CFG_ADMIN_ACTIVE))
+            continue;
+        while (p->slots[i].idle)
+            upstream_close(p->slots[i].idle);
+    }
 }
 
 void upstream_update(struct upstream *up, bool want_read)
 {
-    int ev = want_read ? EV_READ : 0;
-    if (up->connecting || up->wr_blocked)
-        ev |= EV_WRITE;
+    int ev = up->connecting ? EV_WRITE : xprt_events(&up->x, want_read);
+    if (up->connecting && want_read)
+        ev |= EV_READ;
     if ((up->io.events & (EV_READ | EV_WRITE)) == ev && ev_is_active(&up->io))
         return;
-    ev_io_stop(up->wk->loop, &up->io);
+    ev_io_stop(up->pool->loop, &up->io);
     if (ev) {
-        ev_io_set(&up->io, up->fd, ev);
-        ev_io_start(up->wk->loop, &up->io);
+        ev_io_set(&up->io, up->x.fd, ev);
+        ev_io_start(up->pool->loop, &up->io);
     }
 }

@@ -2,8 +2,8 @@
  * worker.c - a worker thread: its loop, accepting on its own SO_REUSEPORT
  * sockets, and a graceful stop.
  */
-#include "worker.h"
-#include "container.h"
+#include "lb/worker.h"
+#include "lb/core/container.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -11,45 +11,51 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "conn.h"
-#include "log.h"
-#include "upstream.h"
+#include "lb/conn.h"
+#include "lb/core/log.h"
+#include "lb/core/net.h"
+#include "lb/upstream.h"
 
 #define ACCEPT_BATCH    64
-#define ACCEPT_BACKLOG  4096
 #define EMFILE_PAUSE_S  0.1   /* out of descriptors: try again after this */
 #define MAXCONN_PAUSE_S 0.05  /* at max_connections: look again after this */
 #define QUEUE_POLL_S    0.005 /* queued requests look for a backend with room this often */
 #define DRAIN_SWEEP_S   0.25  /* how often requests on over-long drains are looked for */
 
-uint64_t worker_rand(struct worker *wk)
+/* Per pool state of this worker for RT: algorithm state and retry budget. */
+static struct wk_pool *wk_pools_new(const struct rt *rt)
 {
-    /* xorshift128+: request ids need to be unique, not secret */
-    uint64_t s1 = wk->rng[0];
-    const uint64_t s0 = wk->rng[1];
-    wk->rng[0] = s0;
-    s1 ^= s1 << 23;
-    wk->rng[1] = s1 ^ s0 ^ (s1 >> 17) ^ (s0 >> 26);
-    return wk->rng[1] + s0;
+    struct wk_pool *p = calloc((size_t)(rt->npools ? rt->npools : 1), sizeof(*p));
+    for (int i = 0; p && i < rt->npools; i++)
+        if (bal_worker_new(&rt->pools[i], &p[i].bal) == -1) {
+            while (i--)
+                bal_worker_free(&rt->pools[i], p[i].bal);
+            free(p);
+            return NULL;
+        }
+    return p;
 }
 
-struct wk_backend *worker_backend(struct worker *wk, const struct rt_backend *be)
+static void wk_pools_free(const struct rt *rt, struct wk_pool *p)
 {
-    if (be->id >= wk->nbe) {
-        uint32_t n = be->id + 16;
-        struct wk_backend *nb = realloc(wk->be, n * sizeof(*nb));
-        if (!nb)
-            return NULL;
-        memset(nb + wk->nbe, 0, (n - wk->nbe) * sizeof(*nb));
-        wk->be = nb;
-        wk->nbe = n;
-    }
-    return &wk->be[be->id];
+    for (int i = 0; p && i < rt->npools; i++)
+        bal_worker_free(&rt->pools[i], p[i].bal);
+    free(p);
+}
+
+static void worker_set_timeouts(struct worker *wk, const struct cfg *cfg)
+{
+    wk->ups.connect_ms = cfg->connect_ms;
+    wk->ups.idle_ms = cfg->backend_idle_ms;
+}
+
+uint32_t worker_idle_upstreams(const void *wk, const struct rt_backend *be)
+{
+    return upstream_idle_count(&((const struct worker *)wk)->ups, be);
 }
 
 static void accept_pause(struct worker *wk, double seconds)
@@ -103,8 +109,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
             return;
         }
         struct sockaddr_storage ss;
-        socklen_t len = sizeof(ss);
-        int fd = accept4(l->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = net_accept(l->fd, &ss);
         if (fd == -1) {
             int e = errno;
             atomic_fetch_sub(&wk->lb->conns_current, 1);
@@ -123,46 +128,10 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
                     strerror(e));
             return;
         }
-        if (ss.ss_family != AF_UNIX) {
-            int one = 1;
-            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        }
         cnt_add(&wk->conns_total, 1);
         cnt_add(&wk->lsc[l->index].conns, 1);
         conn_accept(wk, fd, (struct sockaddr *)&ss, l->index);
     }
-}
-
-/* A listening socket of our own (SO_REUSEPORT: each worker has one per listener). */
-int worker_listen_socket(const struct cfg_addr *a, bool reuseport, char *err, size_t errlen)
-{
-    int fd = socket(a->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd == -1) {
-        snprintf(err, errlen, "socket: %s", strerror(errno));
-        return -1;
-    }
-    int one = 1;
-    if (a->sa.ss_family != AF_UNIX) {
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == -1) {
-            snprintf(err, errlen, "SO_REUSEPORT: %s", strerror(errno));
-            goto fail;
-        }
-        if (a->sa.ss_family == AF_INET6)
-            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-    }
-    if (bind(fd, (const struct sockaddr *)&a->sa, a->len) == -1) {
-        snprintf(err, errlen, "bind %s: %s", a->text, strerror(errno));
-        goto fail;
-    }
-    if (listen(fd, ACCEPT_BACKLOG) == -1) {
-        snprintf(err, errlen, "listen %s: %s", a->text, strerror(errno));
-        goto fail;
-    }
-    return fd;
-fail:
-    close(fd);
-    return -1;
 }
 
 void wk_handover_free(struct wk_handover *ho)
@@ -234,23 +203,6 @@ static int adopt_listeners(struct worker *wk, struct wk_handover *ho, int *map)
     return 0;
 }
 
-/*
- * Idle connections to backends that RT no longer has, or whose admin state
- * is drain or maint, are closed now: a drained backend keeps only the
- * connections of requests still in flight.
- */
-static void close_idle_removed(struct worker *wk, const struct rt *rt)
-{
-    for (uint32_t i = 0; i < wk->nbe; i++) {
-        struct upstream *up = wk->be[i].idle;
-        if (!up || (rt_find_backend(rt, up->be->pool, up->be->name) == up->be &&
-                    atomic_load(&up->be->admin) == CFG_ADMIN_ACTIVE))
-            continue;
-        while (wk->be[i].idle)
-            upstream_close(wk->be[i].idle);
-    }
-}
-
 static void adopt(struct worker *wk)
 {
     pthread_mutex_lock(&wk->ho_lock);
@@ -261,30 +213,20 @@ static void adopt(struct worker *wk)
         return;
     int nold = wk->nls;
     int *map = calloc((size_t)(nold ? nold : 1), sizeof(*map));
-    struct bal_state *bal = calloc((size_t)ho->rt->npools, sizeof(*bal));
-    struct retry_budget *rb = calloc((size_t)ho->rt->npools, sizeof(*rb));
-    bool ok = map && bal && rb;
-    for (int i = 0; ok && i < ho->rt->npools; i++)
-        ok = bal_state_init(&bal[i], &ho->rt->pools[i]) == 0;
-    if (!ok || adopt_listeners(wk, ho, map) == -1) {
+    struct wk_pool *pools = wk_pools_new(ho->rt);
+    if (!map || !pools || adopt_listeners(wk, ho, map) == -1) {
         /* out of memory: keep serving the configuration we have */
         log_err("worker %d: out of memory adopting the new configuration", wk->id);
-        for (int i = 0; bal && i < ho->rt->npools; i++)
-            bal_state_deinit(&bal[i]);
-        free(bal);
-        free(rb);
+        wk_pools_free(ho->rt, pools);
         free(map);
         wk_handover_free(ho);
         return;
     }
-    free(wk->rb); /* budgets start afresh with the new pools */
-    wk->rb = rb;
     conn_remap_listeners(wk, map, nold);
-    for (int i = 0; i < wk->rt->npools; i++)
-        bal_state_deinit(&wk->bal[i]);
-    free(wk->bal);
-    wk->bal = bal;
-    close_idle_removed(wk, ho->rt);
+    wk_pools_free(wk->rt, wk->pools); /* budgets start afresh with the new pools */
+    wk->pools = pools;
+    worker_set_timeouts(wk, ho->rt->cfg);
+    upstream_sweep(&wk->ups, ho->rt);
     struct rt *old = wk->rt;
     wk->rt = ho->rt;
     ho->rt = old; /* released with the handover */
@@ -323,7 +265,7 @@ static void on_wake(struct ev_loop *loop, ev_async *w, int revents)
     struct worker *wk = container_of(w, struct worker, wake);
     adopt(wk);
     if (atomic_exchange(&wk->sweep, false))
-        close_idle_removed(wk, wk->rt);
+        upstream_sweep(&wk->ups, wk->rt);
     if (!atomic_load(&wk->lb->stopping) || wk->stopping)
         return;
     wk->stopping = true;
@@ -335,7 +277,7 @@ static void on_wake(struct ev_loop *loop, ev_async *w, int revents)
     }
     ev_timer_stop(loop, &wk->accept_retry);
     conn_shutdown_all(wk);
-    upstream_close_idle(wk);
+    upstream_close_idle(&wk->ups);
     if (wk->nconns == 0)
         ev_break(loop, EVBREAK_ALL);
 }
@@ -355,7 +297,7 @@ static int listeners_open(struct worker *wk)
     for (int i = 0; i < cfg->nlisteners; i++) {
         const struct cfg_listener *l = &cfg->listeners[i];
         char e[200];
-        int fd = worker_listen_socket(&l->addr, true, e, sizeof(e));
+        int fd = net_listen(&l->addr, true, WORKER_BACKLOG, e, sizeof(e));
         if (fd == -1) {
             snprintf(wk->err, sizeof(wk->err), "listener %s: %s", l->name, e);
             return -1;
@@ -382,21 +324,15 @@ int worker_init(struct worker *wk, struct lb *lb, int id)
     ev_set_userdata(wk->loop, wk);
     wk->rt = atomic_load(&lb->rt);
     rt_ref(wk->rt);
-    wk->bal = calloc((size_t)wk->rt->npools, sizeof(*wk->bal));
-    if (!wk->bal) {
+    if (!(wk->pools = wk_pools_new(wk->rt))) {
         snprintf(wk->err, sizeof(wk->err), "out of memory");
         return -1;
     }
-    for (int i = 0; i < wk->rt->npools; i++)
-        if (bal_state_init(&wk->bal[i], &wk->rt->pools[i]) == -1) {
-            snprintf(wk->err, sizeof(wk->err), "out of memory");
-            return -1;
-        }
     buf_pool_init(&wk->bufs, 1024);
+    up_pool_init(&wk->ups, wk->loop, &wk->bufs, id);
+    worker_set_timeouts(wk, wk->rt->cfg);
     pthread_mutex_init(&wk->ho_lock, NULL);
-    if (getrandom(wk->rng, sizeof(wk->rng), 0) != sizeof(wk->rng))
-        wk->rng[0] = (uint64_t)ev_time() * 1000003u + (uint64_t)id;
-    wk->rng[1] |= 1;
+    rng_seed_random(&wk->rng);
     ev_async_init(&wk->wake, on_wake);
     ev_async_start(wk->loop, &wk->wake);
     ev_init(&wk->accept_retry, on_accept_retry);
@@ -405,10 +341,6 @@ int worker_init(struct worker *wk, struct lb *lb, int id)
     ev_timer_start(wk->loop, &wk->drain_sweep);
     ev_unref(wk->loop); /* a housekeeping timer: it must not keep a stopping loop alive */
     wk->queue_poll.repeat = QUEUE_POLL_S;
-    if (!(wk->rb = calloc((size_t)wk->rt->npools, sizeof(*wk->rb)))) {
-        snprintf(wk->err, sizeof(wk->err), "out of memory");
-        return -1;
-    }
     return listeners_open(wk);
 }
 
@@ -445,21 +377,16 @@ void worker_deinit(struct worker *wk)
     if (!wk->loop)
         return;
     conn_close_all(wk);
-    upstream_close_idle(wk);
+    up_pool_deinit(&wk->ups);
     wk_handover_free(wk->pending);
     wk->pending = NULL;
     pthread_mutex_destroy(&wk->ho_lock);
     for (int i = 0; i < wk->nls; i++)
         if (wk->ls[i].fd != -1)
             close(wk->ls[i].fd);
-    if (wk->bal)
-        for (int i = 0; i < wk->rt->npools; i++)
-            bal_state_deinit(&wk->bal[i]);
-    free(wk->bal);
-    free(wk->rb);
+    wk_pools_free(wk->rt, wk->pools);
     free(wk->ls);
     free(wk->lsc);
-    free(wk->be);
     buf_pool_deinit(&wk->bufs);
     rt_unref(wk->rt);
     ev_loop_destroy(wk->loop);

@@ -10,15 +10,19 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "bal.h"
-#include "buf.h"
-#include "h1.h"
-#include "lb.h"
-#include "log.h"
-#include "pick.h"
+#include "lb/bal.h"
+#include "lb/buf.h"
+#include "lb/core/h1.h"
+#include "lb/lb.h"
+#include "lb/core/log.h"
+#include "lb/core/rng.h"
+#include "lb/pick.h"
+#include "lb/retry.h"
+#include "lb/upstream.h"
+
+#define WORKER_BACKLOG 4096 /* listen() backlog of every worker socket */
 
 struct conn;
-struct upstream;
 
 struct wk_listener {
     ev_io io;
@@ -27,10 +31,10 @@ struct wk_listener {
     int index; /* into cfg->listeners */
 };
 
-/* Per backend (by rt_backend id) state of one worker. */
-struct wk_backend {
-    struct upstream *idle; /* idle keep-alive connections, most recent first */
-    uint32_t nidle;
+/* Per pool state of one worker. */
+struct wk_pool {
+    void *bal;              /* the pool's algorithm state on this worker (bal.h) */
+    struct retry_budget rb; /* this worker's retry budget for the pool */
 };
 
 /*
@@ -66,25 +70,23 @@ struct worker {
     struct wk_handover *pending; /* a configuration not adopted yet */
     _Atomic uint64_t gen;        /* generation of the configuration in use */
     _Atomic bool sweep;          /* close idle upstreams of backends no longer active */
-    struct bal_state *bal;       /* [rt->npools] */
+    struct wk_pool *pools;       /* [rt->npools] */
     struct wk_listener *ls;      /* [nls] */
     int nls;
     struct ls_counters *lsc; /* [nls] */
 
-    struct wk_backend *be; /* [nbe], indexed by rt_backend id */
-    uint32_t nbe;
+    struct up_pool ups; /* connections to backends, idle ones by backend */
 
     struct buf_pool bufs;
     struct h1_request req;   /* scratch: the head being parsed */
     struct h1_response resp; /* scratch */
-    uint64_t rng[2];         /* xorshift128+ state, for request ids */
+    struct rng rng;          /* request ids, breaker jitter */
 
     struct conn *conns; /* every client connection, for shutdown */
     uint32_t nconns;
     struct conn *qhead, *qtail; /* requests waiting for a backend under its limits, oldest first */
-    ev_timer queue_poll;     /* while the queue is not empty: slots free up on other workers too */
-    ev_timer drain_sweep;    /* cuts requests on backends draining past timeouts.drain */
-    struct retry_budget *rb; /* [rt->npools] */
+    ev_timer queue_poll;  /* while the queue is not empty: slots free up on other workers too */
+    ev_timer drain_sweep; /* cuts requests on backends draining past timeouts.drain */
     _Atomic uint64_t conns_total;
     _Atomic uint64_t requests_total;
 
@@ -111,15 +113,10 @@ void worker_stop(struct worker *wk);
 void worker_join(struct worker *wk);
 void worker_deinit(struct worker *wk);
 
-/* Slot of backend BE in this worker, grown on demand; NULL when out of memory. */
-struct wk_backend *worker_backend(struct worker *wk, const struct rt_backend *be);
+/* Idle upstream connections worker WK holds to BE (a struct pick_env's idle()). */
+uint32_t worker_idle_upstreams(const void *wk, const struct rt_backend *be);
 
 /* A connection closed: accept again if we had paused for max_connections. */
 void worker_conn_closed(struct worker *wk);
-
-uint64_t worker_rand(struct worker *wk);
-
-/* A non-blocking listening socket on A (with SO_REUSEPORT when asked); -1 with ERR set. */
-int worker_listen_socket(const struct cfg_addr *a, bool reuseport, char *err, size_t errlen);
 
 #endif

@@ -25,8 +25,8 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
-#include "h1.h"
-#include "common/rng.h"
+#include "lb/core/h1.h"
+#include "lb/core/rng.h"
 
 #ifndef container_of
 #define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))

@@ -34,7 +34,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "backend.h"
+#include "loadtest/backend/backend.h"
 
 #define CONN_MAX_READS 16   /* reads per event before the other connections get a turn */
 #define CONN_LINGER_MS 2000 /* how long a closing connection waits for the peer's FIN */

@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "backend.h"
+#include "loadtest/backend/backend.h"
 
 #define CTL_KEY_MAX   32
 #define CTL_VALUE_MAX 128

@@ -17,7 +17,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "backend.h"
+#include "loadtest/backend/backend.h"
 
 struct bk_echo_piece {
     const char *p;

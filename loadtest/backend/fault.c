@@ -9,7 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "backend.h"
+#include "loadtest/backend/backend.h"
 
 #define FAULT_Z99 2.3263478740408408 /* standard normal quantile at 0.99 */
 

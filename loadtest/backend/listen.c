@@ -13,7 +13,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "backend.h"
+#include "loadtest/backend/backend.h"
 
 #define LSN_BACKLOG     4096
 #define LSN_ACCEPTS     64  /* accepts per readiness event, for fairness */

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend.h"
+#include "loadtest/backend/backend.h"
 
 static const char bk_cli_usage[] =
     "usage: lb-backend --listen ADDR [--listen ADDR ...] --name NAME [options]\n"

@@ -19,7 +19,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "backend.h"
+#include "loadtest/backend/backend.h"
 
 #define RESP_TICKS_PER_S 50 /* a throttled body goes out in about this many pieces a second */
 

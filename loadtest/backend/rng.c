@@ -1,11 +1,11 @@
 /*
- * rng.c - the seeded PRNG behind every random fault (common/rng.h). Each worker has its
+ * rng.c - the seeded PRNG behind every random fault (lb/core/rng.h). Each worker has its
  * own generator (seed + worker id), so a single-threaded run with a given
  * --seed makes the same choices every time.
  */
 #include <math.h>
 
-#include "backend.h"
+#include "loadtest/backend/backend.h"
 
 void bk_rng_seed(struct bk_rng *r, uint64_t seed)
 {

@@ -5,7 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "backend.h"
+#include "loadtest/backend/backend.h"
 
 /* p[0..len) is a decimal number no larger than max. */
 static bool bk_route_num(const char *p, size_t len, uint64_t max, uint64_t *out)

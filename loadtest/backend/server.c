@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend.h"
+#include "loadtest/backend/backend.h"
 
 void bk_srv_log(const struct bk_server *s, const char *fmt, ...)
 {

@@ -5,7 +5,7 @@
  */
 #include <stdio.h>
 
-#include "backend.h"
+#include "loadtest/backend/backend.h"
 
 void bk_stats_response(struct bk_stats *s, int status)
 {

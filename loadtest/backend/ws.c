@@ -14,7 +14,7 @@
  */
 #include <string.h>
 
-#include "backend.h"
+#include "loadtest/backend/backend.h"
 
 #define WS_GUID    "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define WS_KEY_MAX 64

@@ -1,7 +1,7 @@
 /*
  * hdr.c - the HdrHistogram-style latency histogram (see hdr.h for the layout).
  */
-#include "common/hdr.h"
+#include "loadtest/common/hdr.h"
 
 #include <math.h>
 #include <string.h>

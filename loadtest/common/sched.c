@@ -9,7 +9,7 @@
  *
  * Bounds: t, T <= 8.64e13 ns and R' <= 1e10 keep R' t^2 < 7.5e37 < 2^128.
  */
-#include "common/sched.h"
+#include "loadtest/common/sched.h"
 
 #include <math.h>
 

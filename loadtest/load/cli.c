@@ -4,7 +4,7 @@
  * The target must be a literal loopback address: this tool must never aim
  * traffic anywhere else, so host names (even "localhost") are not resolved.
  */
-#include "load.h"
+#include "loadtest/load/load.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>

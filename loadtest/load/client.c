@@ -15,7 +15,7 @@
  * fit LD_IN_SIZE, or bytes arrived that no request asked for), other (any
  * other socket error, e.g. EMFILE).
  */
-#include "load.h"
+#include "loadtest/load/load.h"
 
 #include <errno.h>
 #include <netinet/in.h>

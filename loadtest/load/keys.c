@@ -7,7 +7,7 @@
  * generator is xoshiro256**, one per worker, seeded from --seed and the
  * worker's lane, so a run's key sequence is reproducible.
  */
-#include "load.h"
+#include "loadtest/load/load.h"
 
 #include <math.h>
 #include <stdio.h>

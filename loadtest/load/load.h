@@ -29,10 +29,11 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "common/hdr.h"
-#include "common/sched.h"
-#include "h1.h"
-#include "common/rng.h"
+#include "loadtest/common/hdr.h"
+#include "loadtest/common/sched.h"
+#include "lb/core/clock.h"
+#include "lb/core/h1.h"
+#include "lb/core/rng.h"
 
 #ifndef container_of
 #define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
@@ -97,7 +98,7 @@ int cli_url(const char *url, struct ld_opts *o, char *err, size_t errlen);
 /* --- keys.c ----------------------------------------------------------------- */
 
 struct keys_rng {
-    struct rng base; /* common/rng.h */
+    struct rng base; /* lb/core/rng.h */
 };
 
 struct keys {
@@ -295,10 +296,7 @@ int runner_build_head(const struct ld_opts *o, char *buf, size_t cap);
 
 static inline uint64_t ld_now_ns(void)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * LD_SEC + (uint64_t)ts.tv_nsec;
+    return clock_mono_ns();
 }
 
 #endif

@@ -7,7 +7,7 @@
  * no new request starts, those under way finish (within --timeout) and are
  * reported. Twice: stop at once.
  */
-#include "load.h"
+#include "loadtest/load/load.h"
 
 #include <errno.h>
 #include <inttypes.h>

@@ -9,7 +9,7 @@
  *   open_loop {rate, ramp_s, scheduled, sent, dropped, backlog_max} or null,
  *   plus url, mode, connections_max, threads, keep_alive, interrupted.
  */
-#include "load.h"
+#include "loadtest/load/load.h"
 
 #include <inttypes.h>
 

@@ -20,7 +20,7 @@
  * next due time (or at the expiry of the oldest waiting request) with
  * nanosecond precision, where libev's own timers would round to 1 ms.
  */
-#include "load.h"
+#include "loadtest/load/load.h"
 
 #include <errno.h>
 #include <signal.h>

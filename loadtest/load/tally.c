@@ -6,7 +6,7 @@
  * class in .errors). A request that never starts because the run stopped is
  * not counted anywhere.
  */
-#include "load.h"
+#include "loadtest/load/load.h"
 
 #include <string.h>
 

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "h1.h"
+#include "lb/core/h1.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

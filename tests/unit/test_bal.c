@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "bal.h"
+#include "lb/bal.h"
 
 #define MAXB 8
 
@@ -18,7 +18,7 @@ struct fixture {
     struct rt_pool pool;
     struct rt_backend *be[MAXB];
     struct cfg_pool cfg;
-    struct bal_state st;
+    void *st;       /* round-robin's per-worker state */
     bool off[MAXB]; /* not eligible */
 };
 
@@ -38,14 +38,15 @@ static void setup_pool(struct fixture *f, const uint32_t *weights, int n)
         f->be[i]->name[0] = (char)('a' + i);
     }
     f->pool.cfg = &f->cfg;
+    f->pool.bal = &bal_round_robin;
     f->pool.be = f->be;
     f->pool.n = n;
-    assert_int_equal(bal_state_init(&f->st, &f->pool), 0);
+    assert_int_equal(bal_worker_new(&f->pool, &f->st), 0);
 }
 
 static void teardown_pool(struct fixture *f)
 {
-    bal_state_deinit(&f->st);
+    bal_worker_free(&f->pool, f->st);
     for (int i = 0; i < f->pool.n; i++)
         free(f->be[i]);
 }
@@ -54,7 +55,8 @@ static void teardown_pool(struct fixture *f)
 static void picks(struct fixture *f, int n, char *out)
 {
     for (int k = 0; k < n; k++) {
-        int i = bal_round_robin.pick(&f->st, &f->pool, ok_weight, f);
+        struct bal_ctx ctx = {.pool = &f->pool, .ok = ok_weight, .ok_arg = f};
+        int i = bal_round_robin.pick(f->st, NULL, &ctx);
         out[k] = i < 0 ? '-' : f->be[i]->name[0];
     }
     out[n] = 0;

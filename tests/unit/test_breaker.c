@@ -19,8 +19,8 @@
 #include <pthread.h>
 #include <unistd.h>
 
-#include "breaker.h"
-#include "log.h"
+#include "lb/breaker.h"
+#include "lb/core/log.h"
 
 #define T0   1000000 /* an arbitrary start, so that absolute times are exercised */
 #define POOL "api"
@@ -750,7 +750,7 @@ static void test_log_lines(void **state)
     struct brk b;
 
     (void)state;
-    log_set_level(CFG_LOG_INFO);
+    log_set_level(LOGL_INFO);
     capture_start(&cap);
 
     brk_init(&b);
@@ -784,7 +784,7 @@ static void test_log_lines(void **state)
         rec(&b, &c, T0, false, true, false, MID);
 
     char *text = capture_end(&cap);
-    log_set_level(CFG_LOG_ERROR);
+    log_set_level(LOGL_ERROR);
     fputs(text, stderr); /* still visible in the test's output */
     assert_int_equal(count(text, "breaker open for api/b2: 5 consecutive failures\n"), 2);
     assert_int_equal(
@@ -981,7 +981,7 @@ int main(void)
     /* plain "level: message" lines, whatever the environment; only
      * test_log_lines lets the transitions' lines through */
     unsetenv("JOURNAL_STREAM");
-    log_set_level(CFG_LOG_ERROR);
+    log_set_level(LOGL_ERROR);
 
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_init),

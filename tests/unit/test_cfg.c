@@ -19,7 +19,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "cfg.h"
+#include "config/cfg.h"
 
 #define NAME "t.conf"
 

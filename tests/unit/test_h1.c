@@ -22,7 +22,7 @@
 
 #include <cmocka.h>
 
-#include "h1.h"
+#include "lb/core/h1.h"
 
 #define IN(s)        .in = (s), .len = sizeof(s) - 1
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))

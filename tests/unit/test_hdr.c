@@ -18,7 +18,7 @@
 
 #include <cmocka.h>
 
-#include "common/hdr.h"
+#include "loadtest/common/hdr.h"
 
 #define N_SAMPLES 200000
 

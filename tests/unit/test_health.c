@@ -32,8 +32,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "health.h"
-#include "log.h"
+#include "health/health.h"
+#include "lb/core/clock.h"
+#include "lb/core/log.h"
 
 /* --- accounting ---------------------------------------------------------- */
 
@@ -257,21 +258,13 @@ struct srv {
     char path[108]; /* unix socket path, "" for TCP */
 };
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Read a request head into buf within 2 s; returns its length or -1. */
 static int srv_read_head(struct srv *s, int fd, char *buf, size_t cap)
 {
     size_t n = 0;
-    int64_t deadline = mono_ms() + 2000;
+    int64_t deadline = clock_mono_ms() + 2000;
 
-    while (n + 1 < cap && mono_ms() < deadline && !atomic_load(&s->stop)) {
+    while (n + 1 < cap && clock_mono_ms() < deadline && !atomic_load(&s->stop)) {
         struct pollfd p = {.fd = fd, .events = POLLIN};
         if (poll(&p, 1, 20) <= 0)
             continue;
@@ -301,9 +294,9 @@ static void srv_write(int fd, const char *p, size_t n)
 static void srv_hold(struct srv *s, int fd)
 {
     char tmp[256];
-    int64_t deadline = mono_ms() + 3000;
+    int64_t deadline = clock_mono_ms() + 3000;
 
-    while (mono_ms() < deadline && !atomic_load(&s->stop)) {
+    while (clock_mono_ms() < deadline && !atomic_load(&s->stop)) {
         struct pollfd p = {.fd = fd, .events = POLLIN};
         if (poll(&p, 1, 20) > 0 && read(fd, tmp, sizeof(tmp)) <= 0)
             return;
@@ -485,10 +478,10 @@ static struct hc *hc_started(void)
 /* Poll until B's health is WANT; returns the milliseconds it took, or fails after LIMIT_MS. */
 static int64_t wait_health(struct be *b, int want, int64_t limit_ms)
 {
-    int64_t t0 = mono_ms();
+    int64_t t0 = clock_mono_ms();
 
     while (atomic_load(&b->st.health) != want) { /* bounded by limit_ms */
-        if (mono_ms() - t0 > limit_ms) {
+        if (clock_mono_ms() - t0 > limit_ms) {
             print_error("health is %s after %lld ms, want %s\n",
                         hc_state_name(atomic_load(&b->st.health)), (long long)limit_ms,
                         hc_state_name(want));
@@ -496,7 +489,7 @@ static int64_t wait_health(struct be *b, int want, int64_t limit_ms)
         }
         usleep(2000);
     }
-    return mono_ms() - t0;
+    return clock_mono_ms() - t0;
 }
 
 static void test_http_up_and_request(void **state)
@@ -797,7 +790,7 @@ static void test_many_targets_reloaded(void **state)
 
     (void)state;
     assert_non_null(b);
-    log_set_level(CFG_LOG_WARN); /* 64 "health up" lines say nothing here */
+    log_set_level(LOGL_WARN); /* 64 "health up" lines say nothing here */
     for (int i = 0; i < N; i++) {
         be_init(&b[i], HC_UNKNOWN);
         snprintf(names[i], sizeof(names[i]), "b%d", i);
@@ -815,7 +808,7 @@ static void test_many_targets_reloaded(void **state)
     assert_int_equal(hc_set_targets(hc, t, N), 0);
     for (int i = 0; i < N; i++)
         wait_health(&b[i], HC_UP, 2000);
-    log_set_level(CFG_LOG_INFO);
+    log_set_level(LOGL_INFO);
     hc_stop_free(hc);
     srv_stop(s);
     free(b);
@@ -841,6 +834,6 @@ int main(void)
         cmocka_unit_test(test_many_targets_reloaded),
     };
 
-    log_set_level(CFG_LOG_INFO);
+    log_set_level(LOGL_INFO);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

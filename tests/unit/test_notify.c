@@ -23,7 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "notify.h"
+#include "lb/notify.h"
 
 struct receiver {
     int fd;

@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "common/sched.h"
+#include "loadtest/common/sched.h"
 
 #define MS  1000000ull
 #define SEC 1000000000ull

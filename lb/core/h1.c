@@ -9,7 +9,7 @@
  * with CRLFCRLF, so a loop that stops at the first byte outside its class
  * stops at a CR at the latest and never reads past the head.
  */
-#include "h1.h"
+#include "lb/core/h1.h"
 
 #include <limits.h>
 #include <string.h>

@@ -1,0 +1,124 @@
+/*
+ * access.c - the access log: one line per request, text or JSON, to a file
+ * or stdout (log.access).
+ *
+ * Process-wide like the event log: workers write whole lines with one
+ * write() each, so lines never interleave; the target is an atomic so a
+ * reload or SIGUSR1 can swap it while workers log.
+ */
+#include "lb/access.h"
+
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lb/core/log.h"
+
+#define ACCESS_LINE_MAX 2048
+
+static struct {
+    _Atomic int fd; /* -1: off */
+    _Atomic bool json;
+} access_log = {.fd = -1};
+
+int access_open(const char *target, bool json)
+{
+    int fd = -1;
+    if (target) {
+        if (strcmp(target, "stdout") == 0)
+            fd = dup(STDOUT_FILENO);
+        else
+            fd = open(target, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+        if (fd == -1)
+            return -1;
+    }
+    atomic_store(&access_log.json, json);
+    int old = atomic_exchange(&access_log.fd, fd);
+    /* a worker may be writing to old right now: a write to a closed fd is
+     * harmless at worst, but a reused fd is not, so keep it open briefly by
+     * closing only after the new one is published */
+    if (old != -1)
+        close(old);
+    return 0;
+}
+
+bool access_enabled(void)
+{
+    return atomic_load_explicit(&access_log.fd, memory_order_relaxed) != -1;
+}
+
+void access_close(void)
+{
+    int old = atomic_exchange(&access_log.fd, -1);
+    if (old != -1)
+        close(old);
+}
+
+/* Append s[0..len) to out as a JSON string body (no quotes). */
+static size_t json_escape(char *out, size_t cap, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t n = 0;
+    for (size_t i = 0; i < len && n + 7 < cap; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '"' || ch == '\\') {
+            out[n++] = '\\';
+            out[n++] = (char)ch;
+        } else if (ch < 0x20 || ch >= 0x7f) {
+            n += (size_t)snprintf(out + n, cap - n, "\\u00%c%c", hex[ch >> 4], hex[ch & 15]);
+        } else {
+            out[n++] = (char)ch;
+        }
+    }
+    return n;
+}
+
+/* Printable, space-free copy for the text format (a path could hold anything). */
+static size_t text_clean(char *out, size_t cap, const char *s, size_t len)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len && n + 1 < cap; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        out[n++] = (ch <= 0x20 || ch >= 0x7f || ch == '"') ? '?' : (char)ch;
+    }
+    return n;
+}
+
+void access_write(const struct access_rec *r)
+{
+    int fd = atomic_load_explicit(&access_log.fd, memory_order_relaxed);
+    if (fd == -1)
+        return;
+    char line[ACCESS_LINE_MAX], ts[40], meth[40], path[1024];
+    log_fmt_time(ts, sizeof(ts), r->time);
+    size_t n;
+    const char *pool = r->pool ? r->pool : "-";
+    const char *be = r->backend ? r->backend : "-";
+    if (atomic_load_explicit(&access_log.json, memory_order_relaxed)) {
+        size_t ml = json_escape(meth, sizeof(meth), r->method, r->method_len);
+        size_t pl = json_escape(path, sizeof(path), r->path, r->path_len);
+        n = (size_t)snprintf(line, sizeof(line),
+                             "{\"time\":\"%s\",\"client\":\"%s\",\"method\":\"%.*s\","
+                             "\"path\":\"%.*s\",\"status\":%d,\"bytes\":%llu,\"pool\":\"%s\","
+                             "\"backend\":\"%s\",\"upstream_ms\":%.3f,\"total_ms\":%.3f,"
+                             "\"request_id\":\"%s\"}\n",
+                             ts, r->client, (int)ml, meth, (int)pl, path, r->status,
+                             (unsigned long long)r->bytes, pool, be, r->upstream_ms, r->total_ms,
+                             r->request_id);
+    } else {
+        size_t ml = text_clean(meth, sizeof(meth), r->method, r->method_len);
+        size_t pl = text_clean(path, sizeof(path), r->path, r->path_len);
+        n = (size_t)snprintf(line, sizeof(line),
+                             "%s %s \"%.*s %.*s\" %d %llu %s/%s %.3fms %.3fms %s\n", ts, r->client,
+                             (int)ml, meth, (int)pl, path, r->status, (unsigned long long)r->bytes,
+                             pool, be, r->upstream_ms, r->total_ms, r->request_id);
+    }
+    if (n >= sizeof(line)) {
+        n = sizeof(line);
+        line[n - 1] = '\n';
+    }
+    ssize_t w = write(fd, line, n);
+    (void)w;
+}

@@ -1,0 +1,37 @@
+/*
+ * access.h - the access log (log.access): one line per request.
+ */
+#ifndef LB_ACCESS_H
+#define LB_ACCESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Access log. access_open() opens (or reopens, for SIGUSR1) the target
+ * named by the config: NULL turns it off. Returns 0, or -1 with errno set.
+ */
+int access_open(const char *target, bool json);
+bool access_enabled(void);
+void access_close(void);
+
+struct access_rec {
+    double time;        /* unix seconds of the request's start */
+    const char *client; /* "ip:port" */
+    const char *method;
+    size_t method_len;
+    const char *path;
+    size_t path_len;
+    int status;          /* 0: no response was sent */
+    uint64_t bytes;      /* response bytes sent to the client */
+    const char *pool;    /* may be NULL */
+    const char *backend; /* may be NULL */
+    double upstream_ms;  /* request sent to response head, -1 if none */
+    double total_ms;
+    const char *request_id;
+};
+
+void access_write(const struct access_rec *r);
+
+#endif

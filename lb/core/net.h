@@ -1,0 +1,45 @@
+/*
+ * net.h - sockets: creating them, their options, naming their peers.
+ *
+ * The one place where listening and connecting sockets are made, for the
+ * workers, the admin listener, upstream connections and health checks alike.
+ * Every socket is non-blocking and close-on-exec. No DNS: addresses are
+ * numeric (config/cfg.h's struct cfg_addr).
+ */
+#ifndef LB_CORE_NET_H
+#define LB_CORE_NET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include "config/cfg.h"
+
+#define NET_IP_MAX   48 /* an IPv6 address as text, with its NUL */
+#define NET_PEER_MAX 64 /* "[ipv6]:port" */
+
+/* A listening socket on A, with SO_REUSEPORT when asked (each worker has its
+ * own); -1 with a message in ERR. */
+int net_listen(const struct cfg_addr *a, bool reuseport, int backlog, char *err, size_t errlen);
+
+/* Accept one connection: the fd (non-blocking, TCP_NODELAY on TCP) and its
+ * peer in SS; -1 with errno set (EAGAIN when none is waiting). */
+int net_accept(int lfd, struct sockaddr_storage *ss);
+
+/*
+ * Start connecting to A. Returns the fd with *in_progress telling whether
+ * the connect is still under way (wait for writability, then
+ * net_connect_result()); -1 with errno set when it failed at once.
+ */
+int net_connect(const struct cfg_addr *a, bool *in_progress);
+
+/* The outcome of a connect that was in progress: 0 or an errno value. */
+int net_connect_result(int fd);
+
+/* Close with a reset instead of a FIN (SO_LINGER 0): no TIME_WAIT left behind. */
+void net_abortive_close_on(int fd);
+
+/* IP ("10.0.0.1", "::1", "unix") and peer ("10.0.0.1:5000", "[::1]:5000", "unix") text of SA. */
+void net_peer_text(const struct sockaddr *sa, char ip[NET_IP_MAX], char peer[NET_PEER_MAX]);
+
+#endif

@@ -1,0 +1,128 @@
+/*
+ * xprt.c - the transport interface (see xprt.h) and plain TCP under it.
+ */
+#include "lb/core/xprt.h"
+
+#include <errno.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static bool would_block(int e)
+{
+    return e == EAGAIN || e == EWOULDBLOCK || e == EINTR;
+}
+
+static ssize_t tcp_recv(struct xprt *x, void *buf, size_t len)
+{
+    ssize_t n = read(x->fd, buf, len);
+    if (n >= 0)
+        return n;
+    return would_block(errno) ? XPRT_WANT_READ : XPRT_ERROR;
+}
+
+static ssize_t tcp_sendv(struct xprt *x, const struct iovec *iov, int iovcnt)
+{
+    ssize_t n = writev(x->fd, iov, iovcnt);
+    if (n >= 0)
+        return n;
+    return would_block(errno) ? XPRT_WANT_WRITE : XPRT_ERROR;
+}
+
+static int tcp_handshake(struct xprt *x)
+{
+    (void)x;
+    return 0;
+}
+
+static int tcp_shutw(struct xprt *x)
+{
+    return shutdown(x->fd, SHUT_WR) == -1 ? XPRT_ERROR : 0;
+}
+
+static bool tcp_pending(const struct xprt *x)
+{
+    (void)x;
+    return false;
+}
+
+static void tcp_close(struct xprt *x)
+{
+    close(x->fd);
+}
+
+const struct xprt_ops xprt_tcp = {
+    .name = "tcp",
+    .recv = tcp_recv,
+    .sendv = tcp_sendv,
+    .handshake = tcp_handshake,
+    .shutw = tcp_shutw,
+    .pending = tcp_pending,
+    .close = tcp_close,
+};
+
+void xprt_tcp_init(struct xprt *x, int fd)
+{
+    *x = (struct xprt){.ops = &xprt_tcp, .fd = fd};
+}
+
+ssize_t xprt_recv(struct xprt *x, void *buf, size_t len)
+{
+    ssize_t n = x->ops->recv(x, buf, len);
+    if (n > 0) {
+        if ((size_t)n < len && !x->ops->pending(x))
+            x->rd = false;
+    } else if (n == XPRT_WANT_READ) {
+        x->rd = false;
+    } else if (n == XPRT_WANT_WRITE) {
+        x->rd = false;
+        x->rd_wants_wr = true;
+    }
+    return n;
+}
+
+ssize_t xprt_sendv(struct xprt *x, const struct iovec *iov, int iovcnt)
+{
+    size_t total = 0;
+    for (int i = 0; i < iovcnt; i++)
+        total += iov[i].iov_len;
+    ssize_t n = x->ops->sendv(x, iov, iovcnt);
+    if (n >= 0) {
+        if ((size_t)n < total)
+            x->wr_blocked = true; /* short write: the socket buffer is full */
+    } else if (n == XPRT_WANT_WRITE) {
+        x->wr_blocked = true;
+    } else if (n == XPRT_WANT_READ) {
+        x->wr_blocked = true;
+        x->wr_wants_rd = true;
+    }
+    return n;
+}
+
+void xprt_close(struct xprt *x)
+{
+    if (!x->ops)
+        return;
+    x->ops->close(x);
+    x->ops = NULL;
+    x->ctx = NULL;
+    x->fd = -1;
+}
+
+void xprt_note(struct xprt *x, int revents)
+{
+    if (revents & XPRT_EV_READ) {
+        x->rd = true;
+        if (x->wr_wants_rd) {
+            x->wr_wants_rd = false;
+            x->wr_blocked = false;
+        }
+    }
+    if (revents & XPRT_EV_WRITE) {
+        if (x->rd_wants_wr) {
+            x->rd_wants_wr = false;
+            x->rd = true;
+        }
+        if (!x->wr_wants_rd)
+            x->wr_blocked = false;
+    }
+}

@@ -1,0 +1,274 @@
+/*
+ * request.c - the request side of a connection: reading and parsing the
+ * head (states IDLE and HEAD), starting the transaction (route, rewrite,
+ * dispatch), streaming the body up, and finishing the transaction (the
+ * next request, or close).
+ */
+#include <arpa/inet.h>
+#include <string.h>
+
+#include "lb/access.h"
+#include "lb/conn.h"
+#include "lb/core/log.h"
+#include "lb/rewrite.h"
+#include "lb/route.h"
+#include "lb/upstream.h"
+#include "lb/worker.h"
+
+/* Is the client a trusted forwarder of this listener (its forwarding headers are kept)? */
+static bool client_trusted(const struct conn *c, const struct cfg_listener *l)
+{
+    unsigned char a[16];
+    if (!l->ntrusted)
+        return false;
+    int family = strchr(c->ip, ':') ? AF_INET6 : AF_INET;
+    if (inet_pton(family, c->ip, a) != 1)
+        return false; /* a unix socket peer */
+    for (int i = 0; i < l->ntrusted; i++)
+        if (cfg_cidr_contains(&l->trusted[i], family, a))
+            return true;
+    return false;
+}
+
+/* A complete, valid head of HEAD_LEN bytes is at the front of c->in. */
+static MUST_USE enum step request_start(struct conn *c, size_t head_len)
+{
+    struct worker *wk = c->wk;
+    struct txn *t = &c->tx;
+    const struct h1_request *req = &wk->req;
+    t->t_start = ev_now(wk->loop);
+    t->meth = (uint8_t)req->meth;
+    t->minor = (uint8_t)req->minor;
+    t->keep_alive = req->keep_alive && !c->closing;
+    t->upgrade = req->upgrade && req->minor == 1;
+    if (access_enabled())
+        txn_remember(t, req);
+    txn_set_request_id(t, req, &wk->rng);
+
+    t->rt = wk->rt;
+    rt_ref(t->rt);
+    const struct cfg_listener *l = &t->rt->cfg->listeners[c->ls];
+    struct route_target target;
+    route_target_of(req, &target);
+    t->pool = route_pool(l, &target);
+    cnt_add(&wk->lsc[c->ls].requests, 1);
+    if (bset_init(&t->tried, (uint32_t)t->rt->pools[t->pool].n) == -1) {
+        c->st = CS_DEAD; /* out of memory: this connection only */
+        return STEP_MOVED;
+    }
+
+    t->req_body = (uint8_t)req->body;
+    t->req_left = req->body == H1_BODY_LENGTH ? req->content_length : 0;
+    t->req_done = req->body == H1_BODY_NONE || (req->body == H1_BODY_LENGTH && t->req_left == 0);
+    t->replayable = t->req_done; /* no body: the head alone can be sent again */
+    if (req->body == H1_BODY_CHUNKED)
+        h1_chunk_init(&t->req_chunk);
+
+    if (t->rt == wk->rt)
+        rb_note_request(&wk->pools[t->pool].rb, ev_now(wk->loop));
+    if (!(c->uhead = buf_get(&wk->bufs))) {
+        c->st = CS_DEAD;
+        return STEP_MOVED;
+    }
+    struct rw_request rq = {
+        .target = &target,
+        .client_ip = c->ip,
+        .listen_addr = l->addr.text,
+        .rid = t->rid,
+        .rid_len = t->rid_len,
+        .trusted = client_trusted(c, l),
+        .https = l->tls_enabled,
+        .upgrade = t->upgrade,
+    };
+    if (!rw_request_head(c->uhead, req, &rq)) {
+        buf_consume(c->in, head_len);
+        t->req_done = false; /* the body, if any, will not be read: close */
+        return reply_error(c, 431);
+    }
+    buf_consume(c->in, head_len);
+    c->scanned = 0;
+    return forward_dispatch(c);
+}
+
+/* States IDLE and HEAD: read until a head is complete, then start it. */
+enum step request_step(struct conn *c)
+{
+    struct worker *wk = c->wk;
+    if (c->in && buf_len(c->in)) {
+        int r = h1_parse_request(buf_head(c->in), buf_len(c->in), &c->scanned, &wk->req);
+        if (r > 0 && r <= HEAD_MAX)
+            return request_start(c, (size_t)r);
+        if (r == H1_ERROR) {
+            conn_log_client_error(c, 400, "malformed request head");
+            c->tx.req_done = false;
+            return reply_error(c, 400);
+        }
+        /* a complete head over the limit, or an incomplete one that can only end past it */
+        if (r > 0 || r == H1_TOO_MANY || buf_len(c->in) >= HEAD_MAX) {
+            conn_log_client_error(
+                c, 431, r == H1_TOO_MANY ? "too many header fields" : "request head too large");
+            c->tx.req_done = false;
+            return reply_error(c, 431);
+        }
+    }
+    if (!c->x.rd)
+        return STEP_WAIT;
+    ssize_t n = conn_recv(c, &c->x, &c->in);
+    if (n > 0) {
+        if (c->st == CS_IDLE) {
+            c->scanned = 0;
+            conn_enter(c, CS_HEAD); /* a deadline for the whole head from its first byte */
+        }
+        return STEP_PROGRESS;
+    }
+    if (n == -2)
+        return STEP_WAIT;
+    /* EOF or error: a client that leaves between requests is normal */
+    c->eof = true;
+    c->st = CS_DEAD;
+    return STEP_MOVED;
+}
+
+/* How many bytes at the front of c->in belong to the request body and may go up. */
+static int scan_request_body(struct conn *c)
+{
+    struct txn *t = &c->tx;
+    size_t avail = c->in ? buf_len(c->in) : 0;
+    if (t->req_body == H1_BODY_LENGTH) {
+        t->req_ready = (uint32_t)(avail < t->req_left ? avail : t->req_left);
+        return 0;
+    }
+    if (t->req_body != H1_BODY_CHUNKED)
+        return 0;
+    size_t off = t->req_ready;
+    while (off < avail && !h1_chunk_done(&t->req_chunk)) {
+        enum h1_span kind;
+        ssize_t n = h1_chunk_step(&t->req_chunk, buf_head(c->in) + off, avail - off, &kind);
+        if (n < 0)
+            return -1;
+        if (n == 0)
+            break;
+        off += (size_t)n;
+    }
+    t->req_ready = (uint32_t)off;
+    return 0;
+}
+
+static void update_req_done(struct txn *t)
+{
+    if (t->req_body == H1_BODY_LENGTH)
+        t->req_done = t->req_left == 0;
+    else if (t->req_body == H1_BODY_CHUNKED)
+        t->req_done = h1_chunk_done(&t->req_chunk) && t->req_ready == 0;
+}
+
+/* The rewritten head, then what is ready of the body, to the backend. */
+enum step request_send(struct conn *c)
+{
+    struct txn *t = &c->tx;
+    struct upstream *up = c->up;
+    if (!up || up->connecting || up->x.wr_blocked)
+        return STEP_WAIT;
+    if (scan_request_body(c) == -1) {
+        conn_log_client_error(c, 400, "invalid chunked request body");
+        t->req_done = false;
+        return reply_error(c, 400);
+    }
+    struct iovec iov[2];
+    int n = 0;
+    size_t head_left = c->uhead ? buf_len(c->uhead) - t->uhead_sent : 0;
+    if (head_left) {
+        iov[n].iov_base = buf_head(c->uhead) + t->uhead_sent;
+        iov[n++].iov_len = head_left;
+    }
+    if (t->req_ready) {
+        iov[n].iov_base = buf_head(c->in);
+        iov[n++].iov_len = t->req_ready;
+    }
+    if (!n)
+        return STEP_WAIT;
+    ssize_t w = xprt_sendv(&up->x, iov, n);
+    if (w < 0) {
+        if (w != XPRT_ERROR)
+            return STEP_WAIT;
+        return forward_failed(c, RF_RESET, 502, NULL);
+    }
+    cnt_add(&t->be->cnt[c->wk->id].bytes_out, (uint64_t)w);
+    conn_touch(c);
+    size_t from_head = (size_t)w < head_left ? (size_t)w : head_left;
+    t->uhead_sent += (uint32_t)from_head;
+    if (head_left && t->uhead_sent == buf_len(c->uhead) && !t->t_sent)
+        t->t_sent = ev_now(c->wk->loop);
+    size_t body = (size_t)w - from_head;
+    if (body) {
+        buf_consume(c->in, body);
+        t->req_ready -= (uint32_t)body;
+        if (t->req_body == H1_BODY_LENGTH)
+            t->req_left -= body;
+    }
+    update_req_done(t);
+    return STEP_PROGRESS;
+}
+
+/* Read the request body, or a pipelined request that waits its turn in c->in. */
+enum step request_read(struct conn *c)
+{
+    if (!c->x.rd || c->eof)
+        return STEP_WAIT;
+    ssize_t n = conn_recv(c, &c->x, &c->in);
+    if (n > 0) {
+        conn_touch(c);
+        return STEP_PROGRESS;
+    }
+    if (n == -2) {
+        /* would block, or no room: then the socket is still readable */
+        c->x.rd = c->in && !buf_room(c->in) && !c->in->r;
+        return STEP_WAIT;
+    }
+    c->eof = true;
+    c->x.rd = false;
+    if (c->tx.req_done) {
+        c->closing = true; /* a half-close after the request: answer, then close */
+        return STEP_PROGRESS;
+    }
+    /* the client left in the middle of its request: not the backend's fault */
+    log_debug("client %s closed during the request body", c->peer);
+    return reply_abort(c);
+}
+
+/* The response went out in full (or our own answer did): account, then next. */
+enum step request_finish(struct conn *c)
+{
+    struct worker *wk = c->wk;
+    struct txn *t = &c->tx;
+    cnt_add(&wk->requests_total, 1);
+    txn_log(t, c->peer, ev_now(wk->loop));
+    forward_drop_inflight(c);
+    if (wk->qhead) /* a slot is free: queued requests try again on the next loop iteration */
+        ev_feed_event(wk->loop, &wk->queue_poll, EV_TIMER);
+    if (c->up) {
+        struct upstream *up = c->up;
+        bool reuse = t->req_done && !up->eof && !t->up_noreuse &&
+                     (!up->in || buf_len(up->in) == 0) && !wk->stopping;
+        forward_release(c, reuse);
+    }
+    buf_put(&wk->bufs, &c->uhead);
+    buf_put(&wk->bufs, &c->out);
+    if (t->rt) {
+        rt_unref(t->rt);
+        t->rt = NULL;
+    }
+    if (c->closing) {
+        conn_linger(c);
+        return STEP_MOVED;
+    }
+    txn_deinit(t);
+    txn_init(t);
+    if (c->in && buf_len(c->in)) {
+        conn_enter(c, CS_HEAD); /* a pipelined request is waiting */
+    } else {
+        buf_put(&wk->bufs, &c->in);
+        conn_enter(c, CS_IDLE);
+    }
+    return STEP_MOVED;
+}

@@ -1,0 +1,90 @@
+/*
+ * txn.c - transactions: their reset, request id and access log line.
+ */
+#include "lb/txn.h"
+
+#include <string.h>
+
+#include "lb/access.h"
+
+void txn_init(struct txn *t)
+{
+    /* everything zero, false or NULL, but what has another "nothing" value */
+    memset(t, 0, sizeof(*t));
+    t->pool = -1;
+    t->be_idx = -1;
+    t->meth = H1_M_OTHER;
+    t->minor = 1;
+    t->req_body = H1_BODY_NONE;
+    t->req_done = true;
+    t->resp_body = H1_BODY_NONE;
+}
+
+void txn_deinit(struct txn *t)
+{
+    bset_free(&t->tried);
+}
+
+void txn_set_request_id(struct txn *t, const struct h1_request *req, struct rng *rng)
+{
+    const struct h1_header *h = rw_client_request_id(req);
+    if (h) {
+        memcpy(t->rid, h->value, h->value_len);
+        t->rid_len = (uint8_t)h->value_len;
+        t->rid[t->rid_len] = 0;
+        return;
+    }
+    static const char hex[] = "0123456789abcdef";
+    uint64_t a = rng_next(rng), b = rng_next(rng);
+    for (int i = 0; i < 16; i++) {
+        t->rid[i] = hex[(a >> (i * 4)) & 15];
+        t->rid[16 + i] = hex[(b >> (i * 4)) & 15];
+    }
+    t->rid_len = 32;
+    t->rid[32] = 0;
+}
+
+void txn_remember(struct txn *t, const struct h1_request *req)
+{
+    size_t ml = req->method_len < sizeof(t->lmeth) - 1 ? req->method_len : sizeof(t->lmeth) - 1;
+    memcpy(t->lmeth, req->method, ml);
+    t->lmeth[ml] = 0;
+    size_t pl = req->target_len < sizeof(t->lpath) ? req->target_len : sizeof(t->lpath);
+    memcpy(t->lpath, req->target, pl);
+    t->lpath_len = (uint16_t)pl;
+}
+
+void txn_log(const struct txn *t, const char *client, ev_tstamp now)
+{
+    if (!access_enabled())
+        return;
+    struct access_rec r = {
+        .time = t->t_start, /* ev_now() is wall-clock time */
+        .client = client,
+        .method = t->lmeth,
+        .method_len = strlen(t->lmeth),
+        .path = t->lpath,
+        .path_len = t->lpath_len,
+        .status = t->status,
+        .bytes = t->resp_bytes,
+        .pool = t->rt && t->pool >= 0 ? t->rt->cfg->pools[t->pool].name : NULL,
+        .backend = t->be ? t->be->name : NULL,
+        .upstream_ms = t->t_resp > 0 && t->t_sent > 0 ? (t->t_resp - t->t_sent) * 1000 : -1,
+        .total_ms = (now - t->t_start) * 1000,
+        .request_id = t->rid,
+    };
+    access_write(&r);
+}
+
+enum rt_resp_class txn_resp_class(int status)
+{
+    if (status < 200)
+        return RC_1XX;
+    if (status < 300)
+        return RC_2XX;
+    if (status < 400)
+        return RC_3XX;
+    if (status < 500)
+        return RC_4XX;
+    return RC_5XX;
+}

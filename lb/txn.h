@@ -1,0 +1,96 @@
+/*
+ * txn.h - a transaction: one request on a client connection and everything
+ * that belongs to it alone, from its parsed head to its access log line.
+ *
+ * A connection serves one transaction at a time (pipelined requests wait in
+ * its input buffer). txn_init() makes a fresh one; txn_deinit() releases
+ * what it holds of its own (the tried set's storage). The snapshot (rt) and
+ * the backend's in-flight count are released by the connection code, which
+ * knows when the request is over.
+ */
+#ifndef LB_TXN_H
+#define LB_TXN_H
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "lb/bitset.h"
+#include "lb/core/h1.h"
+#include "lb/core/rng.h"
+#include "lb/rewrite.h"
+#include "lb/rt.h"
+
+struct conn;
+
+struct txn {
+    /* where it goes */
+    struct rt *rt;         /* the snapshot it was routed with, pinned for its life */
+    int pool;              /* index in rt->pools, -1 before routing */
+    struct rt_backend *be; /* the backend of the current attempt, NULL before a pick */
+    int be_idx;            /* index of be in its pool */
+    struct bset tried;     /* backends this request was sent to */
+    uint8_t attempts;      /* retries made */
+    bool probe;            /* admitted as a half-open breaker probe */
+    bool recorded;         /* the current attempt's outcome went to the breaker */
+    bool inflight;         /* counted in be->inflight */
+    bool retried;          /* a stale keep-alive upstream was replaced once */
+
+    /* the request */
+    uint8_t meth;       /* enum h1_method */
+    uint8_t minor;      /* HTTP/1.<minor> */
+    bool keep_alive;    /* the client allows another request */
+    bool upgrade;       /* it asks for an upgrade */
+    bool replayable;    /* no body: the head alone can be sent again */
+    uint8_t req_body;   /* enum h1_body */
+    bool req_done;      /* all of it is with the backend */
+    uint64_t req_left;  /* LENGTH: body bytes not yet sent */
+    uint32_t req_ready; /* body bytes at the front of the input that may be sent */
+    struct h1_chunk req_chunk;
+    uint32_t uhead_sent; /* bytes of the rewritten head sent */
+
+    /* the response */
+    size_t uscanned; /* response head scan progress */
+    bool resp_head;  /* the final response head was received */
+    bool resp_done;  /* the backend's response was received in full */
+    bool dechunk;    /* strip chunked framing for an HTTP/1.0 client */
+    bool up_noreuse; /* the backend said it will close: do not pool its connection */
+    uint8_t resp_body;
+    uint64_t resp_left;
+    uint32_t resp_ready; /* body bytes at the front of the upstream's input that may be sent */
+    struct h1_chunk resp_chunk;
+    int status;          /* of the response sent to the client */
+    uint64_t resp_bytes; /* bytes sent to the client for this request */
+
+    /* timings, ev_now() */
+    ev_tstamp t_start; /* head complete */
+    ev_tstamp t_sent;  /* rewritten head written to the backend */
+    ev_tstamp t_resp;  /* response head received */
+
+    /* what the access log and the request id header need */
+    uint8_t rid_len;
+    char rid[RW_REQID_MAX + 1]; /* X-Request-Id */
+    char lmeth[16];             /* method and target, kept for the access log */
+    char lpath[256];
+    uint16_t lpath_len;
+
+    struct conn *qnext, *qprev; /* the worker's queue of requests waiting for a backend */
+};
+
+/* A fresh transaction: nothing routed or chosen, no body either way. */
+void txn_init(struct txn *t);
+void txn_deinit(struct txn *t);
+
+/* Take the client's X-Request-Id when it is acceptable, else make one. */
+void txn_set_request_id(struct txn *t, const struct h1_request *req, struct rng *rng);
+
+/* Keep method and target for the access log. */
+void txn_remember(struct txn *t, const struct h1_request *req);
+
+/* The access log line of the transaction, if the access log is on. */
+void txn_log(const struct txn *t, const char *client, ev_tstamp now);
+
+/* The response class (1xx..5xx) of STATUS. */
+enum rt_resp_class txn_resp_class(int status);
+
+#endif
