@@ -2,9 +2,11 @@
 #
 #   make          bin/lb, bin/lb-backend, bin/lb-load
 #   make run      the demo: config/lb.conf in front of three local backends
-#   make test     unit tests, fuzz seed replay, black-box tests (ASan+UBSan build)
+#   make test     unit tests, fuzz seed replay, black-box tests, a network fuzz pass
+#                 (ASan+UBSan build)
 #   make asan     the same suite against a sanitizer build only
-#   make fuzz     libFuzzer runs of the parser and config loader (FUZZ_SECONDS each)
+#   make fuzz     libFuzzer runs of the parser and config loader, then the network
+#                 fuzzer against the ASan+UBSan lb (FUZZ_SECONDS each)
 #   make bench    side by side with HAProxy and nginx
 #   make install  binary, config, systemd unit (PREFIX, DESTDIR)
 
@@ -159,6 +161,10 @@ fuzz: deps-test
 	    -artifact_prefix=build/fuzz/ -detect_leaks=0 build/fuzz/corpus-$$f tests/fuzz/seeds/$$f 2>&1 | tail -3 \
 	    || exit 1; \
 	done
+	$(Q)$(MAKE) --no-print-directory BUILD=build/asan BIN=build/asan/bin \
+	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	    OPT=-O1 all
+	$(Q)python3 tests/netfuzz/netfuzz.py --lb build/asan/bin/lb --seconds $(FUZZ_SECONDS)
 
 build/fuzz/fuzz_%: build/fuzz/tests/fuzz/fuzz_%.o build/fuzz/liblb.a
 	$(Q)clang -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS)

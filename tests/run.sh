@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run every suite: unit tests (release and ASan+UBSan builds), fuzz seed
-# replay (ASan+UBSan), black-box tests against the ASan+UBSan binaries.
+# replay (ASan+UBSan), black-box tests against the ASan+UBSan binaries, and
+# the network fuzzer's fixed pass against the ASan+UBSan lb.
 # Ends with one line "N passed, N failed"; exits non-zero if anything failed.
 #
 #   TEST_ONLY=asan   skip the release-build unit tests
@@ -80,6 +81,19 @@ if [ -f tests/integration/run.py ]; then
     fail=$((fail + f))
     [ "$f" -ne 0 ] && failed_names+=("black-box")
     printf '%-40s %4d passed, %d failed\n' "black-box (ASan build)" "$p" "$f"
+fi
+
+# Network fuzzing: seed 1's fixed cases, then every committed reproducer; one test.
+if [ -f tests/netfuzz/netfuzz.py ]; then
+    out=$(python3 tests/netfuzz/netfuzz.py --short --lb build/asan/bin/lb 2>&1)
+    if [ $? -eq 0 ]; then
+        pass=$((pass + 1))
+    else
+        fail=$((fail + 1))
+        failed_names+=("netfuzz")
+        printf '%s\n' "$out" | tail -60
+    fi
+    printf '%-40s %s\n' "netfuzz (ASan build)" "$(tail -1 <<<"$out")"
 fi
 
 if [ "${#failed_names[@]}" -ne 0 ]; then
