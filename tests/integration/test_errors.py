@@ -457,3 +457,14 @@ def test_stale_keepalive_does_not_replay_post(t):
     r, seen = _second_request_dropped(t, "POST")
     assert_proxy_error(r, 502, "POST on a connection the backend closed")
     eq(seen, ["GET", "POST"], "requests at the backend")
+
+
+def test_failure_log_line_names_what_was_under_way(t):
+    """Log lines about a backend's failure say what the connection was doing, from the
+    state table: connecting, sending, or reading the response head from pool/backend."""
+    srv = t.server(h_hang)
+    lb = t.lb(t.config(backends=[srv], timeouts={"backend": "300ms"}))
+    r = lb.get("/")
+    assert_proxy_error(r, 504, "hanging backend")
+    wait_until(lambda: "while reading the response head from api/py" in lb.stderr_text(), 2 * t.slow,
+               what="a log line naming the action (stderr: %r)" % lb.stderr_tail(3))

@@ -14,7 +14,7 @@ import threading
 import time
 from collections import Counter
 
-from harness import HttpConn, assert_proxy_error, build_request, check, eq, fail, wait_until
+from harness import HttpConn, assert_proxy_error, build_request, check, eq, fail, timeout, wait_until
 
 
 # --------------------------------------------------------------------------
@@ -846,3 +846,58 @@ def test_breaker_half_open_probes_exact_two_workers(t):
     eq(dict(seen), {"b1": 8, "b2": 2}, "10 concurrent requests over 2 workers with 2 half-open probes")
     s = _wait_backend(t, lb, "b2", lambda s: s["breaker"] == "closed", 1.0, "b2 breaker closed")
     eq(s["breaker_transitions"], {"opened": 1, "half_opened": 1, "closed": 1}, "b2 transitions")
+
+
+def _many_backends(t, n):
+    """N lb-backend listeners on kernel-chosen ports, 16 per process (its limit); returns
+    their addresses in order."""
+    import subprocess
+    addrs = []
+    for start in range(0, n, 16):  # bounded: n / 16 processes
+        k = min(16, n - start)
+        err_path = "%s/many-%d.stderr" % (t.tmp, start)
+        err = open(err_path, "wb")
+        args = [t.backend_bin, "--name", "m%d" % start] + ["--listen", "127.0.0.1:0"] * k
+        p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+
+        def stop(p=p, err=err):
+            p.terminate()
+            try:
+                p.wait(3)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(3)
+            err.close()
+
+        t.on_cleanup(stop)
+
+        def listening(path=err_path, k=k):
+            with open(path) as f:
+                got = [ln.rsplit(" ", 1)[1] for ln in f.read().splitlines() if " listening on " in ln]
+            return got if len(got) == k else None
+
+        addrs += wait_until(listening, 5 * t.slow, what="lb-backend listening on %d ports" % k)
+    return addrs
+
+
+@timeout(60)
+def test_retry_never_repeats_a_backend_in_a_pool_of_200(t):
+    """Retries exclude the backends a request tried, whatever their index in the pool: the
+    tried set used to be 64 bits, so backend 100 could be tried again and again. Here it
+    weighs 1000 (round-robin would pick it every time), every backend answers 503, and the
+    pool retries 503 five times: each request must reach six different backends. (Two
+    requests: their ten retries are what the retry budget allows in 10 s at the least.)"""
+    _needs_lb_backend(t)
+    addrs = _many_backends(t, 200)
+    backends = [{"name": "m%d" % i, "address": a, "weight": 1000 if i == 100 else 1} for i, a in enumerate(addrs)]
+    lb = t.lb(t.config(backends=backends, pool={"retry": {"attempts": 5, "budget": 1.0, "on": ["503"]},
+                                                "breaker": {"consecutive_failures": 0, "failure_rate": 0.0,
+                                                            "slow_call_rate": 0.0}}))
+    n = 2
+    for i in range(n):
+        r = lb.get("/status/503")
+        eq(r.status, 503, "request %d: the last backend's answer" % i)
+    reqs = {b["name"]: b["requests"] for b in _pool_stats(lb)["backends"]}
+    eq(sum(reqs.values()), 6 * n, "requests sent to backends (one try and five retries each)")
+    eq(max(reqs.values()), n, "requests at the busiest backend (once per client request at most)")
+    eq(reqs["m100"], n, "requests at the heavy backend m100")
