@@ -21,7 +21,9 @@
 #   BENCH_STORM_INTERVAL_MS=100  time between two reload signals
 #   BENCH_STORM_MODES=keepalive   the storm's load: keep-alive and/or newconn (a new
 #                         connection per request), comma-separated
-#   BENCH_PROXIES=lb,haproxy,nginx
+#   BENCH_PROXIES=lb,haproxy,nginx  (add lb-base to measure BENCH_LB_BASE too)
+#   BENCH_LB_BASE=PATH    another lb binary (a build of an earlier commit), measured as
+#                         proxy "lb-base" with the same config: before/after in one run
 #   BENCH_PORT=18400      first port tried; the ports used are the first free ones from there
 #   BENCH_PIN=1           proxy on CPU 1, client and backends on CPU 0 (0: no pinning)
 #   BENCH_NICE=-10       nice value of proxies, client and backends alike (when allowed;
@@ -107,9 +109,10 @@ fi
 for p in "${PX[@]}"; do
     case $p in
     lb) ;;
+    lb-base) [[ -n ${BENCH_LB_BASE:-} && -x ${BENCH_LB_BASE:-} ]] || die "lb-base needs BENCH_LB_BASE=PATH of an lb binary" ;;
     haproxy) need haproxy "apt-get install haproxy" ;;
     nginx) need nginx "apt-get install nginx-light" ;;
-    *) die "unknown proxy '$p' (lb, haproxy, nginx)" ;;
+    *) die "unknown proxy '$p' (lb, lb-base, haproxy, nginx)" ;;
     esac
 done
 case $BACKEND in
@@ -259,6 +262,11 @@ LOAD=$WORK/bin/lb-load
 [[ $BACKEND == lb-backend ]] && cp bin/lb-backend "$WORK/bin/lb-backend"
 LB=$WORK/bin/lb
 export BENCH_LB_BIN=$LB
+LB_BASE=
+if [[ ,$PROXIES, == *,lb-base,* ]]; then
+    cp "$BENCH_LB_BASE" "$WORK/bin/lb-base"
+    LB_BASE=$WORK/bin/lb-base
+fi
 
 # Ports: backends, proxy listener, lb admin port.
 read -r B1 B2 PORT APORT <<<"$("$PY" "$HELPER" ports "$BASE_PORT" 4)"
@@ -342,6 +350,8 @@ for p in "${PX[@]}"; do # check each config once, clearly
     case $p in
     lb) "$LB" -t -c "$WORK/lb.conf" >"$WORK/check-lb.log" 2>&1 ||
         { cat "$WORK/check-lb.log" >&2; die "bin/lb rejects the bench config"; } ;;
+    lb-base) "$LB_BASE" -t -c "$WORK/lb.conf" >"$WORK/check-lb-base.log" 2>&1 ||
+        { cat "$WORK/check-lb-base.log" >&2; die "BENCH_LB_BASE rejects the bench config"; } ;;
     haproxy) haproxy -c -q -f "$WORK/haproxy.cfg" >"$WORK/check-haproxy.log" 2>&1 ||
         { cat "$WORK/check-haproxy.log" >&2; die "haproxy rejects the bench config"; } ;;
     nginx) for c in nginx nginx-storm; do
@@ -356,6 +366,7 @@ start_proxy() { # name [storm]; sets PROXY_PID
     local logf="$WORK/$1${2:+-$2}.log"
     case $1${2:+-$2} in
     lb | lb-storm) spawn 1 "$logf" "$LB" -c "$WORK/lb.conf" ;;
+    lb-base | lb-base-storm) spawn 1 "$logf" "$LB_BASE" -c "$WORK/lb.conf" ;;
     haproxy) spawn 1 "$logf" haproxy -db -f "$WORK/haproxy.cfg" ;;
     # master-worker, master in the foreground; SIGUSR2 to the master reloads
     haproxy-storm) spawn 1 "$logf" haproxy -W -db -f "$WORK/haproxy.cfg" ;;
@@ -441,14 +452,14 @@ lb_reloads() {
 reload_count() { # proxy -> "DONE FAILED"
     local n
     case $1 in
-    lb) lb_reloads ;;
+    lb | lb-base) lb_reloads ;;
     haproxy) n=$(grep -c 'New worker (' "$WORK/haproxy-storm.log" || true); echo "$((n - 1)) -1" ;;
     nginx) n=$(grep -c 'start worker process [0-9]' "$WORK/nginx-storm-error.log" || true); echo "$((n - 1)) -1" ;;
     esac
 }
 
 storm_signal() { # proxy -> the reload signal for its (master) process
-    case $1 in lb | nginx) echo HUP ;; haproxy) echo USR2 ;; esac
+    case $1 in lb | lb-base | nginx) echo HUP ;; haproxy) echo USR2 ;; esac
 }
 
 RUNS=$WORK/runs.jsonl

@@ -36,7 +36,7 @@ import time
 
 WORKLOAD_ORDER = ["keepalive", "newconn", "64k", "openloop"]
 STORM_ORDER = ["newconn", "keepalive"]
-PROXY_ORDER = ["lb", "haproxy", "nginx"]
+PROXY_ORDER = ["lb", "lb-base", "haproxy", "nginx"]
 REF = "haproxy"
 
 
