@@ -582,11 +582,6 @@ static bool addr_is_wildcard(const struct cfg_addr *a)
     return false;
 }
 
-static bool addr_equal(const struct cfg_addr *a, const struct cfg_addr *b)
-{
-    return a->len != 0 && a->len == b->len && memcmp(&a->sa, &b->sa, a->len) == 0;
-}
-
 /* "90s", "250ms": the most readable exact unit. */
 static const char *fmt_ms(uint32_t ms, char *buf, size_t size)
 {
@@ -1690,11 +1685,11 @@ static void check_listen_addrs(struct cfg_loader *ld)
 
         elem_path(lpath, "listeners", e, i);
         path_join(path, lpath, "listen");
-        if (addr_equal(&l->addr, &cfg->admin_listen))
+        if (cfg_addr_equal(&l->addr, &cfg->admin_listen))
             cfg_err(ld, s, path, "%s is already used by admin.listen",
                     quote(l->addr.text, q, sizeof(q)));
         for (int j = 0; j < i; j++) {
-            if (!addr_equal(&l->addr, &cfg->listeners[j].addr))
+            if (!cfg_addr_equal(&l->addr, &cfg->listeners[j].addr))
                 continue;
             cfg_err(ld, s, path, "%s is already used by listener \"%s\" (line %d)",
                     quote(l->addr.text, q, sizeof(q)),

@@ -241,10 +241,11 @@ bool cfg_cidr_contains(const struct cfg_cidr *c, int family, const void *addr);
 const char *cfg_admin_state_name(enum cfg_admin_state s);
 const char *cfg_balance_name(enum cfg_balance b);
 
-/* Same socket address (the text as written may differ)? */
+/* Same socket address (the text as written may differ)? An address that
+ * was never set (len 0) equals nothing. */
 static inline bool cfg_addr_equal(const struct cfg_addr *a, const struct cfg_addr *b)
 {
-    return a->len == b->len && memcmp(&a->sa, &b->sa, a->len) == 0;
+    return a->len != 0 && a->len == b->len && memcmp(&a->sa, &b->sa, a->len) == 0;
 }
 
 /* Find a pool by name; returns its index or -1. */
