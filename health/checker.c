@@ -44,6 +44,7 @@
 #include "lb/core/log.h"
 #include "lb/core/net.h"
 #include "lb/core/rng.h"
+#include "lb/core/xprt.h"
 
 #define HC_BUF_SIZE     4096 /* response head; a larger one is judged by its status line */
 #define HC_ADOPT_WAIT_S 5    /* hc_set_targets() waits this long for the checker thread */
@@ -65,15 +66,15 @@ struct hc_check {
     ev_timer sched; /* the next check (in maint: the next look at admin) */
     ev_timer tmo;   /* the running check's deadline */
     ev_io io;
-    int fd; /* -1 between checks */
+    struct xprt x; /* the check's connection; closed between checks */
     enum hc_phase phase;
-    size_t sent;        /* request bytes sent */
-    size_t used;        /* response bytes in buf */
-    size_t scanned;     /* h1_parse_response()'s resume point */
-    uint64_t t0_us; /* monotonic time of the check's start, for its duration */
-    ev_tstamp start;    /* ev_now() at the check's start, for the schedule */
-    int err;            /* errno behind a connect error or a reset, for the log */
-    int status;         /* HTTP status received, 0 if none */
+    size_t sent;     /* request bytes sent */
+    size_t used;     /* response bytes in buf */
+    size_t scanned;  /* h1_parse_response()'s resume point */
+    uint64_t t0_us;  /* monotonic time of the check's start, for its duration */
+    ev_tstamp start; /* ev_now() at the check's start, for the schedule */
+    int err;         /* errno behind a connect error or a reset, for the log */
+    int status;      /* HTTP status received, 0 if none */
     char buf[HC_BUF_SIZE];
 };
 
@@ -136,7 +137,7 @@ static void hc_wait(struct hc_check *c, int events)
     if (ev_is_active(&c->io) && (c->io.events & (EV_READ | EV_WRITE)) == events)
         return;
     ev_io_stop(loop, &c->io);
-    ev_io_set(&c->io, c->fd, events);
+    ev_io_set(&c->io, c->x.fd, events);
     ev_io_start(loop, &c->io);
 }
 
@@ -147,10 +148,7 @@ static void hc_abort(struct hc_check *c)
 
     ev_io_stop(loop, &c->io);
     ev_timer_stop(loop, &c->tmo);
-    if (c->fd != -1) {
-        close(c->fd);
-        c->fd = -1;
-    }
+    xprt_close(&c->x);
     c->phase = HCP_IDLE;
 }
 
@@ -284,10 +282,8 @@ static void hc_do_read(struct hc_check *c)
             hc_judge_status_line(c);
             return;
         }
-        ssize_t n = recv(c->fd, c->buf + c->used, sizeof(c->buf) - c->used, 0);
-        if (n == -1 && errno == EINTR)
-            continue;
-        if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        ssize_t n = xprt_recv(&c->x, c->buf + c->used, sizeof(c->buf) - c->used);
+        if (n == XPRT_WANT_READ || n == XPRT_WANT_WRITE)
             return;
         if (n <= 0) {
             c->err = n == 0 ? 0 : errno;
@@ -322,14 +318,13 @@ static void hc_do_read(struct hc_check *c)
 static void hc_do_send(struct hc_check *c)
 {
     while (c->sent < c->req_len) { /* bounded: each turn sends bytes or returns */
-        ssize_t n = send(c->fd, c->req + c->sent, c->req_len - c->sent, MSG_NOSIGNAL);
-        if (n == -1 && errno == EINTR)
-            continue;
-        if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            hc_wait(c, EV_WRITE);
+        struct iovec iov = {.iov_base = c->req + c->sent, .iov_len = c->req_len - c->sent};
+        ssize_t n = xprt_sendv(&c->x, &iov, 1);
+        if (n == XPRT_WANT_READ || n == XPRT_WANT_WRITE) {
+            hc_wait(c, n == XPRT_WANT_READ ? EV_READ : EV_WRITE);
             return;
         }
-        if (n == -1) {
+        if (n == XPRT_ERROR) {
             c->err = errno;
             hc_finish(c, HCF_CLOSED);
             return;
@@ -360,12 +355,13 @@ static void hc_begin(struct hc_check *c)
     c->t0_us = clock_mono_us();
     c->sent = c->used = c->scanned = 0;
     c->err = c->status = 0;
-    c->fd = net_connect(&c->addr, &connecting);
-    if (c->fd == -1) { /* refused at once, or EMFILE and the like */
+    int fd = net_connect(&c->addr, &connecting);
+    if (fd == -1) { /* refused at once, or EMFILE and the like */
         hc_connect_failed(c, errno);
         return;
     }
-    net_abortive_close_on(c->fd); /* close with RST: no TIME_WAIT per check */
+    net_abortive_close_on(fd); /* close with RST: no TIME_WAIT per check */
+    xprt_tcp_init(&c->x, fd);
     c->phase = HCP_CONNECT;
     ev_timer_set(&c->tmo, c->cfg.timeout_ms / 1000.0, 0.);
     ev_timer_start(loop, &c->tmo);
@@ -408,7 +404,7 @@ static void hc_step(struct hc_check *c)
 
     switch (c->phase) {
     case HCP_CONNECT:
-        if ((err = net_connect_result(c->fd)))
+        if ((err = net_connect_result(c->x.fd)))
             hc_connect_failed(c, err);
         else
             hc_connected(c);
@@ -472,7 +468,7 @@ static struct hc_check *hc_check_new(struct hc *hc, const struct hc_target *t)
         c->cfg.interval_ms = 1;
     c->state = t->state;
     c->admin = t->admin;
-    c->fd = -1;
+    c->x = (struct xprt){.fd = -1};
     if (t->cfg.type == CFG_HC_HTTP) {
         const char *path = t->cfg.path ? t->cfg.path : "/";
         const char *host = t->cfg.host                       ? t->cfg.host

@@ -22,7 +22,10 @@ static ssize_t tcp_recv(struct xprt *x, void *buf, size_t len)
 
 static ssize_t tcp_sendv(struct xprt *x, const struct iovec *iov, int iovcnt)
 {
-    ssize_t n = writev(x->fd, iov, iovcnt);
+    /* sendmsg, not writev: MSG_NOSIGNAL, so a peer's reset is EPIPE whatever
+     * the process does with SIGPIPE */
+    struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
+    ssize_t n = sendmsg(x->fd, &m, MSG_NOSIGNAL);
     if (n >= 0)
         return n;
     return would_block(errno) ? XPRT_WANT_WRITE : XPRT_ERROR;
