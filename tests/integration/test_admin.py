@@ -1,6 +1,8 @@
-"""The admin listener: /healthz and /stats.json."""
+"""The admin listener: /healthz, /stats.json, the API, and what keeps the port usable."""
 
-from harness import HttpConn, check, eq, fail, wait_until
+import os
+
+from harness import HttpConn, check, config_text, eq, fail, wait_until
 
 
 def _two(t):
@@ -198,3 +200,36 @@ def test_admin_api_weight(t):
     # weights 300:100: 75 of 100, give or take the one
     # pick the balancer had made under the old weights
     check(74 <= b1 <= 76 and b1 + seen.count("b2") == 100, "b1 got %d of 100 with weights 300:100" % b1)
+
+
+# --- admin.token length --------------------------------------------------------
+
+
+def test_admin_token_long(t):
+    # tokens beyond 256 characters used to pass `lb -t` and then fail every POST
+    for n in (300, 4096):
+        tok = "".join("abcdefghijklmnopqrstuvwxyz0123456789"[i % 36] for i in range(n))
+        lb = _api_lb(t, token=tok)
+        wrong = tok[:-1] + "X"
+        eq(_api(lb, "api", "b2", "state", "drain", token=wrong).status, 403,
+           "POST with a wrong token of the same length (%d characters)" % n)
+        eq(_api(lb, "api", "b2", "state", "drain", token=tok[:-1]).status, 403,
+           "POST with the token's first %d characters" % (n - 1))
+        eq(_states(lb)["b2"][0], "active", "b2 after refused POSTs (%d-character token)" % n)
+        eq(_api(lb, "api", "b2", "state", "drain", token=tok).status, 200,
+           "POST with the right %d-character token" % n)
+        eq(_states(lb)["b2"][0], "drain", "b2 after the POST (%d-character token)" % n)
+
+
+def test_admin_token_too_long_fails_check(t):
+    cfg = t.config(backends=[{"name": "b1", "address": "127.0.0.1:1"}])
+    cfg["admin"]["token"] = "x" * 5000
+    text = config_text(cfg)
+    line = next(i + 1 for i, ln in enumerate(text.split("\n")) if ln.strip().startswith("token ="))
+    with open(os.path.join(t.tmp, "long.conf"), "w") as f:
+        f.write(text)
+    code, out = t.run_lb(["-t", "-c", "long.conf"])
+    eq(code, 1, "exit status of lb -t with a 5000-character admin.token (output %r)" % out[:300])
+    want = "long.conf:%d: admin.token: 5000 characters is too long" % line
+    check(any(ln.startswith(want) for ln in out.splitlines()), "no line starting %r in %r" % (want, out[:500]))
+    check("x" * 64 not in out, "the token is echoed in the error: %r" % out[:300])
