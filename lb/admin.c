@@ -1,6 +1,15 @@
 /*
  * admin.c - a small HTTP/1.1 server for operators. One request per
  * connection: read the head (and a short body), answer, close.
+ *
+ * The port must answer /healthz whatever other clients do with it, so a
+ * connection is cheap while it waits (its input buffer is allocated when
+ * bytes arrive and grows only as needed), must deliver its request within
+ * ADMIN_HEAD_TIMEOUT_S of being accepted, and when the table is full the
+ * oldest connection still reading its request makes room for the new one.
+ * Every answer ends with a lingering close: the write side is shut and input
+ * drained for a while, so an answer given before the request was read to its
+ * end (400, 431) reaches the client instead of being destroyed by a reset.
  */
 #include "admin.h"
 #include "container.h"
@@ -13,45 +22,71 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "h1.h"
-#include "log.h"
 #include "sbuf.h"
 #include "stats.h"
 #include "worker.h"
 
-#define ADMIN_IN_MAX    16384
-#define ADMIN_BODY_MAX  1024
-#define ADMIN_TIMEOUT_S 10.0
-#define ADMIN_CONNS_MAX 64
+#define ADMIN_HEAD_MAX       15360 /* bytes; a longer request head gets 431 */
+#define ADMIN_BODY_MAX       1024
+#define ADMIN_IN_FIRST       1024 /* first input buffer; doubles up to ADMIN_IN_MAX */
+#define ADMIN_IN_MAX         (ADMIN_HEAD_MAX + ADMIN_BODY_MAX)
+#define ADMIN_HEAD_TIMEOUT_S 3.0          /* from accept to the whole request */
+#define ADMIN_WRITE_IDLE_S   10.0         /* writing the answer without progress */
+#define ADMIN_LINGER_S       2.0          /* draining input after the answer */
+#define ADMIN_LINGER_MAX     (256 * 1024) /* bytes drained before closing anyway */
+#define ADMIN_CONNS_MAX      256
 
 /* the longest admin.token with a request line and headers around it */
-_Static_assert(CFG_TOKEN_MAX + 1024 <= ADMIN_IN_MAX - ADMIN_BODY_MAX, "admin.token fits a head");
+_Static_assert(CFG_TOKEN_MAX + 1024 <= ADMIN_HEAD_MAX, "admin.token fits a head");
+
+enum ac_phase {
+    AC_READ,   /* receiving the request; may be closed to make room */
+    AC_WRITE,  /* sending the answer; never closed to make room */
+    AC_LINGER, /* answer sent and write side shut; draining input until EOF */
+};
 
 struct admin_conn {
     ev_io io;
-    ev_timer tm;
+    ev_timer tm; /* the phase's time limit */
     struct admin *adm;
+    struct admin_conn *prev, *next; /* adm's list, oldest first */
     int fd;
+    enum ac_phase phase;
+    char *in; /* NULL until the first bytes arrive; freed once answered */
+    size_t incap;
     size_t inlen;
     size_t scanned;
     size_t head_len; /* 0 until the head is parsed */
     size_t body_len;
     struct sbuf out;
     size_t out_off;
+    size_t drained; /* bytes read and dropped while lingering */
     char peer[64];
-    char in[ADMIN_IN_MAX];
 };
 
+/* The one place a connection ends. Never called from inside the handler
+ * of a phase that then touches ac again. */
 static void ac_free(struct admin_conn *ac)
 {
-    struct ev_loop *loop = ac->adm->loop;
-    ev_io_stop(loop, &ac->io);
-    ev_timer_stop(loop, &ac->tm);
+    struct admin *adm = ac->adm;
+    ev_io_stop(adm->loop, &ac->io);
+    ev_timer_stop(adm->loop, &ac->tm);
     close(ac->fd);
     sbuf_free(&ac->out);
-    ac->adm->nconns--;
+    free(ac->in);
+    if (ac->prev)
+        ac->prev->next = ac->next;
+    else
+        adm->oldest = ac->next;
+    if (ac->next)
+        ac->next->prev = ac->prev;
+    else
+        adm->newest = ac->prev;
+    adm->nconns--;
     free(ac);
 }
 
@@ -234,45 +269,82 @@ static void handle(struct admin_conn *ac, const struct h1_request *req)
     sbuf_free(&body);
 }
 
-static void ac_on_write(struct admin_conn *ac)
+/* ---- the connection's phases ----------------------------------------- */
+
+static void ac_read(struct admin_conn *ac);
+static void ac_read_timeout(struct admin_conn *ac);
+static void ac_write(struct admin_conn *ac);
+static void ac_linger(struct admin_conn *ac);
+
+struct ac_phase_def {
+    int events;       /* what the socket waits for */
+    double timeout_s; /* AC_WRITE: since the last progress; else for the whole phase */
+    void (*on_io)(struct admin_conn *ac);
+    void (*on_timeout)(struct admin_conn *ac);
+};
+
+static const struct ac_phase_def ac_phases[] = {
+    [AC_READ] = {EV_READ, ADMIN_HEAD_TIMEOUT_S, ac_read, ac_read_timeout},
+    [AC_WRITE] = {EV_WRITE, ADMIN_WRITE_IDLE_S, ac_write, ac_free},
+    [AC_LINGER] = {EV_READ, ADMIN_LINGER_S, ac_linger, ac_free},
+};
+
+static void ac_enter(struct admin_conn *ac, enum ac_phase phase)
 {
-    while (ac->out_off < ac->out.len) {
-        ssize_t n = write(ac->fd, ac->out.p + ac->out_off, ac->out.len - ac->out_off);
-        if (n == -1) {
-            if (errno == EAGAIN || errno == EINTR)
-                return;
-            ac_free(ac);
-            return;
-        }
-        ac->out_off += (size_t)n;
-    }
-    shutdown(ac->fd, SHUT_WR);
-    ac_free(ac);
+    struct ev_loop *loop = ac->adm->loop;
+    ac->phase = phase;
+    ev_io_stop(loop, &ac->io);
+    ev_io_set(&ac->io, ac->fd, ac_phases[phase].events);
+    ev_io_start(loop, &ac->io);
+    ac->tm.repeat = ac_phases[phase].timeout_s;
+    ev_timer_again(loop, &ac->tm);
 }
 
-static void ac_on_io(struct ev_loop *loop, ev_io *w, int revents)
+/* The answer is in ac->out: the request is no longer needed; send. */
+static void ac_reply(struct admin_conn *ac)
 {
-    struct admin_conn *ac = container_of(w, struct admin_conn, io);
-    if (ac->out.len) {
-        if (revents & EV_WRITE)
-            ac_on_write(ac);
+    free(ac->in);
+    ac->in = NULL;
+    ac->incap = 0;
+    if (ac->out.oom) {
+        ac_free(ac); /* out of memory closes this connection */
         return;
     }
-    ssize_t n = read(ac->fd, ac->in + ac->inlen, sizeof(ac->in) - ac->inlen);
-    if (n == 0 || (n == -1 && errno != EAGAIN && errno != EINTR)) {
-        ac_free(ac);
-        return;
-    }
-    if (n > 0)
-        ac->inlen += (size_t)n;
+    ac_enter(ac, AC_WRITE);
+    ac_write(ac);
+}
+
+/* Room for more input: the buffer doubles, up to ADMIN_IN_MAX. 0, or -1
+ * when memory is short. */
+static int ac_in_reserve(struct admin_conn *ac)
+{
+    if (ac->inlen < ac->incap)
+        return 0;
+    size_t cap = ac->incap ? 2 * ac->incap : ADMIN_IN_FIRST;
+    if (cap > ADMIN_IN_MAX)
+        cap = ADMIN_IN_MAX;
+    char *p = realloc(ac->in, cap);
+    if (!p)
+        return -1;
+    ac->in = p;
+    ac->incap = cap;
+    return 0;
+}
+
+/* Parse what has arrived; answer once the request is complete or wrong. */
+static void ac_parse(struct admin_conn *ac)
+{
     struct h1_request req;
     if (!ac->head_len) {
         int r = h1_parse_request(ac->in, ac->inlen, &ac->scanned, &req);
-        if (r == H1_INCOMPLETE && ac->inlen < sizeof(ac->in))
+        if (r == H1_INCOMPLETE && ac->inlen < ADMIN_HEAD_MAX)
             return;
-        if (r < 0) {
-            respond_text(ac, r == H1_ERROR ? 400 : 431,
-                         r == H1_ERROR ? "bad request\n" : "head too large\n");
+        if (r == H1_ERROR) {
+            respond_text(ac, 400, "bad request\n");
+            goto reply;
+        }
+        if (r < 0 || r > ADMIN_HEAD_MAX) {
+            respond_text(ac, 431, "request head too large (at most 15 KiB and 100 fields)\n");
             goto reply;
         }
         if (req.body == H1_BODY_CHUNKED || req.content_length > ADMIN_BODY_MAX) {
@@ -284,26 +356,170 @@ static void ac_on_io(struct ev_loop *loop, ev_io *w, int revents)
     }
     if (ac->inlen < ac->head_len + ac->body_len)
         return;
-    /* parse again: the slices point into ac->in, which has not moved */
+    /* parse again: the buffer may have moved since the head was found */
     ac->scanned = 0;
     h1_parse_request(ac->in, ac->inlen, &ac->scanned, &req);
     handle(ac, &req);
 reply:
-    ev_io_stop(loop, &ac->io);
-    ev_io_set(&ac->io, ac->fd, EV_WRITE);
-    ev_io_start(loop, &ac->io);
-    ac_on_write(ac);
+    ac_reply(ac);
+}
+
+static void ac_read(struct admin_conn *ac)
+{
+    if (ac_in_reserve(ac) == -1) {
+        ac_free(ac);
+        return;
+    }
+    ssize_t n = read(ac->fd, ac->in + ac->inlen, ac->incap - ac->inlen);
+    if (n == -1 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) {
+        ac_free(ac);
+        return;
+    }
+    ac->inlen += (size_t)n;
+    ac_parse(ac);
+}
+
+/* A client that sent nothing is closed; one that started a request is told. */
+static void ac_read_timeout(struct admin_conn *ac)
+{
+    if (!ac->inlen) {
+        ac_free(ac);
+        return;
+    }
+    char msg[64];
+    snprintf(msg, sizeof(msg), "request not complete within %g seconds\n", ADMIN_HEAD_TIMEOUT_S);
+    respond_text(ac, 408, msg);
+    ac_reply(ac);
+}
+
+static void ac_write(struct admin_conn *ac)
+{
+    size_t before = ac->out_off;
+    while (ac->out_off < ac->out.len) {
+        ssize_t n = write(ac->fd, ac->out.p + ac->out_off, ac->out.len - ac->out_off);
+        if (n == -1 && errno == EINTR)
+            continue;
+        if (n == -1 && errno == EAGAIN)
+            break;
+        if (n == -1) {
+            ac_free(ac);
+            return;
+        }
+        ac->out_off += (size_t)n;
+    }
+    if (ac->out_off < ac->out.len) {
+        if (ac->out_off > before)
+            ev_timer_again(ac->adm->loop, &ac->tm); /* progress buys time */
+        return;
+    }
+    sbuf_free(&ac->out);
+    shutdown(ac->fd, SHUT_WR);
+    ac_enter(ac, AC_LINGER);
+}
+
+/* Drop input until the client closes (it has our FIN), the time or byte
+ * bound is reached: closing with unread input would send a reset. */
+static void ac_linger(struct admin_conn *ac)
+{
+    char sink[4096];
+    ssize_t n = read(ac->fd, sink, sizeof(sink));
+    if (n == -1 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n > 0 && (ac->drained += (size_t)n) < ADMIN_LINGER_MAX)
+        return;
+    ac_free(ac);
+}
+
+static void ac_on_io(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct admin_conn *ac = container_of(w, struct admin_conn, io);
+    ac_phases[ac->phase].on_io(ac);
 }
 
 static void ac_on_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
     (void)revents;
-    ac_free(container_of(w, struct admin_conn, tm));
+    struct admin_conn *ac = container_of(w, struct admin_conn, tm);
+    ac_phases[ac->phase].on_timeout(ac);
+}
+
+/* ---- accepting ---------------------------------------------------------- */
+
+/* At most a line a second: a flood of connections must not flood the log. */
+static void admin_log_full(struct admin *adm, const struct admin_conn *victim)
+{
+    uint32_t more;
+    if (!log_enabled(LOG_WARN) || !log_rl_allow(&adm->full_log, ev_now(adm->loop), &more))
+        return;
+    if (victim)
+        log_warn("admin: %d connections open; closed the oldest one not sending an answer (%s) "
+                 "for a new one (%u more in the last second)",
+                 ADMIN_CONNS_MAX, victim->peer, more);
+    else
+        log_warn("admin: %d connections open, all sending answers; refused a new one (%u more "
+                 "in the last second)",
+                 ADMIN_CONNS_MAX, more);
+}
+
+/*
+ * The table is full: close the oldest connection that has not delivered its
+ * request, else the oldest one that is only lingering. One writing its
+ * answer is never closed for a newcomer. 0 when a slot is free now, -1 when
+ * none can be freed.
+ */
+static int admin_make_room(struct admin *adm)
+{
+    struct admin_conn *victim = NULL;
+    for (struct admin_conn *ac = adm->oldest; ac; ac = ac->next) {
+        if (ac->phase == AC_READ) {
+            victim = ac;
+            break;
+        }
+        if (ac->phase == AC_LINGER && !victim)
+            victim = ac;
+    }
+    admin_log_full(adm, victim);
+    if (!victim)
+        return -1;
+    ac_free(victim);
+    return 0;
+}
+
+static void ac_init(struct admin_conn *ac, struct admin *adm, int fd,
+                    const struct sockaddr_storage *ss)
+{
+    ac->adm = adm;
+    ac->fd = fd;
+    ac->prev = adm->newest;
+    if (adm->newest)
+        adm->newest->next = ac;
+    else
+        adm->oldest = ac;
+    adm->newest = ac;
+    adm->nconns++;
+    char ip[48] = "unix";
+    unsigned port = 0;
+    if (ss->ss_family == AF_INET) {
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, ip, sizeof(ip));
+        port = ntohs(((const struct sockaddr_in *)ss)->sin_port);
+    } else if (ss->ss_family == AF_INET6) {
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, ip, sizeof(ip));
+        port = ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+    }
+    snprintf(ac->peer, sizeof(ac->peer), "%s:%u", ip, port);
+    ev_io_init(&ac->io, ac_on_io, fd, EV_READ);
+    ev_timer_init(&ac->tm, ac_on_timeout, 0., 0.);
+    ac_enter(ac, AC_READ);
 }
 
 static void admin_on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
+    (void)loop;
     (void)revents;
     struct admin *adm = container_of(w, struct admin, io);
     for (int i = 0; i < 16; i++) {
@@ -312,28 +528,14 @@ static void admin_on_accept(struct ev_loop *loop, ev_io *w, int revents)
         int fd = accept4(adm->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd == -1)
             return;
-        struct admin_conn *ac = adm->nconns < ADMIN_CONNS_MAX ? calloc(1, sizeof(*ac)) : NULL;
+        struct admin_conn *ac = NULL;
+        if (adm->nconns < ADMIN_CONNS_MAX || admin_make_room(adm) == 0)
+            ac = calloc(1, sizeof(*ac));
         if (!ac) {
             close(fd);
             continue;
         }
-        adm->nconns++;
-        ac->adm = adm;
-        ac->fd = fd;
-        char ip[48] = "unix";
-        unsigned port = 0;
-        if (ss.ss_family == AF_INET) {
-            inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, ip, sizeof(ip));
-            port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-        } else if (ss.ss_family == AF_INET6) {
-            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, ip, sizeof(ip));
-            port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-        }
-        snprintf(ac->peer, sizeof(ac->peer), "%s:%u", ip, port);
-        ev_io_init(&ac->io, ac_on_io, fd, EV_READ);
-        ev_io_start(loop, &ac->io);
-        ev_timer_init(&ac->tm, ac_on_timeout, ADMIN_TIMEOUT_S, 0.);
-        ev_timer_start(loop, &ac->tm);
+        ac_init(ac, adm, fd, &ss);
     }
 }
 
@@ -356,9 +558,18 @@ int admin_prepare(const struct cfg_addr *a, char *err, size_t errlen)
     return worker_listen_socket(a, false, err, errlen);
 }
 
+static void admin_unlisten(struct admin *adm)
+{
+    if (adm->fd != -1) {
+        ev_io_stop(adm->loop, &adm->io);
+        close(adm->fd);
+        adm->fd = -1;
+    }
+}
+
 void admin_swap(struct admin *adm, int fd)
 {
-    admin_stop(adm);
+    admin_unlisten(adm);
     adm->fd = fd;
     ev_io_init(&adm->io, admin_on_accept, fd, EV_READ);
     ev_io_start(adm->loop, &adm->io);
@@ -366,9 +577,7 @@ void admin_swap(struct admin *adm, int fd)
 
 void admin_stop(struct admin *adm)
 {
-    if (adm->fd != -1) {
-        ev_io_stop(adm->loop, &adm->io);
-        close(adm->fd);
-        adm->fd = -1;
-    }
+    admin_unlisten(adm);
+    while (adm->oldest)
+        ac_free(adm->oldest);
 }

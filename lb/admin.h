@@ -10,6 +10,9 @@
 #include <ev.h>
 
 #include "lb.h"
+#include "log.h"
+
+struct admin_conn;
 
 struct admin {
     struct lb *lb;
@@ -17,11 +20,14 @@ struct admin {
     ev_io io;
     int fd;
     unsigned nconns;
-    uint64_t changes; /* successful POSTs */
+    struct admin_conn *oldest, *newest; /* open connections in accept order */
+    struct log_rl full_log;             /* "connection table full" lines */
+    uint64_t changes;                   /* successful POSTs */
 };
 
 /* Bind admin.listen of the current config; 0, or -1 with ERR set. */
 int admin_start(struct admin *adm, struct lb *lb, struct ev_loop *loop, char *err, size_t errlen);
+/* Close the admin port and every admin connection (at exit). */
 void admin_stop(struct admin *adm);
 
 /* Open a socket on A for a reload; -1 with ERR set. admin_swap() then moves

@@ -1,8 +1,13 @@
 """The admin listener: /healthz, /stats.json, the API, and what keeps the port usable."""
 
+import json
 import os
+import re
+import socket
+import time
 
-from harness import HttpConn, check, config_text, eq, fail, wait_until
+from harness import (ConnClosed, HttpConn, assert_proxy_error, build_request, check, config_text, eq, fail,
+                     timeout, wait_until)
 
 
 def _two(t):
@@ -233,3 +238,176 @@ def test_admin_token_too_long_fails_check(t):
     want = "long.conf:%d: admin.token: 5000 characters is too long" % line
     check(any(ln.startswith(want) for ln in out.splitlines()), "no line starting %r in %r" % (want, out[:500]))
     check("x" * 64 not in out, "the token is echoed in the error: %r" % out[:300])
+
+
+# --- keeping the admin port usable -------------------------------------------------
+
+HEAD_TIMEOUT = 3.0  # the admin's fixed time from accept to a complete request
+
+
+def _idle(t, lb, n):
+    """N connections to the admin port that send nothing."""
+    return [HttpConn(t, lb.admin_port) for _ in range(n)]
+
+
+def _healthz_status(t, lb):
+    c = HttpConn(t, lb.admin_port)
+    try:
+        return c.request("GET", "/healthz", headers=[("Connection", "close")], host="127.0.0.1",
+                         timeout=2.0 * t.slow).status
+    except ConnClosed as e:
+        return "closed: %s" % e
+    finally:
+        c.close()
+
+
+@timeout(40)
+def test_admin_healthz_with_300_idle_connections(t):
+    lb, _, _ = _two(t)
+    idle = _idle(t, lb, 300)
+    got = [_healthz_status(t, lb) for _ in range(5)]
+    eq(got, [200] * 5, "/healthz five times in a row with 300 idle admin connections open")
+    # room was made by closing the oldest idle connections, not the newest
+    for i, c in enumerate(idle[-5:]):
+        r = c.request("GET", "/healthz", headers=[("Connection", "close")], host="127.0.0.1")
+        eq(r.status, 200, "/healthz on idle connection %d of 300, opened among the last" % (295 + i))
+    check(idle[0].closed_within(1.0), "the oldest idle connection is still open")
+
+
+def _unix(t, path):
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(5.0 * t.slow)
+    s.connect(path)
+    t.on_cleanup(s.close)
+    return s
+
+
+def _read_to_eof(s, timeout_s):
+    data = bytearray()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:  # bounded
+        chunk = s.recv(65536)
+        if not chunk:
+            return bytes(data)
+        data += chunk
+    fail("no end of the answer within %.1fs (have %d bytes)" % (timeout_s, len(data)))
+
+
+def _unix_get(t, path, target, host="127.0.0.1"):
+    """(status, body) of one request on a unix-socket admin; (None, reason) if closed."""
+    s = _unix(t, path)
+    try:
+        s.sendall(build_request("GET", target, [("Connection", "close")], host=host))
+        data = _read_to_eof(s, 5.0 * t.slow)
+    except OSError as e:
+        return None, repr(e)
+    finally:
+        s.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    m = re.match(rb"HTTP/1\.1 (\d{3}) ", head)
+    if not m:
+        return None, "no answer: %r" % data[:100]
+    cl = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+    eq(len(body), int(cl.group(1)), "body bytes of %s (Content-Length)" % target)
+    return int(m.group(1)), body
+
+
+def _unix_admin_lb(t, nbackends):
+    path = os.path.join(t.tmp, "a.sock")
+    bs = [{"name": "b%d" % i, "address": "127.0.0.1:%d" % (1000 + i)} for i in range(nbackends)]
+    cfg = t.config(backends=bs)
+    cfg["admin"] = {"listen": "unix:" + path}
+    lb = t.lb(cfg, ready=False)
+    lb.wait_ready([lb.port])
+    wait_until(lambda: os.path.exists(path) and _unix_get(t, path, "/healthz")[0] == 200, 5.0 * t.slow,
+               what="/healthz on the unix admin socket")
+    return lb, path
+
+
+@timeout(40)
+def test_admin_full_table_keeps_a_slow_reader(t):
+    # A unix socket holds a fixed send buffer (TCP on loopback would grow it
+    # to take the whole answer at once): a client that does not read leaves
+    # lb writing its answer while the table fills with idle connections.
+    lb, path = _unix_admin_lb(t, 800)
+    w = _unix(t, path)
+    w.sendall(build_request("GET", "/stats.json", [("Connection", "close")], host="127.0.0.1"))
+    wait_until(lambda: len(w.recv(1, socket.MSG_PEEK)) == 1, 2.0 * t.slow, what="the answer to start")
+    for _ in range(300):
+        _unix(t, path)
+    got = [_unix_get(t, path, "/healthz")[0] for _ in range(3)]
+    eq(got, [200] * 3, "/healthz with 300 idle connections and a slow reader")
+    data = _read_to_eof(w, 5.0 * t.slow)
+    head, _, body = data.partition(b"\r\n\r\n")
+    check(head.startswith(b"HTTP/1.1 200 "), "slow reader's answer: %r" % head[:100])
+    cl = int(re.search(rb"(?i)\r\ncontent-length: *(\d+)", head).group(1))
+    eq(len(body), cl, "body bytes the slow reader got (Content-Length %d)" % cl)
+    with open("/proc/sys/net/core/wmem_default") as f:
+        wmem = int(f.read())
+    check(cl > wmem, "/stats.json is %d bytes, within one socket buffer (%d): lb was not still writing" % (cl, wmem))
+    eq(len(json.loads(body)["pools"][0]["backends"]), 800, "backends in the slow reader's JSON")
+
+
+def test_admin_idle_connections_time_out(t):
+    lb, _, _ = _two(t)
+    t0 = time.monotonic()
+    idle = _idle(t, lb, 20)
+    part = HttpConn(t, lb.admin_port)
+    part.send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    check(idle[0].quiet_for(HEAD_TIMEOUT / 2), "an idle connection closed long before the head timeout")
+    limit = HEAD_TIMEOUT + 1.5  # the server's own clock: not scaled for slow builds
+    for i, c in enumerate(idle):
+        left = max(0.0, t0 + limit - time.monotonic())
+        check(c.closed_within(left), "idle connection %d still open %.1fs after it was opened" % (i, limit))
+    r = part.read_response(timeout=max(0.1, t0 + limit - time.monotonic()))
+    assert_proxy_error(r, 408, "for a head not complete within %.0fs" % HEAD_TIMEOUT)
+    check(part.closed_within(1.0), "connection open after the 408")
+
+
+def _big_head(n):
+    return build_request("GET", "/healthz", [("X-Pad", "p" * n), ("Connection", "close")], host="127.0.0.1")
+
+
+def _answer_waiting(c):
+    c.sock.settimeout(0.05)
+    try:
+        return len(c.sock.recv(1, socket.MSG_PEEK)) == 1
+    except socket.timeout:
+        return False
+
+
+def _early_answer(t, port, first, rest, what):
+    """Send FIRST, which lb answers before reading it all; once the answer is
+    there, send REST (as a client still writing its request does), then read
+    the answer. Closing with unread input would reset the connection: the
+    client's send fails and the answer is lost."""
+    c = HttpConn(t, port)
+    c.send(first)
+    wait_until(lambda: _answer_waiting(c), 5.0 * t.slow, what="the answer to %s" % what)
+    check(c.try_send(rest), "%s: the connection was reset after the answer" % what)
+    try:
+        r = c.read_response()
+    except ConnClosed as e:
+        fail("%s: no answer read (%s)" % (what, e))
+    check(c.closed_within(2.0 * t.slow), "%s: connection open after the answer" % what)
+    return r
+
+
+def test_admin_431_is_read_not_reset(t):
+    lb, _, _ = _two(t)
+    c = HttpConn(t, lb.admin_port)
+    c.send(_big_head(12000))
+    eq(c.read_response().status, 200, "/healthz with a 12 KB head (within the limit)")
+    head = _big_head(20000)
+    for i in range(3):
+        r = _early_answer(t, lb.admin_port, head[:17000], head[17000:], "a 20 KB head (try %d)" % i)
+        assert_proxy_error(r, 431, "for a 20 KB head")
+
+
+def test_admin_400_is_read_not_reset(t):
+    lb, _, _ = _two(t)
+    bad = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Header: x\r\n\r\n"
+    for i in range(3):
+        r = _early_answer(t, lb.admin_port, bad + b"z" * 20000, b"z" * 4000,
+                          "a malformed head and 24 KB after it (try %d)" % i)
+        assert_proxy_error(r, 400, "for a malformed head")
