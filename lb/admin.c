@@ -64,7 +64,8 @@ struct admin_conn {
     size_t body_len;
     struct sbuf out;
     size_t out_off;
-    size_t drained; /* bytes read and dropped while lingering */
+    size_t drained;  /* bytes read and dropped while lingering */
+    bool host_check; /* accepted on a loopback address: Host must be local too */
     char peer[64];
 };
 
@@ -215,6 +216,89 @@ static void handle_post(struct admin_conn *ac, const struct h1_request *req, con
     sbuf_free(&js);
 }
 
+/* ---- Host check (DNS rebinding) ----------------------------------------- */
+
+/* Nothing, or ":PORT" with 1-5 digits. */
+static bool port_suffix_ok(const char *p, size_t len)
+{
+    if (len == 0)
+        return true;
+    if (len < 2 || len > 6 || p[0] != ':')
+        return false;
+    for (size_t i = 1; i < len; i++)
+        if (p[i] < '0' || p[i] > '9')
+            return false;
+    return true;
+}
+
+/* The text between brackets: ::1, or an IPv4-mapped 127.x.x.x. */
+static bool ipv6_is_loopback(const char *p, size_t len)
+{
+    char s[INET6_ADDRSTRLEN];
+    struct in6_addr a;
+    if (len >= sizeof(s))
+        return false;
+    memcpy(s, p, len);
+    s[len] = 0;
+    return inet_pton(AF_INET6, s, &a) == 1 &&
+           (IN6_IS_ADDR_LOOPBACK(&a) || (IN6_IS_ADDR_V4MAPPED(&a) && a.s6_addr[12] == 127));
+}
+
+/* localhost, NAME.localhost (RFC 6761: never resolved through DNS, so no
+ * attacker can point them elsewhere), or a dotted quad in 127.0.0.0/8. */
+static bool name_is_loopback(const char *p, size_t len)
+{
+    static const char suffix[] = ".localhost";
+    const size_t sl = sizeof(suffix) - 1;
+    if (len == sl - 1 && strncasecmp(p, suffix + 1, len) == 0)
+        return true;
+    if (len > sl && strncasecmp(p + len - sl, suffix, sl) == 0)
+        return true;
+    char s[INET_ADDRSTRLEN];
+    struct in_addr a;
+    if (len >= sizeof(s))
+        return false;
+    memcpy(s, p, len);
+    s[len] = 0;
+    return inet_pton(AF_INET, s, &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
+}
+
+bool admin_host_is_loopback(const char *host, size_t len)
+{
+    if (len && host[0] == '[') {
+        const char *end = memchr(host, ']', len);
+        if (!end)
+            return false;
+        size_t n = (size_t)(end - host) + 1;
+        return port_suffix_ok(host + n, len - n) && ipv6_is_loopback(host + 1, n - 2);
+    }
+    const char *colon = memchr(host, ':', len);
+    size_t n = colon ? (size_t)(colon - host) : len;
+    return port_suffix_ok(host + n, len - n) && name_is_loopback(host, n);
+}
+
+bool admin_checks_host(const struct cfg_addr *listen)
+{
+    return listen->sa.ss_family != AF_UNIX && cfg_addr_is_loopback(listen);
+}
+
+/* A page on another site can reach a loopback admin through a name that it
+ * resolves to 127.0.0.1 (DNS rebinding); its requests carry that name. */
+static bool host_allowed(struct admin_conn *ac, const struct h1_request *req)
+{
+    if (!ac->host_check || req->host < 0)
+        return true;
+    const struct h1_header *h = &req->headers[req->host];
+    if (admin_host_is_loopback(h->value, h->value_len))
+        return true;
+    uint32_t more;
+    if (log_enabled(LOG_INFO) && log_rl_allow(&ac->adm->host_log, ev_now(ac->adm->loop), &more))
+        log_info("admin: 403 to %s: Host \"%.*s\" is not local and admin listens on loopback (%u "
+                 "more in the last second)",
+                 ac->peer, (int)(h->value_len > 100 ? 100 : h->value_len), h->value, more);
+    return false;
+}
+
 static void handle(struct admin_conn *ac, const struct h1_request *req)
 {
     struct lb *lb = ac->adm->lb;
@@ -230,6 +314,10 @@ static void handle(struct admin_conn *ac, const struct h1_request *req)
     memcpy(path, req->target, pl);
     path[pl] = 0;
 
+    if (!host_allowed(ac, req)) {
+        respond_text(ac, 403, "host not allowed: admin listens on loopback\n");
+        return;
+    }
     if (req->meth == H1_M_POST) {
         handle_post(ac, req, path);
         return;
@@ -502,6 +590,7 @@ static void ac_init(struct admin_conn *ac, struct admin *adm, int fd,
         adm->oldest = ac;
     adm->newest = ac;
     adm->nconns++;
+    ac->host_check = admin_checks_host(&atomic_load(&adm->lb->rt)->cfg->admin_listen);
     char ip[48] = "unix";
     unsigned port = 0;
     if (ss->ss_family == AF_INET) {

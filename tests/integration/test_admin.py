@@ -411,3 +411,45 @@ def test_admin_400_is_read_not_reset(t):
         r = _early_answer(t, lb.admin_port, bad + b"z" * 20000, b"z" * 4000,
                           "a malformed head and 24 KB after it (try %d)" % i)
         assert_proxy_error(r, 400, "for a malformed head")
+
+
+# --- Host check (DNS rebinding) ------------------------------------------------------
+
+
+def _host_req(t, port, host, method="GET", path="/healthz", version="HTTP/1.1", headers=(), body=None):
+    c = HttpConn(t, port)
+    try:
+        return c.request(method, path, headers=[("Connection", "close")] + list(headers), host=host,
+                         version=version, body=body)
+    finally:
+        c.close()
+
+
+def test_admin_host_check_on_loopback(t):
+    lb = _api_lb(t)
+    p = lb.admin_port
+    allowed = ["127.0.0.1:%d" % p, "127.0.0.1", "localhost", "localhost:%d" % p, "LOCALHOST:%d" % p,
+               "[::1]:%d" % p, "api.localhost:%d" % p, "127.1.2.3:%d" % p]
+    got = [(h, _host_req(t, p, h).status) for h in allowed]
+    eq(got, [(h, 200) for h in allowed], "(Host, status) of /healthz")
+    refused = ["evil.example", "evil.example:%d" % p, "127.0.0.1.evil.example", "127.0.0.1.evil.example:%d" % p,
+               "localhost.evil.example", "10.1.2.3:%d" % p]
+    for h in refused:
+        for path in ("/healthz", "/stats.json"):
+            r = _host_req(t, p, h, path=path)
+            assert_proxy_error(r, 403, "for GET %s with Host %s" % (path, h))
+            check(b"host not allowed" in r.body, "403 body for Host %s: %r" % (h, r.body))
+    r = _host_req(t, p, "evil.example", method="POST", path="/api/pools/api/backends/b2/state",
+                  headers=[("Authorization", "Bearer " + TOKEN)], body=b"drain")
+    assert_proxy_error(r, 403, "for a POST with the token and Host evil.example")
+    eq(_states(lb)["b2"][0], "active", "b2 after a POST with a foreign Host")
+    eq(_host_req(t, p, None, version="HTTP/1.0").status, 200, "/healthz over HTTP/1.0 without Host")
+    eq(_host_req(t, p, "evil.example", version="HTTP/1.0", headers=[("Host", "evil.example")]).status, 403,
+       "/healthz over HTTP/1.0 with Host evil.example")
+    check("Host \"evil.example\" is not local" in lb.stderr_text(), "no log line for the refused Host")
+
+
+def test_admin_host_not_checked_on_unix_socket(t):
+    # no browser reaches a unix socket, and clients name anything there
+    _, path = _unix_admin_lb(t, 1)
+    eq(_unix_get(t, path, "/healthz", host="evil.example")[0], 200, "/healthz with Host evil.example")
