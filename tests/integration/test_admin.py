@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import signal
 import socket
 import time
 
@@ -453,3 +454,19 @@ def test_admin_host_not_checked_on_unix_socket(t):
     # no browser reaches a unix socket, and clients name anything there
     _, path = _unix_admin_lb(t, 1)
     eq(_unix_get(t, path, "/healthz", host="evil.example")[0], 200, "/healthz with Host evil.example")
+
+
+def test_admin_sigterm_with_open_admin_connections_exits_0(t):
+    # they are freed at exit: a sanitizer build would report them otherwise
+    lb, _, _ = _two(t)
+    _idle(t, lb, 10)
+    part = HttpConn(t, lb.admin_port)
+    part.send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    eq(_healthz_status(t, lb), 200, "/healthz before SIGTERM")
+    t0 = time.monotonic()
+    lb.signal(signal.SIGTERM)
+    try:
+        lb.proc.wait(3 * t.slow)
+    except Exception:
+        fail("lb still running %.1fs after SIGTERM" % (time.monotonic() - t0))
+    eq(lb.proc.returncode, 0, "exit status after SIGTERM")
