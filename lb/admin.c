@@ -606,26 +606,31 @@ static void ac_init(struct admin_conn *ac, struct admin *adm, int fd,
     ac_enter(ac, AC_READ);
 }
 
+/* Take one connection from the admin socket; false when none is waiting. */
+static bool admin_accept(struct admin *adm)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int fd = accept4(adm->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd == -1)
+        return false;
+    struct admin_conn *ac = NULL;
+    if (adm->nconns < ADMIN_CONNS_MAX || admin_make_room(adm) == 0)
+        ac = calloc(1, sizeof(*ac));
+    if (!ac)
+        close(fd);
+    else
+        ac_init(ac, adm, fd, &ss);
+    return true;
+}
+
 static void admin_on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop;
     (void)revents;
     struct admin *adm = container_of(w, struct admin, io);
-    for (int i = 0; i < 16; i++) {
-        struct sockaddr_storage ss;
-        socklen_t len = sizeof(ss);
-        int fd = accept4(adm->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd == -1)
-            return;
-        struct admin_conn *ac = NULL;
-        if (adm->nconns < ADMIN_CONNS_MAX || admin_make_room(adm) == 0)
-            ac = calloc(1, sizeof(*ac));
-        if (!ac) {
-            close(fd);
-            continue;
-        }
-        ac_init(ac, adm, fd, &ss);
-    }
+    for (int i = 0; i < 16 && admin_accept(adm); i++)
+        ;
 }
 
 int admin_start(struct admin *adm, struct lb *lb, struct ev_loop *loop, char *err, size_t errlen)
@@ -658,6 +663,10 @@ static void admin_unlisten(struct admin *adm)
 
 void admin_swap(struct admin *adm, int fd)
 {
+    /* closing a listening socket resets the connections in its backlog:
+     * take them first (worker_listen_socket's backlog holds at most 4096) */
+    for (int i = 0; i < 4096 && admin_accept(adm); i++)
+        ;
     admin_unlisten(adm);
     adm->fd = fd;
     ev_io_init(&adm->io, admin_on_accept, fd, EV_READ);

@@ -32,7 +32,8 @@ int admin_start(struct admin *adm, struct lb *lb, struct ev_loop *loop, char *er
 void admin_stop(struct admin *adm);
 
 /* Open a socket on A for a reload; -1 with ERR set. admin_swap() then moves
- * the admin port to it (the old socket closes; open admin connections finish). */
+ * the admin port to it (the old socket closes once the connections waiting
+ * in its backlog are taken; open admin connections finish). */
 int admin_prepare(const struct cfg_addr *a, char *err, size_t errlen);
 void admin_swap(struct admin *adm, int fd);
 
