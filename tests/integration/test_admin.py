@@ -320,8 +320,13 @@ def _unix_admin_lb(t, nbackends):
     cfg["admin"] = {"listen": "unix:" + path}
     lb = t.lb(cfg, ready=False)
     lb.wait_ready([lb.port])
-    wait_until(lambda: os.path.exists(path) and _unix_get(t, path, "/healthz")[0] == 200, 5.0 * t.slow,
-               what="/healthz on the unix admin socket")
+    def up():
+        try:
+            return _unix_get(t, path, "/healthz")[0] == 200
+        except OSError:  # not there or not listening yet
+            return False
+
+    wait_until(up, 5.0 * t.slow, what="/healthz on the unix admin socket")
     return lb, path
 
 
