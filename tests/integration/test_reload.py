@@ -144,6 +144,10 @@ def test_reload_under_traffic_drops_nothing(t):
         th.start()
     try:
         for n in range(1, 6):
+            # traffic between every two reloads, however fast reloads are
+            want = 8 * n
+            wait_until(lambda: errors or sum(counts) >= want, 5 * t.slow,
+                       what="%d requests before reload %d" % (want, n))
             new = copy.deepcopy(cfg)
             new["pools"][0]["backends"][1]["weight"] = 10 * n
             _rewrite(lb, new)
