@@ -552,7 +552,7 @@ static bool has_control_chars(const char *s)
     return false;
 }
 
-static bool addr_is_loopback(const struct cfg_addr *a)
+bool cfg_addr_is_loopback(const struct cfg_addr *a)
 {
     const struct sockaddr_in *sin = (const struct sockaddr_in *)&a->sa;
     const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&a->sa;
@@ -922,7 +922,9 @@ static void key_access(struct cfg_loader *ld, const config_setting_t *s, const s
         *(const char **)field(obj, k) = strcmp(v, "off") == 0 ? NULL : keep(ld, v);
 }
 
-/* admin.token goes into an Authorization header; it is never echoed. */
+/* admin.token goes into an Authorization header; it is never echoed. A
+ * token too long for an admin request head would pass here and then fail
+ * every POST, so it is refused now. */
 static void key_token(struct cfg_loader *ld, const config_setting_t *s, const struct cfg_key *k,
                       void *obj, const char *path)
 {
@@ -935,6 +937,13 @@ static void key_token(struct cfg_loader *ld, const config_setting_t *s, const st
             cfg_err(ld, s, path, "must be printable ASCII without spaces");
             return;
         }
+    }
+    if (strlen(v) > CFG_TOKEN_MAX) {
+        cfg_err(ld, s, path,
+                "%zu characters is too long (at most %d, so that it fits in an admin request "
+                "head)",
+                strlen(v), CFG_TOKEN_MAX);
+        return;
     }
     *(const char **)field(obj, k) = keep(ld, v);
 }
@@ -1664,7 +1673,7 @@ static void check_admin(struct cfg_loader *ld)
     const config_setting_t *s = lookup(ld->root, "admin", "listen");
     char q[CFG_QUOTE_MAX];
 
-    if (cfg->admin_token || addr_is_loopback(&cfg->admin_listen))
+    if (cfg->admin_token || cfg_addr_is_loopback(&cfg->admin_listen))
         return;
     cfg_err(ld, s ? s : ld->root, "admin.listen",
             "%s: admin on a non-loopback address needs admin.token",

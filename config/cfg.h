@@ -20,6 +20,9 @@
 #include <sys/socket.h>
 
 #define CFG_NAME_MAX 64 /* pool, backend, listener names */
+/* admin.token characters: the token travels in an admin request head, which
+ * is limited (lb/admin.c checks that this fits) */
+#define CFG_TOKEN_MAX 4096
 
 enum cfg_level { CFG_LOG_ERROR, CFG_LOG_WARN, CFG_LOG_INFO, CFG_LOG_DEBUG };
 enum cfg_log_format { CFG_FMT_TEXT, CFG_FMT_JSON };
@@ -247,6 +250,10 @@ static inline bool cfg_addr_equal(const struct cfg_addr *a, const struct cfg_add
 {
     return a->len != 0 && a->len == b->len && memcmp(&a->sa, &b->sa, a->len) == 0;
 }
+
+/* 127.0.0.0/8, ::1, ::ffff:127.0.0.0/104, or a unix socket: reachable only
+ * from this machine. */
+bool cfg_addr_is_loopback(const struct cfg_addr *a);
 
 /* Find a pool by name; returns its index or -1. */
 int cfg_pool_index(const struct cfg *cfg, const char *name);

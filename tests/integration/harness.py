@@ -544,7 +544,7 @@ class Lb:
             ls = cfg.get("listeners") or []
             if ls:
                 self.port = int(ls[0]["listen"].rsplit(":", 1)[1])
-            if "admin" in cfg and "listen" in cfg["admin"]:
+            if "admin" in cfg and "listen" in cfg["admin"] and not cfg["admin"]["listen"].startswith("unix:"):
                 self.admin_port = int(cfg["admin"]["listen"].rsplit(":", 1)[1])
         self._err = open(self.stderr_path, "wb")
         self._out = open(self.stdout_path, "wb")

@@ -144,6 +144,10 @@ def test_reload_under_traffic_drops_nothing(t):
         th.start()
     try:
         for n in range(1, 6):
+            # traffic between every two reloads, however fast reloads are
+            want = 8 * n
+            wait_until(lambda: errors or sum(counts) >= want, 5 * t.slow,
+                       what="%d requests before reload %d" % (want, n))
             new = copy.deepcopy(cfg)
             new["pools"][0]["backends"][1]["weight"] = 10 * n
             _rewrite(lb, new)
@@ -157,3 +161,37 @@ def test_reload_under_traffic_drops_nothing(t):
     eq(errors, [], "errors during 5 reloads")
     check(sum(counts) >= 40, "only %d requests ran during the reloads" % sum(counts))
     eq(lb.backend_stats("api", "b2")["weight"], 50, "b2 weight after the last reload")
+
+
+def _healthz(t, port):
+    try:
+        c = HttpConn(t, port)
+    except ConnectionRefusedError:
+        return "refused"
+    try:
+        return c.request("GET", "/healthz", headers=[("Connection", "close")], host="127.0.0.1").status
+    except Exception as e:
+        return repr(e)
+    finally:
+        c.close()
+
+
+def test_reload_moves_admin_port(t):
+    b1 = t.backend("b1")
+    cfg = t.config(backends=[b1])
+    lb = t.lb(cfg)
+    old_port = lb.admin_port
+    pending = HttpConn(t, old_port)  # a request under way on the old socket
+    pending.send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    new_port = t.port()
+    cfg = copy.deepcopy(cfg)
+    cfg["admin"]["listen"] = "127.0.0.1:%d" % new_port
+    _rewrite(lb, cfg)
+    lb.signal(signal.SIGHUP)
+    lb.admin_port = new_port
+    wait_until(lambda: _healthz(t, new_port) == 200, 3 * t.slow, what="/healthz on the new admin port")
+    eq(_reloads(lb)["ok"], 1, "reloads.ok")
+    eq(_healthz(t, old_port), "refused", "/healthz on the old admin port")
+    pending.send("Connection: close\r\n\r\n")
+    eq(pending.read_response().status, 200, "the request begun on the old admin socket")
+

@@ -937,6 +937,43 @@ static void test_admin_exposure_allowed(void **state)
     cfg_free(cfg);
 }
 
+/* admin.token of N characters on line 3. */
+static struct cfg *load_token(size_t n, struct cfg_errors *e)
+{
+    char *text = malloc(n + 256);
+    struct cfg *cfg;
+
+    assert_non_null(text);
+    int k = snprintf(text, n + 256, LISTENERS_OK POOLS_OK "admin: { token = \"");
+    memset(text + k, 'x', n);
+    snprintf(text + k + n, 256, "\"; };\n");
+    cfg = load(text, e);
+    free(text);
+    return cfg;
+}
+
+/* The longest token still fits an admin request head; one more is refused
+ * with its length, never its value. */
+static void test_admin_token_length(void **state)
+{
+    struct cfg_errors e = {0};
+    struct cfg *cfg;
+
+    (void)state;
+    cfg = load_token(CFG_TOKEN_MAX, &e);
+    print_errors(&e);
+    assert_non_null(cfg);
+    assert_int_equal(strlen(cfg->admin_token), CFG_TOKEN_MAX);
+    cfg_free(cfg);
+    cfg_errors_free(&e);
+
+    assert_null(load_token(CFG_TOKEN_MAX + 1, &e));
+    assert_int_equal(e.n, 1);
+    assert_string_equal(e.msgs[0], "t.conf:3: admin.token: 4097 characters is too long (at most "
+                                   "4096, so that it fits in an admin request head)");
+    cfg_errors_free(&e);
+}
+
 /* ------------------------------------------------------------------------ */
 /* the value parsers                                                         */
 
@@ -1196,6 +1233,7 @@ int main(void)
         cmocka_unit_test(test_file_include_and_errors),
         cmocka_unit_test(test_tls_files),
         cmocka_unit_test(test_admin_exposure_allowed),
+        cmocka_unit_test(test_admin_token_length),
         cmocka_unit_test(test_parse_duration),
         cmocka_unit_test(test_parse_addr),
         cmocka_unit_test(test_parse_status_set),
