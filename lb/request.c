@@ -43,7 +43,9 @@ static MUST_USE enum step request_start(struct conn *c, size_t head_len)
     t->upgrade = req->upgrade && req->minor == 1;
     if (access_enabled())
         txn_remember(t, req);
-    txn_set_request_id(t, req, &wk->rng);
+    struct rw_scan scan;
+    rw_scan(req->headers, req->nheaders, true, &scan);
+    txn_set_request_id(t, scan.request_id >= 0 ? &req->headers[scan.request_id] : NULL, &wk->rng);
 
     t->rt = wk->rt;
     rt_ref(t->rt);
@@ -71,6 +73,7 @@ static MUST_USE enum step request_start(struct conn *c, size_t head_len)
         return STEP_MOVED;
     }
     struct rw_request rq = {
+        .scan = &scan,
         .target = &target,
         .client_ip = c->ip,
         .listen_addr = l->addr.text,

@@ -62,18 +62,30 @@ static enum hdr_kind hdr_kind(const struct h1_header *h)
     return HK_OTHER;
 }
 
-/* The Connection headers of a message: they name more hop-by-hop headers. */
-struct conn_list {
-    const struct h1_header *h[4];
-    int n;
-};
-
-static void conn_list_init(struct conn_list *cl, const struct h1_header *hs, int n)
+static bool request_id_ok(const struct h1_header *h)
 {
-    cl->n = 0;
-    for (int i = 0; i < n && cl->n < 4; i++)
-        if (hdr_kind(&hs[i]) == HK_CONNECTION)
-            cl->h[cl->n++] = &hs[i];
+    if (h->value_len == 0 || h->value_len > RW_REQID_MAX)
+        return false;
+    for (uint32_t j = 0; j < h->value_len; j++) {
+        unsigned char ch = (unsigned char)h->value[j];
+        if (ch <= 0x20 || ch >= 0x7f || ch == '"' || ch == '\\')
+            return false;
+    }
+    return true;
+}
+
+void rw_scan(const struct h1_header *hs, int n, bool request, struct rw_scan *sc)
+{
+    sc->nconn = 0;
+    sc->request_id = -1;
+    for (int i = 0; i < n; i++) {
+        enum hdr_kind k = hdr_kind(&hs[i]);
+        sc->kind[i] = (uint8_t)k;
+        if (k == HK_CONNECTION && sc->nconn < 4)
+            sc->conn[sc->nconn++] = &hs[i];
+        else if (k == HK_REQUEST_ID && request && sc->request_id < 0 && request_id_ok(&hs[i]))
+            sc->request_id = i;
+    }
 }
 
 /*
@@ -82,20 +94,20 @@ static void conn_list_init(struct conn_list *cl, const struct h1_header *hs, int
  * Connection header names them: that would let a client desynchronise us
  * from the backend.
  */
-static bool is_hop_header(const struct h1_header *h, enum hdr_kind k, const struct conn_list *cl)
+static bool is_hop_header(const struct h1_header *h, enum hdr_kind k, const struct rw_scan *cl)
 {
     if (k == HK_CONNECTION || k == HK_KEEP_ALIVE || k == HK_PROXY_CONNECTION || k == HK_TE ||
         k == HK_UPGRADE)
         return true;
-    if (!cl->n || k == HK_CONTENT_LENGTH || k == HK_TRANSFER_ENCODING || k == HK_HOST)
+    if (!cl->nconn || k == HK_CONTENT_LENGTH || k == HK_TRANSFER_ENCODING || k == HK_HOST)
         return false;
-    for (int i = 0; i < cl->n; i++) {
+    for (int i = 0; i < cl->nconn; i++) {
         char name[128];
         if (h->name_len >= sizeof(name))
             continue;
         memcpy(name, h->name, h->name_len);
         name[h->name_len] = 0;
-        if (h1_list_has(cl->h[i]->value, cl->h[i]->value_len, name))
+        if (h1_list_has(cl->conn[i]->value, cl->conn[i]->value_len, name))
             return true;
     }
     return false;
@@ -148,11 +160,15 @@ bool rw_request_head(struct buf *b, const struct h1_request *req, const struct r
     bool ok = request_line(b, req, rq->target);
     const struct h1_header *xff[8], *xfp = NULL;
     int nxff = 0;
-    struct conn_list cl;
-    conn_list_init(&cl, req->headers, req->nheaders);
+    struct rw_scan own;
+    const struct rw_scan *cl = rq->scan;
+    if (!cl) {
+        rw_scan(req->headers, req->nheaders, true, &own);
+        cl = &own;
+    }
     for (int i = 0; i < req->nheaders && ok; i++) {
         const struct h1_header *h = &req->headers[i];
-        enum hdr_kind k = hdr_kind(h);
+        enum hdr_kind k = cl->kind[i];
         switch (k) {
         case HK_XFF:
             if (rq->trusted && nxff < 8)
@@ -181,7 +197,7 @@ bool rw_request_head(struct buf *b, const struct h1_request *req, const struct r
         default:
             break;
         }
-        if (memchr(h->name, '_', h->name_len) || is_hop_header(h, k, &cl))
+        if (memchr(h->name, '_', h->name_len) || is_hop_header(h, k, cl))
             continue;
     keep:
         ok = put_header(b, h);
@@ -220,11 +236,11 @@ bool rw_response_head(struct buf *b, const struct h1_response *resp, const struc
     bool ok =
         put(b, line, sizeof(line)) && put(b, resp->reason, resp->reason_len) && put(b, "\r\n", 2);
     bool have_cl = false;
-    struct conn_list cl;
-    conn_list_init(&cl, resp->headers, resp->nheaders);
+    struct rw_scan cl;
+    rw_scan(resp->headers, resp->nheaders, false, &cl);
     for (int i = 0; i < resp->nheaders && ok; i++) {
         const struct h1_header *h = &resp->headers[i];
-        enum hdr_kind k = hdr_kind(h);
+        enum hdr_kind k = cl.kind[i];
         if (k == HK_REQUEST_ID)
             continue;
         if (k == HK_TRANSFER_ENCODING) {
@@ -261,17 +277,7 @@ bool rw_response_head(struct buf *b, const struct h1_response *resp, const struc
 
 const struct h1_header *rw_client_request_id(const struct h1_request *req)
 {
-    for (int i = 0; i < req->nheaders; i++) {
-        const struct h1_header *h = &req->headers[i];
-        if (hdr_kind(h) != HK_REQUEST_ID || h->value_len == 0 || h->value_len > RW_REQID_MAX)
-            continue;
-        bool ok = true;
-        for (uint32_t j = 0; j < h->value_len && ok; j++) {
-            unsigned char ch = (unsigned char)h->value[j];
-            ok = ch > 0x20 && ch < 0x7f && ch != '"' && ch != '\\';
-        }
-        if (ok)
-            return h;
-    }
-    return NULL;
+    struct rw_scan sc;
+    rw_scan(req->headers, req->nheaders, true, &sc);
+    return sc.request_id >= 0 ? &req->headers[sc.request_id] : NULL;
 }

@@ -42,7 +42,22 @@
 
 #define RW_REQID_MAX 128 /* longest X-Request-Id kept from a client */
 
+/*
+ * What the rewrite needs to know of a message's headers, found in one pass
+ * (each header's name is looked at once however many questions are asked).
+ */
+struct rw_scan {
+    uint8_t kind[H1_MAX_HEADERS];    /* per header; values private to rewrite.c */
+    const struct h1_header *conn[4]; /* its Connection headers (they name more hop-by-hop ones) */
+    int nconn;
+    int request_id; /* a request's first acceptable X-Request-Id, -1 if none */
+};
+
+/* Scan the N headers at HS of a request (REQUEST) or a response. */
+void rw_scan(const struct h1_header *hs, int n, bool request, struct rw_scan *s);
+
 struct rw_request {
+    const struct rw_scan *scan; /* of the request's headers; NULL: made here */
     const struct route_target *target;
     const char *client_ip;   /* appended to X-Forwarded-For */
     const char *listen_addr; /* Host for an HTTP/1.0 request without one */

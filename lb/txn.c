@@ -3,14 +3,20 @@
  */
 #include "lb/txn.h"
 
+#include <stddef.h>
 #include <string.h>
 
 #include "lb/access.h"
 
 void txn_init(struct txn *t)
 {
-    /* everything zero, false or NULL, but what has another "nothing" value */
-    memset(t, 0, sizeof(*t));
+    /* everything zero, false or NULL, but what has another "nothing" value;
+     * the text fields at the end are written before they are read */
+    memset(t, 0, offsetof(struct txn, rid_len));
+    t->rid_len = 0;
+    t->rid[0] = 0;
+    t->lmeth[0] = 0;
+    t->lpath_len = 0;
     t->pool = -1;
     t->be_idx = -1;
     t->meth = H1_M_OTHER;
@@ -25,9 +31,8 @@ void txn_deinit(struct txn *t)
     bset_free(&t->tried);
 }
 
-void txn_set_request_id(struct txn *t, const struct h1_request *req, struct rng *rng)
+void txn_set_request_id(struct txn *t, const struct h1_header *h, struct rng *rng)
 {
-    const struct h1_header *h = rw_client_request_id(req);
     if (h) {
         memcpy(t->rid, h->value, h->value_len);
         t->rid_len = (uint8_t)h->value_len;
@@ -35,10 +40,11 @@ void txn_set_request_id(struct txn *t, const struct h1_request *req, struct rng 
         return;
     }
     static const char hex[] = "0123456789abcdef";
-    uint64_t a = rng_next(rng), b = rng_next(rng);
-    for (int i = 0; i < 16; i++) {
-        t->rid[i] = hex[(a >> (i * 4)) & 15];
-        t->rid[16 + i] = hex[(b >> (i * 4)) & 15];
+    uint64_t r[2] = {rng_next(rng), rng_next(rng)};
+    const uint8_t *p = (const uint8_t *)r;
+    for (int i = 0; i < 16; i++) { /* a byte at a time: two digits */
+        t->rid[2 * i] = hex[p[i] >> 4];
+        t->rid[2 * i + 1] = hex[p[i] & 15];
     }
     t->rid_len = 32;
     t->rid[32] = 0;

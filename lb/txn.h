@@ -67,22 +67,23 @@ struct txn {
     ev_tstamp t_sent;  /* rewritten head written to the backend */
     ev_tstamp t_resp;  /* response head received */
 
-    /* what the access log and the request id header need */
+    struct conn *qnext, *qprev; /* the worker's queue of requests waiting for a backend */
+
+    /* what the access log and the request id header need; last: txn_init()
+     * clears what comes before rid_len only (these are set before use) */
     uint8_t rid_len;
+    uint16_t lpath_len;
     char rid[RW_REQID_MAX + 1]; /* X-Request-Id */
     char lmeth[16];             /* method and target, kept for the access log */
     char lpath[256];
-    uint16_t lpath_len;
-
-    struct conn *qnext, *qprev; /* the worker's queue of requests waiting for a backend */
 };
 
 /* A fresh transaction: nothing routed or chosen, no body either way. */
 void txn_init(struct txn *t);
 void txn_deinit(struct txn *t);
 
-/* Take the client's X-Request-Id when it is acceptable, else make one. */
-void txn_set_request_id(struct txn *t, const struct h1_request *req, struct rng *rng);
+/* Take the client's X-Request-Id (an acceptable one, see rw_scan), or make one when NULL. */
+void txn_set_request_id(struct txn *t, const struct h1_header *client, struct rng *rng);
 
 /* Keep method and target for the access log. */
 void txn_remember(struct txn *t, const struct h1_request *req);

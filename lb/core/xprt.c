@@ -68,39 +68,6 @@ void xprt_tcp_init(struct xprt *x, int fd)
     *x = (struct xprt){.ops = &xprt_tcp, .fd = fd};
 }
 
-ssize_t xprt_recv(struct xprt *x, void *buf, size_t len)
-{
-    ssize_t n = x->ops->recv(x, buf, len);
-    if (n > 0) {
-        if ((size_t)n < len && !x->ops->pending(x))
-            x->rd = false;
-    } else if (n == XPRT_WANT_READ) {
-        x->rd = false;
-    } else if (n == XPRT_WANT_WRITE) {
-        x->rd = false;
-        x->rd_wants_wr = true;
-    }
-    return n;
-}
-
-ssize_t xprt_sendv(struct xprt *x, const struct iovec *iov, int iovcnt)
-{
-    size_t total = 0;
-    for (int i = 0; i < iovcnt; i++)
-        total += iov[i].iov_len;
-    ssize_t n = x->ops->sendv(x, iov, iovcnt);
-    if (n >= 0) {
-        if ((size_t)n < total)
-            x->wr_blocked = true; /* short write: the socket buffer is full */
-    } else if (n == XPRT_WANT_WRITE) {
-        x->wr_blocked = true;
-    } else if (n == XPRT_WANT_READ) {
-        x->wr_blocked = true;
-        x->wr_wants_rd = true;
-    }
-    return n;
-}
-
 void xprt_close(struct xprt *x)
 {
     if (!x->ops)

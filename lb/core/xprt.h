@@ -75,11 +75,40 @@ static inline bool xprt_is_open(const struct xprt *x)
  * drained and level-triggered polling will say when more comes (this saves
  * the read that would only answer EAGAIN).
  */
-ssize_t xprt_recv(struct xprt *x, void *buf, size_t len);
+static inline ssize_t xprt_recv(struct xprt *x, void *buf, size_t len)
+{
+    ssize_t n = x->ops->recv(x, buf, len);
+    if (n > 0) {
+        if ((size_t)n < len && !x->ops->pending(x))
+            x->rd = false;
+    } else if (n == XPRT_WANT_READ) {
+        x->rd = false;
+    } else if (n == XPRT_WANT_WRITE) {
+        x->rd = false;
+        x->rd_wants_wr = true;
+    }
+    return n;
+}
 
 /* Send a vector. A short or blocked send sets wr_blocked (and wr_wants_rd
  * when the transport needs readability first). */
-ssize_t xprt_sendv(struct xprt *x, const struct iovec *iov, int iovcnt);
+static inline ssize_t xprt_sendv(struct xprt *x, const struct iovec *iov, int iovcnt)
+{
+    size_t total = 0;
+    for (int i = 0; i < iovcnt; i++)
+        total += iov[i].iov_len;
+    ssize_t n = x->ops->sendv(x, iov, iovcnt);
+    if (n >= 0) {
+        if ((size_t)n < total)
+            x->wr_blocked = true; /* short write: the socket buffer is full */
+    } else if (n == XPRT_WANT_WRITE) {
+        x->wr_blocked = true;
+    } else if (n == XPRT_WANT_READ) {
+        x->wr_blocked = true;
+        x->wr_wants_rd = true;
+    }
+    return n;
+}
 
 static inline int xprt_handshake(struct xprt *x)
 {
