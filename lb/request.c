@@ -76,7 +76,8 @@ static MUST_USE enum step request_start(struct conn *c, size_t head_len)
         .scan = &scan,
         .target = &target,
         .client_ip = c->ip,
-        .listen_addr = l->addr.text,
+        /* a unix socket path is no host name */
+        .listen_addr = l->addr.sa.ss_family == AF_UNIX ? "localhost" : l->addr.text,
         .rid = t->rid,
         .rid_len = t->rid_len,
         .trusted = client_trusted(c, l),

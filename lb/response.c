@@ -86,7 +86,7 @@ enum step response_parse(struct conn *c)
         .rid_len = t->rid_len,
         .dechunk = t->dechunk,
         .closing = c->closing,
-        .keep_alive10 = t->minor == 0,
+        .http10 = t->minor == 0,
     };
     if (!rw_response_head(c->out, resp, &rs))
         return forward_failed(c, RF_INVALID, 502, "response head too large to rewrite");

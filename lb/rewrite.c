@@ -244,7 +244,11 @@ bool rw_response_head(struct buf *b, const struct h1_response *resp, const struc
         if (k == HK_REQUEST_ID)
             continue;
         if (k == HK_TRANSFER_ENCODING) {
-            if (rs->dechunk || resp->body != H1_BODY_CHUNKED)
+            /* chunked goes as received unless de-chunked; other codings of a
+             * body that runs to the close ("gzip") tell an HTTP/1.1 client how
+             * to decode it; an HTTP/1.0 client knows no transfer codings */
+            if (rs->dechunk ||
+                (resp->body != H1_BODY_CHUNKED && (resp->body != H1_BODY_CLOSE || rs->http10)))
                 continue;
         } else if (k == HK_CONTENT_LENGTH) {
             /* chunked framing wins (RFC 9112 6.3); a length-delimited body gets
@@ -267,7 +271,7 @@ bool rw_response_head(struct buf *b, const struct h1_response *resp, const struc
         ok = ok && puts_(b, "Connection: Upgrade\r\n");
     else if (rs->closing)
         ok = ok && puts_(b, "Connection: close\r\n");
-    else if (rs->keep_alive10)
+    else if (rs->http10)
         ok = ok && puts_(b, "Connection: keep-alive\r\n");
     ok = ok && puts_(b, "\r\n");
     if (!ok)

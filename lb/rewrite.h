@@ -73,9 +73,10 @@ bool rw_request_head(struct buf *b, const struct h1_request *req, const struct r
 struct rw_response {
     const char *rid;
     size_t rid_len;
-    bool dechunk;      /* the body goes out de-chunked (HTTP/1.0 client) */
-    bool closing;      /* the connection closes after this response */
-    bool keep_alive10; /* an HTTP/1.0 client keeps the connection: say so */
+    bool dechunk; /* the body goes out de-chunked (HTTP/1.0 client) */
+    bool closing; /* the connection closes after this response */
+    bool http10;  /* the client speaks HTTP/1.0: no transfer codings, and a
+                   * connection kept open must be said to be */
 };
 
 bool rw_response_head(struct buf *b, const struct h1_response *resp, const struct rw_response *rs);

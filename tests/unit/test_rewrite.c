@@ -139,7 +139,7 @@ static bool rewrite_response(const struct row *row, struct buf *b)
         .rid_len = strlen(RID),
         .dechunk = row->flags & DECHUNK,
         .closing = row->flags & CLOSING,
-        .keep_alive10 = row->flags & KEEP_AL10,
+        .http10 = row->flags & KEEP_AL10,
     };
     return rw_response_head(b, &g_resp, &rs);
 }
@@ -324,6 +324,14 @@ static const struct row response_rows[] = {
      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 10\r\nVary: a\r\n\r\n",
      DECHUNK | CLOSING,
      "HTTP/1.1 200 OK\r\nVary: a\r\nX-Request-Id: " RID "\r\nConnection: close\r\n\r\n"},
+    /* a body that runs to the close under another coding: an HTTP/1.1 client
+     * is told how to decode it, an HTTP/1.0 one knows no transfer codings */
+    {"close-delimited gzip", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", CLOSING,
+     "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nX-Request-Id: " RID
+     "\r\nConnection: close\r\n\r\n"},
+    {"close-delimited gzip to HTTP/1.0", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+     CLOSING | KEEP_AL10,
+     "HTTP/1.1 200 OK\r\nX-Request-Id: " RID "\r\nConnection: close\r\n\r\n"},
     /* HEAD and 304: no body; the first Content-Length says what it would be, as received */
     {"HEAD keeps Content-Length",
      "HTTP/1.1 200 OK\r\nContent-Length: 1234\r\nETag: \"e\"\r\nContent-Length: 1234\r\n\r\n",
