@@ -27,6 +27,7 @@
 #include "lb/core/h1.h"
 #include "lb/core/net.h"
 #include "lb/core/xprt.h"
+#include "lb/bal.h"
 #include "lb/sbuf.h"
 #include "lb/stats.h"
 #include "lb/worker.h"
@@ -209,6 +210,10 @@ static void handle_post(struct admin_conn *ac, const struct h1_request *req, con
         }
         uint32_t old = atomic_exchange(&be->weight, (uint32_t)w);
         log_info("admin: %s/%s weight %u -> %ld by %s", pool, name, old, w, ac->peer);
+        int idx;
+        struct rt_pool *rp = rt_pool_of(atomic_load(&lb->rt), pool, name, &idx);
+        if (rp && rp->bal->weight_changed)
+            rp->bal->weight_changed(rp->bal_pool, rp, idx);
     }
     ac->adm->changes++;
     struct sbuf js = {0};

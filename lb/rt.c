@@ -83,6 +83,21 @@ struct rt_backend *rt_find_backend(const struct rt *rt, const char *pool, const 
     return NULL;
 }
 
+struct rt_pool *rt_pool_of(const struct rt *rt, const char *pool, const char *name, int *idx)
+{
+    for (int i = 0; rt && i < rt->npools; i++) {
+        struct rt_pool *p = &rt->pools[i];
+        if (strcmp(p->cfg->name, pool) != 0)
+            continue;
+        for (int j = 0; j < p->n; j++)
+            if (strcmp(p->be[j]->name, name) == 0) {
+                *idx = j;
+                return p;
+            }
+    }
+    return NULL;
+}
+
 void rt_backend_ref(struct rt_backend *be)
 {
     atomic_fetch_add_explicit(&be->refs, 1, memory_order_relaxed);

@@ -107,4 +107,7 @@ void rt_backend_unref(struct rt_backend *be);
 
 struct rt_backend *rt_find_backend(const struct rt *rt, const char *pool, const char *name);
 
+/* The pool named POOL holding backend NAME, with the backend's index in *idx; NULL if none. */
+struct rt_pool *rt_pool_of(const struct rt *rt, const char *pool, const char *name, int *idx);
+
 #endif
