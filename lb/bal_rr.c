@@ -31,7 +31,10 @@ static int rr_pick(void *ws, const void *ps, const struct bal_ctx *ctx)
     int best = -1;
     int32_t total = 0;
     (void)ps;
-    for (int i = 0; i < pool->n && i < st->n; i++) {
+    for (int k = 0; k < ctx->nmembers; k++) {
+        int i = ctx->members[k];
+        if (i >= st->n)
+            continue;
         int32_t w = (int32_t)ctx->ok(pool, i, ctx->ok_arg);
         if (!w)
             continue;

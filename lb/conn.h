@@ -154,7 +154,7 @@ enum step forward_start(struct conn *c, int idx, bool probe) MUST_USE;
 enum step forward_failed(struct conn *c, enum rt_fail kind, int status, const char *what) MUST_USE;
 enum step forward_retry(struct conn *c) MUST_USE;
 bool forward_may_retry(const struct conn *c, enum rt_fail kind, int status);
-void forward_outcome(struct conn *c, int status, bool failure, bool slow);
+void forward_outcome(struct conn *c, bool failure, bool slow);
 void forward_count_failure(struct conn *c, enum rt_fail kind);
 void forward_log_failure(struct conn *c, const char *what);
 void forward_drop_inflight(struct conn *c);

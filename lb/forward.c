@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "lb/bal.h"
 #include "lb/conn.h"
 #include "lb/core/clock.h"
 #include "lb/core/log.h"
@@ -26,6 +27,9 @@ static void pick_env_init(struct conn *c, struct pick_env *env)
     struct worker *wk = c->wk;
     *env = (struct pick_env){
         .bal = c->tx.rt == wk->rt ? wk->pools[c->tx.pool].bal : NULL,
+        .state = c->tx.rt == wk->rt ? &wk->pools[c->tx.pool].pick : NULL,
+        .key = c->tx.key,
+        .has_key = c->tx.has_key,
         .idle = worker_idle_upstreams,
         .idle_arg = wk,
         .rng = &wk->rng,
@@ -52,20 +56,21 @@ void forward_count_failure(struct conn *c, enum rt_fail kind)
  * response, or a status in failure_statuses; slow is a response head later
  * than slow_call.
  */
-void forward_outcome(struct conn *c, int status, bool failure, bool slow)
+void forward_outcome(struct conn *c, bool failure, bool slow)
 {
     struct txn *t = &c->tx;
     if (!t->be || t->recorded)
         return;
     t->recorded = true;
     const struct rt_pool *pool = &t->rt->pools[t->pool];
-    brk_record(&t->be->brk, &pool->cfg->breaker, clock_mono_ms(), failure, slow, t->probe,
+    int64_t now = clock_mono_ms();
+    brk_record(&t->be->brk, &pool->cfg->breaker, now, failure, slow, t->probe,
                (uint32_t)rng_next(&c->wk->rng), t->be->pool, t->be->name);
     if (pool->bal->outcome && t->rt == c->wk->rt) {
         ev_tstamp lat =
             (t->t_resp ? t->t_resp : ev_now(c->wk->loop)) - (t->t_sent ? t->t_sent : t->t_start);
-        pool->bal->outcome(c->wk->pools[t->pool].bal, pool->bal_pool, t->be_idx, status,
-                           (uint32_t)(lat * 1e6));
+        pool->bal->outcome(c->wk->pools[t->pool].bal, pool->bal_pool, pool, t->be_idx, failure,
+                           lat > 0 ? (uint32_t)(lat * 1e6) : 0, now);
     }
 }
 
@@ -95,6 +100,8 @@ void forward_drop_inflight(struct conn *c)
         brk_abandon(&t->be->brk, t->probe);
     t->recorded = true;
     atomic_fetch_sub_explicit(&t->be->inflight, 1, memory_order_relaxed);
+    if (t->rt->pools[t->pool].bal == &bal_hash) /* its bound needs the pool's total */
+        atomic_fetch_sub_explicit(&t->rt->pools[t->pool].inflight, 1, memory_order_relaxed);
     t->inflight = false;
 }
 
@@ -128,6 +135,8 @@ static MUST_USE enum step start_upstream(struct conn *c)
         upstream_get(&c->wk->ups, t->be, t->retried, forward_on_upstream, c, &err);
     if (!t->inflight) {
         atomic_fetch_add_explicit(&t->be->inflight, 1, memory_order_relaxed);
+        if (t->rt->pools[t->pool].bal == &bal_hash)
+            atomic_fetch_add_explicit(&t->rt->pools[t->pool].inflight, 1, memory_order_relaxed);
         t->inflight = true;
         cnt_add(&t->be->cnt[c->wk->id].requests, 1);
     }
@@ -245,7 +254,7 @@ enum step forward_failed(struct conn *c, enum rt_fail kind, int status, const ch
         return start_upstream(c);
     }
     forward_count_failure(c, kind);
-    forward_outcome(c, 0, true, kind == RF_TIMEOUT);
+    forward_outcome(c, true, kind == RF_TIMEOUT);
     forward_log_failure(c, what                 ? what
                            : kind == RF_CONNECT ? "connect error"
                            : kind == RF_RESET   ? "reset or closed before the response head"

@@ -19,6 +19,7 @@
 #define LB_VERSION "0.1.0"
 
 struct worker;
+struct sampler;
 
 struct lb {
     const char *conf_path;
@@ -39,6 +40,7 @@ struct lb {
     uint64_t gen; /* configuration generation handed to the workers */
 
     struct ev_loop *main_loop;
+    const struct sampler *sampler; /* the once-a-second look at the pools (main thread) */
 };
 
 #endif

@@ -23,6 +23,7 @@
 #include "lb/core/log.h"
 #include "lb/core/net.h"
 #include "lb/notify.h"
+#include "lb/sampler.h"
 #include "lb/worker.h"
 
 #define STOP_POLL_S 0.02
@@ -38,6 +39,7 @@ struct main_ctx {
     struct notify notify; /* sd_notify, when run by systemd */
     ev_timer watchdog;    /* WATCHDOG=1 at half of WatchdogSec */
     ev_tstamp reload_start;
+    struct sampler sampler; /* tier shares and panic, once a second */
 };
 
 static void usage(FILE *f)
@@ -123,20 +125,6 @@ static void reload_failed(struct main_ctx *m, const char *msg)
     log_err("reload failed: %s; still running the previous configuration", msg);
     /* a reload always ends with READY=1, or systemd stays in "reloading" */
     notify_ready(&m->notify, "reload failed; running the previous configuration");
-}
-
-/* Say so, once per start or reload, where the file asks for what this build does not do yet. */
-static void warn_unbuilt(const struct cfg *cfg)
-{
-    for (int i = 0; i < cfg->npools; i++) {
-        const struct cfg_pool *p = &cfg->pools[i];
-        if (p->balance != CFG_BAL_ROUND_ROBIN)
-            log_warn("pool %s: balance \"%s\" is not built yet; the pool is served by "
-                     "round-robin",
-                     p->name, cfg_balance_name(p->balance));
-        if (p->locality == CFG_LOC_ZONE_AWARE && cfg->zone[0])
-            log_warn("pool %s: zone-aware locality is not built yet; zones are ignored", p->name);
-    }
 }
 
 static void fds_free(int **fds, int nw, int n)
@@ -356,7 +344,6 @@ static void reload(struct main_ctx *m)
         reload_failed(m, err);
         return;
     }
-    warn_unbuilt(atomic_load(&lb->rt)->cfg);
     lb->reloads_ok++;
     lb->last_reload_ok = true;
     lb->last_reload_time = ev_time();
@@ -413,7 +400,6 @@ static int start(struct main_ctx *m, struct cfg *cfg)
     }
     atomic_store(&lb->rt, rt);
     log_set_level((enum log_level)cfg->log_level); /* same order: error warn info debug */
-    warn_unbuilt(cfg);
     if (access_open(cfg->log_access, cfg->log_format == CFG_FMT_JSON) == -1) {
         log_err("log.access: cannot open %s: %s", cfg->log_access, strerror(errno));
         return -1;
@@ -520,7 +506,6 @@ int main(int argc, char **argv)
         return 1;
     }
     if (check) {
-        warn_unbuilt(cfg); /* what the file asks for and this build serves differently */
         printf("configuration OK\n");
         cfg_free(cfg);
         return 0;
@@ -563,10 +548,13 @@ int main(int argc, char **argv)
         ev_timer_init(&m.watchdog, on_watchdog, 0., wd);
         ev_timer_start(loop, &m.watchdog);
     }
+    sampler_start(&m.sampler, &m.lb, loop);
+    m.lb.sampler = &m.sampler;
     char st[200];
     serving_status(&m, st, sizeof(st), "serving");
     notify_ready(&m.notify, st); /* listeners bound, workers running, first checks done */
     ev_run(loop, 0);
+    sampler_stop(&m.sampler, loop);
     stop(&m);
     notify_deinit(&m.notify);
     log_info("stopped");

@@ -106,26 +106,52 @@ static uint32_t candidate_ok(const struct rt_pool *pool, int i, void *varg)
                     : effective_weight(be, a);
 }
 
-/* Below panic_threshold of the active weight eligible: spread over all active backends. */
-static bool pool_in_panic(const struct rt_pool *pool, int64_t now_ms)
+void pick_tier_shares(const double *health, int n, double *share)
 {
-    double threshold = pool->cfg->panic_threshold;
-    if (threshold <= 0)
-        return false;
-    uint64_t active = 0, eligible = 0;
-    for (int i = 0; i < pool->n; i++) {
-        const struct rt_backend *be = pool->be[i];
-        if (!admin_ok(be))
-            continue;
-        uint32_t w = atomic_load_explicit(&be->weight, memory_order_relaxed);
-        active += w;
-        if (healthy(be, now_ms))
-            eligible += w;
+    double left = 1, total = 0;
+    for (int k = 0; k < n; k++) {
+        double want = PICK_OVERPROVISION * health[k];
+        if (want > 1)
+            want = 1;
+        share[k] = want < left ? want : left;
+        left -= share[k];
+        total += share[k];
     }
-    return active > 0 && (double)eligible < threshold * (double)active;
+    /* every tier degraded: what there is, in proportion (Envoy normalises the same way) */
+    if (total > 0 && total < 1)
+        for (int k = 0; k < n; k++)
+            share[k] /= total;
 }
 
-static void note_panic(struct rt_pool *pool, bool panic)
+void pick_refresh(const struct rt_pool *pool, int64_t now_ms, struct pick_state *st)
+{
+    uint64_t active = 0, good = 0, tw[RT_TIERS] = {0}, tg[RT_TIERS] = {0};
+    uint32_t neligible = 0;
+    for (int i = 0; i < pool->n; i++) {
+        const struct rt_backend *be = pool->be[i];
+        uint32_t w = atomic_load_explicit(&be->weight, memory_order_relaxed);
+        int t = pool->tier_of[i];
+        tw[t] += w;
+        if (!admin_ok(be))
+            continue;
+        active += w;
+        if (healthy(be, now_ms)) {
+            good += w;
+            tg[t] += w;
+            neligible++;
+        }
+    }
+    double threshold = pool->cfg->panic_threshold;
+    st->at_ms = now_ms;
+    st->panic = threshold > 0 && active > 0 && (double)good < threshold * (double)active;
+    st->eligible = neligible;
+    st->ntiers = pool->ntiers;
+    for (int k = 0; k < pool->ntiers; k++)
+        st->health[k] = tw[k] ? (double)tg[k] / (double)tw[k] : 0;
+    pick_tier_shares(st->health, pool->ntiers, st->share);
+}
+
+void pick_note_panic(struct rt_pool *pool, bool panic)
 {
     bool was = atomic_load_explicit(&pool->panic, memory_order_relaxed);
     if (was == panic || !atomic_compare_exchange_strong(&pool->panic, &was, panic))
@@ -138,6 +164,50 @@ static void note_panic(struct rt_pool *pool, bool panic)
         log_info("pool %s out of panic: enough backends are eligible again", pool->cfg->name);
 }
 
+/* Try the algorithm on the candidates of CTX, going past breakers that
+ * refuse at admission (their probes were taken meanwhile). */
+static enum pick_result pick_among(struct rt_pool *pool, void *ws, struct bal_ctx *ctx,
+                                   struct pick_arg *a, int *idx, bool *probe)
+{
+    for (int tries = 0; tries <= ctx->nmembers && a->nrefused < PICK_REFUSALS_MAX; tries++) {
+        int i = pool->bal->pick(ws, pool->bal_pool, ctx);
+        if (i < 0)
+            return PICK_NONE;
+        struct rt_backend *be = pool->be[i];
+        enum brk_verdict v =
+            a->panic ? BRK_ADMIT
+                     : brk_admit(&be->brk, &pool->cfg->breaker, a->env->now_ms, be->pool, be->name);
+        if (v != BRK_REJECT) {
+            *idx = i;
+            *probe = v == BRK_ADMIT_PROBE;
+            return PICK_OK;
+        }
+        a->refused[a->nrefused++] = i;
+    }
+    return PICK_NONE;
+}
+
+/* The tiers to try, nearest-first from the one the draw chose. */
+static int tier_order(const struct pick_state *st, double u, int order[RT_TIERS])
+{
+    int chosen = st->ntiers - 1;
+    double cum = 0;
+    for (int k = 0; k < st->ntiers; k++) {
+        cum += st->share[k];
+        if (u < cum) {
+            chosen = k;
+            break;
+        }
+    }
+    int n = 0;
+    order[n++] = chosen;
+    for (int k = chosen + 1; k < st->ntiers; k++) /* what it cannot take spills outward */
+        order[n++] = k;
+    for (int k = chosen - 1; k >= 0; k--)
+        order[n++] = k;
+    return n;
+}
+
 enum pick_result pick_backend(struct rt *rt, int pool_idx, const struct bset *tried,
                               struct pick_env *env, int *idx, bool *probe)
 {
@@ -145,37 +215,50 @@ enum pick_result pick_backend(struct rt *rt, int pool_idx, const struct bset *tr
     void *ws = env->bal;
     if (!ws && bal_worker_new(pool, &ws) == -1)
         return PICK_NONE;
+    struct pick_state fresh, *st = env->state ? env->state : &fresh;
+    bool refreshed = st == &fresh || !st->at_ms || env->now_ms - st->at_ms >= PICK_REFRESH_MS;
+    if (refreshed)
+        pick_refresh(pool, env->now_ms, st);
     struct pick_arg a = {.env = env, .cfg = pool->cfg, .tried = tried};
     struct bal_ctx ctx = {
         .pool = pool,
         .ok = candidate_ok,
         .ok_arg = &a,
         .rng = env->rng,
+        .now_ms = env->now_ms,
         .key = env->key,
         .has_key = env->has_key,
     };
-    a.panic = pool_in_panic(pool, env->now_ms);
-    note_panic(pool, a.panic);
     enum pick_result res = PICK_NONE;
-    /* a breaker may refuse at admission (its probes were taken meanwhile): try the others */
-    for (int tries = 0; tries <= pool->n && a.nrefused < PICK_REFUSALS_MAX; tries++) {
-        int i = pool->bal->pick(ws, pool->bal_pool, &ctx);
-        if (i < 0) {
-            res = a.saw_full ? PICK_FULL : PICK_NONE;
-            break;
+    for (int pass = 0; pass < 2; pass++) {
+        a.panic = st->panic;
+        a.saw_full = false;
+        pick_note_panic(pool, a.panic);
+        ctx.eligible = st->eligible;
+        if (a.panic || st->ntiers <= 1) { /* panic spreads over the whole pool */
+            ctx.members = pool->members;
+            ctx.nmembers = pool->n;
+            res = pick_among(pool, ws, &ctx, &a, idx, probe);
+        } else {
+            int order[RT_TIERS], n = tier_order(st, st->ntiers > 1 ? rng_unit(env->rng) : 0, order);
+            for (int k = 0; k < n && res != PICK_OK; k++) {
+                const struct rt_tier *t = &pool->tiers[order[k]];
+                ctx.members = pool->members + t->first;
+                ctx.nmembers = t->n;
+                res = pick_among(pool, ws, &ctx, &a, idx, probe);
+            }
         }
-        struct rt_backend *be = pool->be[i];
-        enum brk_verdict v =
-            a.panic ? BRK_ADMIT
-                    : brk_admit(&be->brk, &pool->cfg->breaker, env->now_ms, be->pool, be->name);
-        if (v != BRK_REJECT) {
-            *idx = i;
-            *probe = v == BRK_ADMIT_PROBE;
-            res = PICK_OK;
+        if (res == PICK_OK || a.saw_full)
             break;
-        }
-        a.refused[a.nrefused++] = i;
+        /* nothing at all: the view may be stale (a pool just went into
+         * panic); look again once before answering 503 */
+        if (refreshed)
+            break;
+        pick_refresh(pool, env->now_ms, st);
+        refreshed = true;
     }
+    if (res != PICK_OK && a.saw_full)
+        res = PICK_FULL;
     if (ws != env->bal)
         bal_worker_free(pool, ws);
     return res;

@@ -8,7 +8,9 @@
 #include <string.h>
 
 #include "lb/access.h"
+#include "lb/bal.h"
 #include "lb/conn.h"
+#include "lb/hashkey.h"
 #include "lb/core/log.h"
 #include "lb/rewrite.h"
 #include "lb/route.h"
@@ -53,6 +55,8 @@ static MUST_USE enum step request_start(struct conn *c, size_t head_len)
     struct route_target target;
     route_target_of(req, &target);
     t->pool = route_pool(l, &target);
+    if (t->rt->pools[t->pool].bal == &bal_hash)
+        t->has_key = hashkey_of(t->rt->pools[t->pool].cfg, req, &target, c->ip, &t->key);
     cnt_add(&wk->lsc[c->ls].requests, 1);
     if (bset_init(&t->tried, (uint32_t)t->rt->pools[t->pool].n) == -1) {
         c->st = CS_DEAD; /* out of memory: this connection only */

@@ -25,7 +25,7 @@ static MUST_USE enum step response_arrived(struct conn *c, const struct h1_respo
     bool failed = cfg_status_has(&pcfg->breaker.failure_statuses, (unsigned)resp->status);
     if (failed)
         cnt_add(&cnt->fail[RF_STATUS], 1);
-    forward_outcome(c, resp->status, failed, lat * 1000 > pcfg->breaker.slow_call_ms);
+    forward_outcome(c, failed, lat * 1000 > pcfg->breaker.slow_call_ms);
     /* its answer is dropped with its connection; another backend gets the
      * request (with no other, this answer goes to the client after all) */
     if (resp->status != 101 && forward_may_retry(c, RF_STATUS, resp->status) &&

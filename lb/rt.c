@@ -114,6 +114,8 @@ static void rt_free(struct rt *rt)
     for (int i = 0; i < rt->npools; i++) {
         if (rt->pools[i].bal_pool)
             rt->pools[i].bal->pool_free(rt->pools[i].bal_pool);
+        free(rt->pools[i].members);
+        free(rt->pools[i].tier_of);
         for (int j = 0; j < rt->pools[i].n; j++)
             rt_backend_unref(rt->pools[i].be[j]);
         free(rt->pools[i].be);
@@ -121,6 +123,52 @@ static void rt_free(struct rt *rt)
     free(rt->pools);
     cfg_free(rt->cfg);
     free(rt);
+}
+
+/* Which tier backend B of pool P is in, before empty tiers are dropped. */
+static int tier_of(const struct cfg *cfg, const struct cfg_pool *p, const struct cfg_backend *b)
+{
+    if (p->locality != CFG_LOC_ZONE_AWARE || !cfg->zone[0])
+        return 0;
+    if (b->zone[0] && strcmp(b->zone, cfg->zone) == 0)
+        return 0;
+    if (cfg->region[0] && b->region[0] && strcmp(b->region, cfg->region) == 0)
+        return 1;
+    return 2;
+}
+
+static int tiers_build(struct rt_pool *rp, const struct cfg *cfg)
+{
+    const struct cfg_pool *p = rp->cfg;
+    int count[RT_TIERS] = {0};
+    if (!(rp->members = calloc((size_t)(rp->n ? rp->n : 1), sizeof(*rp->members))) ||
+        !(rp->tier_of = calloc((size_t)(rp->n ? rp->n : 1), sizeof(*rp->tier_of))))
+        return -1;
+    for (int j = 0; j < rp->n; j++) {
+        rp->tier_of[j] = (uint8_t)tier_of(cfg, p, &p->backends[j]);
+        count[rp->tier_of[j]]++;
+    }
+    int map[RT_TIERS], k = 0, at = 0;
+    bool zoned = p->locality == CFG_LOC_ZONE_AWARE && cfg->zone[0];
+    for (int t = 0; t < RT_TIERS; t++) {
+        map[t] = -1;
+        if (!count[t])
+            continue;
+        struct rt_tier *tier = &rp->tiers[k];
+        const char *name = !zoned ? "all" : t == 0 ? cfg->zone : t == 1 ? cfg->region : "elsewhere";
+        snprintf(tier->name, sizeof(tier->name), "%s", name);
+        tier->first = at;
+        tier->n = 0;
+        for (int j = 0; j < rp->n; j++)
+            if (rp->tier_of[j] == t)
+                rp->members[at + tier->n++] = j;
+        at += tier->n;
+        map[t] = k++;
+    }
+    for (int j = 0; j < rp->n; j++)
+        rp->tier_of[j] = (uint8_t)map[rp->tier_of[j]];
+    rp->ntiers = k;
+    return 0;
 }
 
 struct rt *rt_new(struct cfg *cfg, const struct rt *old, int nworkers)
@@ -157,6 +205,8 @@ struct rt *rt_new(struct cfg *cfg, const struct rt *old, int nworkers)
             rp->be[j] = be;
             rp->n = j + 1;
         }
+        if (tiers_build(rp, cfg) == -1)
+            goto fail_rt;
         rp->bal = bal_for(p);
         if (rp->bal->pool_new && !(rp->bal_pool = rp->bal->pool_new(rp)))
             goto fail_rt;

@@ -27,6 +27,8 @@
 
 enum rt_resp_class { RC_1XX, RC_2XX, RC_3XX, RC_4XX, RC_5XX, RC_COUNT };
 
+#define RT_HIST 11 /* sampler ticks kept per backend: ten one-second intervals */
+
 /* Why a request to a backend failed (no usable response). */
 enum rt_fail { RF_CONNECT, RF_RESET, RF_TIMEOUT, RF_INVALID, RF_STATUS, RF_COUNT };
 
@@ -60,20 +62,45 @@ struct rt_backend {
                                      * removed by a reload); 0 while active */
     struct log_rl fail_log;         /* failures of this backend: one log line per second */
 
+    /* peak-EWMA of its response latency (balance = "p2c-ewma"), shared by the
+     * workers: the last writer wins, which loses a sample now and then */
+    _Atomic uint32_t ewma_us;    /* 0: no sample yet */
+    _Atomic int64_t ewma_at_ms;  /* monotonic ms of the last sample */
+    _Atomic uint32_t ewma_epoch; /* health transitions + breaker closings at that sample */
+    uint64_t req_hist[RT_HIST];  /* requests at each of the last sampler ticks (main thread) */
+
     int nworkers;
     struct be_counters cnt[]; /* [nworkers] */
 };
 
 struct bal_ops;
 
+/*
+ * Locality tiers (DESIGN.md, "Locality and affinity"): backends in lb.zone,
+ * then the rest of lb.region, then everything else (a backend without a zone
+ * is there). One tier when lb.zone is unset or the pool's locality is off.
+ * Empty tiers are left out, so tier 0 is always the nearest one there is.
+ */
+#define RT_TIERS 3
+
+struct rt_tier {
+    char name[CFG_NAME_MAX]; /* the zone, the region, "elsewhere"; "all" for one tier */
+    int first, n;            /* its backends: pool->members[first .. first+n) */
+};
+
 struct rt_pool {
     const struct cfg_pool *cfg;
     const struct bal_ops *bal; /* its balancing algorithm */
     void *bal_pool;            /* the algorithm's shared state for this snapshot, or NULL */
     _Atomic bool panic; /* eligible weight below panic_threshold: health and breakers ignored */
-    _Atomic int32_t pending; /* requests queued for a backend under its limits */
-    struct rt_backend **be;  /* [cfg->nbackends], same order as the snapshot */
+    _Atomic int32_t pending;  /* requests queued for a backend under its limits */
+    _Atomic int32_t inflight; /* requests in flight to its backends (kept for balance = "hash") */
+    struct rt_backend **be;   /* [cfg->nbackends], same order as the snapshot */
     int n;
+    int *members;     /* [n]: backend indexes, grouped by tier, nearest first */
+    uint8_t *tier_of; /* [n]: the tier of each backend */
+    struct rt_tier tiers[RT_TIERS];
+    int ntiers;
 };
 
 struct rt {

@@ -8,6 +8,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "lb/bal.h"
+#include "lb/core/clock.h"
+#include "lb/pick.h"
+#include "lb/sampler.h"
 #include "lb/worker.h"
 
 static const char *const class_names[RC_COUNT] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
@@ -110,7 +114,46 @@ void stats_backend_json(struct lb *lb, const struct rt_backend *be, struct sbuf 
     memcpy(reason, b->reason, sizeof(reason)); /* may be mid-update: bounded and terminated */
     reason[sizeof(reason) - 1] = 0;
     sbuf_json_str(o, reason);
+    uint32_t ewma = bal_ewma_estimate(be, clock_mono_ms());
+    if (ewma)
+        sbuf_printf(o, ",\"ewma_ms\":%.3f", ewma / 1000.0);
     sbuf_put(o, "}", 1);
+}
+
+/* One tier's figures: health and target share now, and the share it took over the last seconds. */
+struct tier_view {
+    double health, target, taken;
+};
+
+static void tiers_view(const struct lb *lb, struct rt_pool *p, struct tier_view *v)
+{
+    struct pick_state st;
+    pick_refresh(p, clock_mono_ms(), &st);
+    uint64_t req[RT_TIERS] = {0}, all = 0;
+    for (int j = 0; j < p->n && lb->sampler; j++) {
+        uint64_t r = sampler_requests(lb->sampler, p->be[j]);
+        req[p->tier_of[j]] += r;
+        all += r;
+    }
+    for (int k = 0; k < p->ntiers; k++) {
+        v[k].health = st.health[k];
+        v[k].target = st.panic ? (double)p->tiers[k].n / p->n : st.share[k];
+        v[k].taken = all ? (double)req[k] / (double)all : 0;
+    }
+}
+
+static void tiers_json(const struct lb *lb, struct rt_pool *p, struct sbuf *o)
+{
+    struct tier_view v[RT_TIERS];
+    tiers_view(lb, p, v);
+    sbuf_put(o, ",\"tiers\":[", 10);
+    for (int k = 0; k < p->ntiers; k++) {
+        sbuf_puts(o, k ? ",{\"name\":" : "{\"name\":");
+        sbuf_json_str(o, p->tiers[k].name);
+        sbuf_printf(o, ",\"health\":%.3f,\"share\":%.3f,\"target_share\":%.3f,\"backends\":%d}",
+                    v[k].health, v[k].taken, v[k].target, p->tiers[k].n);
+    }
+    sbuf_put(o, "]", 1);
 }
 
 static void listeners_json(struct lb *lb, const struct cfg *cfg, struct sbuf *o)
@@ -165,12 +208,15 @@ void stats_json(struct lb *lb, struct sbuf *o)
     listeners_json(lb, cfg, o);
     sbuf_put(o, "\"pools\":[", 9);
     for (int i = 0; i < rt->npools; i++) {
-        const struct rt_pool *p = &rt->pools[i];
+        struct rt_pool *p = &rt->pools[i];
         sbuf_puts(o, i ? ",{\"name\":" : "{\"name\":");
         sbuf_json_str(o, p->cfg->name);
-        sbuf_printf(o, ",\"balance\":\"%s\",\"panic\":%s,\"pending\":%d,\"backends\":[",
-                    cfg_balance_name(p->cfg->balance), atomic_load(&p->panic) ? "true" : "false",
-                    atomic_load(&p->pending));
+        sbuf_printf(o, ",\"balance\":\"%s\",\"locality\":\"%s\",\"panic\":%s,\"pending\":%d",
+                    cfg_balance_name(p->cfg->balance),
+                    p->cfg->locality == CFG_LOC_ZONE_AWARE ? "zone-aware" : "off",
+                    atomic_load(&p->panic) ? "true" : "false", atomic_load(&p->pending));
+        tiers_json(lb, p, o);
+        sbuf_put(o, ",\"backends\":[", 13);
         for (int j = 0; j < p->n; j++) {
             if (j)
                 sbuf_put(o, ",", 1);
@@ -277,6 +323,59 @@ static void pv_latency(struct sbuf *o, const struct rt_backend *be, const struct
     sbuf_printf(o, "} %llu\n", (unsigned long long)n);
 }
 
+static void pv_ewma(struct sbuf *o, const struct rt_backend *be, const struct be_sum *s)
+{
+    (void)s;
+    uint32_t e = bal_ewma_estimate(be, clock_mono_ms());
+    if (!e)
+        return;
+    sbuf_put(o, "lb_backend_latency_ewma_seconds", 31);
+    prom_be(o, be);
+    sbuf_printf(o, "} %.6f\n", e / 1e6);
+}
+
+static void prom_tier(struct sbuf *o, const char *metric, const struct rt_pool *p, int k, double v)
+{
+    sbuf_puts(o, metric);
+    sbuf_put(o, "{pool=\"", 7);
+    prom_label(o, p->cfg->name);
+    sbuf_put(o, "\",tier=\"", 9);
+    prom_label(o, p->tiers[k].name);
+    sbuf_printf(o, "\"} %.4f\n", v);
+}
+
+static void prom_pools(const struct lb *lb, struct rt *rt, struct sbuf *o)
+{
+    int n = rt->npools;
+    struct tier_view(*v)[RT_TIERS] = calloc((size_t)(n ? n : 1), sizeof(*v));
+    if (!v) {
+        o->oom = true;
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        tiers_view(lb, &rt->pools[i], v[i]);
+    sbuf_puts(o,
+              "# HELP lb_pool_panic 1 while the pool is in panic (health and breakers ignored).\n"
+              "# TYPE lb_pool_panic gauge\n");
+    for (int i = 0; i < rt->npools; i++) {
+        sbuf_puts(o, "lb_pool_panic{pool=\"");
+        prom_label(o, rt->pools[i].cfg->name);
+        sbuf_printf(o, "\"} %d\n", atomic_load(&rt->pools[i].panic) ? 1 : 0);
+    }
+    sbuf_puts(o, "# HELP lb_pool_tier_health Eligible weight over weight of a locality tier.\n"
+                 "# TYPE lb_pool_tier_health gauge\n");
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < rt->pools[i].ntiers; k++)
+            prom_tier(o, "lb_pool_tier_health", &rt->pools[i], k, v[i][k].health);
+    sbuf_puts(
+        o, "# HELP lb_pool_tier_share Share of the pool's requests a locality tier took over the "
+           "last 10 s.\n# TYPE lb_pool_tier_share gauge\n");
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < rt->pools[i].ntiers; k++)
+            prom_tier(o, "lb_pool_tier_share", &rt->pools[i], k, v[i][k].taken);
+    free(v);
+}
+
 void stats_prometheus(struct lb *lb, struct sbuf *o)
 {
     struct rt *rt = atomic_load(&lb->rt);
@@ -335,5 +434,8 @@ void stats_prometheus(struct lb *lb, struct sbuf *o)
                 "Request bytes sent to the backend.", pv_bytes_out);
     prom_family(o, rt, sums, "lb_backend_latency_seconds", "summary",
                 "Request sent to response head, since start.", pv_latency);
+    prom_family(o, rt, sums, "lb_backend_latency_ewma_seconds", "gauge",
+                "Peak-EWMA of the response head latency (p2c-ewma and hash pools).", pv_ewma);
+    prom_pools(lb, rt, o);
     free(sums);
 }

@@ -35,6 +35,8 @@ struct txn {
     bool recorded;         /* the current attempt's outcome went to the breaker */
     bool inflight;         /* counted in be->inflight */
     bool retried;          /* a stale keep-alive upstream was replaced once */
+    bool has_key;          /* key is the request's hash key (balance = "hash") */
+    uint64_t key;
 
     /* the request */
     uint8_t meth;       /* enum h1_method */

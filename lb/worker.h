@@ -35,6 +35,7 @@ struct wk_listener {
 struct wk_pool {
     void *bal;              /* the pool's algorithm state on this worker (bal.h) */
     struct retry_budget rb; /* this worker's retry budget for the pool */
+    struct pick_state pick; /* this worker's view of the pool's health and tiers */
 };
 
 /*

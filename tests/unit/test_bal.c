@@ -20,6 +20,7 @@ struct fixture {
     struct cfg_pool cfg;
     void *st;       /* round-robin's per-worker state */
     bool off[MAXB]; /* not eligible */
+    int members[MAXB];
 };
 
 static uint32_t ok_weight(const struct rt_pool *pool, int i, void *arg)
@@ -41,6 +42,8 @@ static void setup_pool(struct fixture *f, const uint32_t *weights, int n)
     f->pool.bal = &bal_round_robin;
     f->pool.be = f->be;
     f->pool.n = n;
+    for (int i = 0; i < n; i++)
+        f->members[i] = i;
     assert_int_equal(bal_worker_new(&f->pool, &f->st), 0);
 }
 
@@ -55,7 +58,11 @@ static void teardown_pool(struct fixture *f)
 static void picks(struct fixture *f, int n, char *out)
 {
     for (int k = 0; k < n; k++) {
-        struct bal_ctx ctx = {.pool = &f->pool, .ok = ok_weight, .ok_arg = f};
+        struct bal_ctx ctx = {.pool = &f->pool,
+                              .members = f->members,
+                              .nmembers = f->pool.n,
+                              .ok = ok_weight,
+                              .ok_arg = f};
         int i = bal_round_robin.pick(f->st, NULL, &ctx);
         out[k] = i < 0 ? '-' : f->be[i]->name[0];
     }
