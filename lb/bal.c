@@ -25,7 +25,8 @@ int bal_two_choices(const struct bal_ctx *ctx, int out[2], uint32_t w[2])
     int n = ctx->nmembers, found = 0;
     if (n <= 0)
         return 0;
-    for (int d = 0; d < TWO_CHOICE_DRAWS && found < 2; d++) {
+    /* with two candidates or fewer, drawing is only a slower way to look at them all */
+    for (int d = 0; n > 2 && d < TWO_CHOICE_DRAWS && found < 2; d++) {
         int i = ctx->members[rng_below(ctx->rng, (uint32_t)n)];
         if (found == 1 && i == out[0])
             continue;
