@@ -256,6 +256,18 @@ static void errs_push(struct cfg_errors *errs, char *msg)
     errs->msgs[errs->n++] = msg;
 }
 
+void cfg_errors_addf(struct cfg_errors *errs, const char *fmt, ...)
+{
+    va_list ap;
+    char *msg = NULL;
+
+    va_start(ap, fmt);
+    if (vasprintf(&msg, fmt, ap) == -1)
+        msg = NULL;
+    va_end(ap);
+    errs_push(errs, msg);
+}
+
 /* Hands the collected errors to ERRS in file order, then line order. */
 static void loader_finish(struct cfg_loader *ld, struct cfg_errors *errs)
 {
@@ -793,6 +805,18 @@ static void key_duration(struct cfg_loader *ld, const config_setting_t *s, const
     *(uint32_t *)field(obj, k) = ms;
 }
 
+static void key_bool(struct cfg_loader *ld, const config_setting_t *s, const struct cfg_key *k,
+                     void *obj, const char *path)
+{
+    char d[CFG_QUOTE_MAX];
+
+    if (config_setting_type(s) != CONFIG_TYPE_BOOL) {
+        cfg_err(ld, s, path, "expected true or false, got %s", describe(s, d, sizeof(d)));
+        return;
+    }
+    *(bool *)field(obj, k) = config_setting_get_bool(s);
+}
+
 static void key_text(struct cfg_loader *ld, const config_setting_t *s, const struct cfg_key *k,
                      void *obj, const char *path)
 {
@@ -1159,25 +1183,120 @@ static void key_pool_ref(struct cfg_loader *ld, const config_setting_t *s, const
     *(int *)field(obj, k) = i;
 }
 
+static const struct cfg_enum_name tls_version_names[] = {
+    {"1.2", 0x0303},
+    {"1.3", 0x0304},
+    {NULL, 0},
+};
+
+static const struct cfg_key tls_cert_keys[] = {
+#define TC(...) CFG_KEY(struct cfg_tls_cert, __VA_ARGS__)
+    TC("cert", key_file, cert, .required = true),
+    TC("key", key_file, key, .required = true),
+#undef TC
+};
+static const struct cfg_group tls_cert_group = {tls_cert_keys, CFG_NKEYS(tls_cert_keys)};
+
+static int get_list(struct cfg_loader *ld, const config_setting_t *s, const char *path, int min,
+                    const char *what, void **arr, size_t size);
+
+/* tls.certs = ( { cert = "..."; key = "..."; }, ... ) */
+static void key_tls_certs(struct cfg_loader *ld, const config_setting_t *s, const struct cfg_key *k,
+                          void *obj, const char *path)
+{
+    struct cfg_tls *t = obj;
+    char epath[CFG_PATH_MAX];
+    void *arr;
+    int n = get_list(ld, s, path, 1, "certificate", &arr, sizeof(struct cfg_tls_cert));
+
+    (void)k;
+    if (n <= 0)
+        return;
+    if (n > CFG_TLS_CERTS_MAX) {
+        cfg_err(ld, s, path, "%d certificates, at most %d", n, CFG_TLS_CERTS_MAX);
+        return;
+    }
+    t->certs = arr;
+    t->ncerts = n;
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+        t->certs[i].line = setting_line(e);
+        path_index(epath, path, i);
+        walk_group(ld, e, &tls_cert_group, &t->certs[i], epath);
+    }
+}
+
 static const struct cfg_key tls_keys[] = {
 #define T(...) CFG_KEY(struct cfg_tls, __VA_ARGS__)
-    T("cert", key_file, cert, .required = true),
-    T("key", key_file, key, .required = true),
+    T("cert", key_file, cert),
+    T("key", key_file, key),
+    T("certs", key_tls_certs, certs),
+    T("min_version", key_enum, min_version, .arg = tls_version_names),
+    T("ciphers", key_text, ciphers),
+    T("ciphersuites", key_text, ciphersuites),
+    T("tickets", key_bool, tickets),
 #undef T
 };
 static const struct cfg_group tls_group = {tls_keys, CFG_NKEYS(tls_keys)};
 
+/* One certificate as cert/key, or several as certs: never both. */
 static void key_tls(struct cfg_loader *ld, const config_setting_t *s, const struct cfg_key *k,
                     void *obj, const char *path)
 {
     struct cfg_listener *l = obj;
+    struct cfg_tls *t = &l->tls;
 
     (void)k;
     l->tls_enabled = true;
-    walk_group(ld, s, &tls_group, &l->tls, path);
-    /* checked like the rest, then refused: `lb -t` must not pass a file that
-     * `lb` would refuse to start with */
-    cfg_err(ld, s, path, "TLS termination is not built yet; remove the tls block");
+    t->min_version = 0x0303;
+    t->tickets = true;
+    t->line = setting_line(s);
+    walk_group(ld, s, &tls_group, t, path);
+    bool one = config_setting_get_member(s, "cert") || config_setting_get_member(s, "key");
+    if (one && config_setting_get_member(s, "certs")) {
+        cfg_err(ld, s, path, "give cert and key, or certs, not both");
+        return;
+    }
+    if (config_setting_get_member(s, "certs"))
+        return;
+    if (!config_setting_get_member(s, "cert") || !config_setting_get_member(s, "key")) {
+        cfg_err(ld, s, path, "needs cert and key (or a certs list)");
+        return;
+    }
+    if (!t->cert || !t->key)
+        return; /* unreadable: reported already */
+    if (!(t->certs = arena_calloc(ld->arena, 1, sizeof(*t->certs)))) {
+        ld->oom = true;
+        return;
+    }
+    t->certs[0] = (struct cfg_tls_cert){.cert = t->cert, .key = t->key, .line = t->line};
+    t->ncerts = 1;
+}
+
+static const struct cfg_key backend_tls_keys[] = {
+#define BT(...) CFG_KEY(struct cfg_backend_tls, __VA_ARGS__)
+    BT("verify", key_bool, verify),
+    BT("ca", key_file, ca),
+    BT("sni", key_host, sni),
+    BT("cert", key_file, cert),
+    BT("key", key_file, key),
+    BT("min_version", key_enum, min_version, .arg = tls_version_names),
+#undef BT
+};
+static const struct cfg_group backend_tls_group = {backend_tls_keys, CFG_NKEYS(backend_tls_keys)};
+
+static void key_backend_tls(struct cfg_loader *ld, const config_setting_t *s,
+                            const struct cfg_key *k, void *obj, const char *path)
+{
+    struct cfg_backend_tls *t = field(obj, k);
+
+    t->enabled = true;
+    t->verify = true;
+    t->min_version = 0x0303;
+    t->line = setting_line(s);
+    walk_group(ld, s, &backend_tls_group, t, path);
+    if (!config_setting_get_member(s, "cert") != !config_setting_get_member(s, "key"))
+        cfg_err(ld, s, path, "a client certificate needs both cert and key");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1382,6 +1501,7 @@ static const struct cfg_key pool_keys[] = {
     P("limits", key_group, limits, .arg = &limits_group),
     P("retry", key_group, retry, .arg = &retry_group),
     P("health", key_group, health, .arg = &health_group),
+    P("tls", key_backend_tls, tls),
     P("backends", key_backends, backends, .required = true),
 #undef P
 };

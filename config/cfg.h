@@ -76,9 +76,37 @@ struct cfg_route {
     int line;
 };
 
-struct cfg_tls {
-    const char *cert; /* PEM file paths */
+#define CFG_TLS_CERTS_MAX 64 /* certificates of one listener */
+
+/* A certificate and its key: PEM files; the certificate file may hold its chain after it. */
+struct cfg_tls_cert {
+    const char *cert;
     const char *key;
+    int line;
+};
+
+/* listener.tls: terminating TLS. */
+struct cfg_tls {
+    struct cfg_tls_cert *certs; /* chosen by SNI; the first for unknown or absent names */
+    int ncerts;
+    const char *cert, *key;   /* the one-certificate form, folded into certs */
+    int min_version;          /* TLS1_2_VERSION (0x0303) or TLS1_3_VERSION (0x0304) */
+    const char *ciphers;      /* TLS 1.2 cipher list; NULL: forward secret AEAD suites */
+    const char *ciphersuites; /* TLS 1.3 suites; NULL: OpenSSL's */
+    bool tickets;             /* session tickets, with keys shared by every worker */
+    int line;
+};
+
+/* pool.tls: TLS to the backends (and their health checks). */
+struct cfg_backend_tls {
+    bool enabled;
+    bool verify;      /* the backend's certificate is checked (default) */
+    const char *ca;   /* PEM file of trusted CAs; NULL: the system's store */
+    const char *sni;  /* server name sent and checked; NULL: the backend's host */
+    const char *cert; /* client certificate and key, or NULL */
+    const char *key;
+    int min_version;
+    int line;
 };
 
 struct cfg_listener {
@@ -156,6 +184,7 @@ struct cfg_pool {
     struct cfg_limits limits;
     struct cfg_retry retry;
     struct cfg_health health;
+    struct cfg_backend_tls tls;
     struct cfg_backend *backends;
     int nbackends;
     int line;
@@ -217,6 +246,10 @@ struct cfg *cfg_load(const char *path, struct cfg_errors *errs);
  * the fuzz driver must not be able to make the loader read arbitrary files.
  */
 struct cfg *cfg_load_string(const char *text, const char *name, struct cfg_errors *errs);
+
+/* One more error, for checks made after loading (TLS files): "FILE:LINE: message". */
+void cfg_errors_addf(struct cfg_errors *errs, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 void cfg_free(struct cfg *cfg);                /* NULL is fine */
 void cfg_errors_free(struct cfg_errors *errs); /* frees the messages, leaves errs empty */

@@ -6,7 +6,9 @@
  * armed. A check runs through these phases, all non-blocking:
  *
  *   phase         waits for                  on timeout        next
- *   HCP_CONNECT   writable, then SO_ERROR    connect timeout   tcp: pass; http: HCP_SEND
+ *   HCP_CONNECT   writable, then SO_ERROR    connect timeout   TLS: HCP_HANDSHAKE;
+ *                                                              tcp: pass; http: HCP_SEND
+ *   HCP_HANDSHAKE readable or writable       connect timeout   tcp: pass; http: HCP_SEND
  *   HCP_SEND      writable                   read timeout      HCP_READ
  *   HCP_READ      readable, head parsed      read timeout      pass or bad status
  *
@@ -44,13 +46,14 @@
 #include "lb/core/log.h"
 #include "lb/core/net.h"
 #include "lb/core/rng.h"
+#include "lb/core/tls.h"
 #include "lb/core/xprt.h"
 
 #define HC_BUF_SIZE     4096 /* response head; a larger one is judged by its status line */
 #define HC_ADOPT_WAIT_S 5    /* hc_set_targets() waits this long for the checker thread */
 #define HC_USER_AGENT   "lb-health"
 
-enum hc_phase { HCP_IDLE, HCP_CONNECT, HCP_SEND, HCP_READ };
+enum hc_phase { HCP_IDLE, HCP_CONNECT, HCP_HANDSHAKE, HCP_SEND, HCP_READ };
 
 struct hc_check {
     struct hc *hc;
@@ -60,7 +63,11 @@ struct hc_check {
     struct cfg_health cfg; /* path and host NULL: they live on in req */
     char *req;             /* the whole HTTP request; NULL for tcp and off */
     size_t req_len;
-    struct hc_status *state;  /* results go here (owned by the proxy) */
+    struct hc_status *state; /* results go here (owned by the proxy) */
+    SSL_CTX *tls;            /* checks over TLS with this context (a reference), or NULL */
+    char *tls_sni;           /* NULL: no SNI */
+    char *tls_host;
+    bool tls_verify;
     const _Atomic int *admin; /* enum cfg_admin_state, NULL: always checked */
 
     ev_timer sched; /* the next check (in maint: the next look at admin) */
@@ -335,8 +342,42 @@ static void hc_do_send(struct hc_check *c)
     hc_wait(c, EV_READ);
 }
 
+/* TLS checks: the handshake, then on as over TCP. A failure is HCF_TLS. */
+static void hc_do_handshake(struct hc_check *c)
+{
+    int r = xprt_handshake(&c->x);
+    if (r == XPRT_WANT_READ || r == XPRT_WANT_WRITE) {
+        hc_wait(c, r == XPRT_WANT_READ ? EV_READ : EV_WRITE);
+        return;
+    }
+    if (r != 0) {
+        hc_finish(c, HCF_TLS);
+        return;
+    }
+    if (c->cfg.type != CFG_HC_HTTP) {
+        hc_finish(c, HCF_NONE);
+        return;
+    }
+    c->phase = HCP_SEND;
+    hc_do_send(c);
+}
+
 static void hc_connected(struct hc_check *c)
 {
+    if (c->tls) {
+        int fd = c->x.fd;
+        c->x = (struct xprt){.fd = -1}; /* the TLS transport takes the socket over */
+        if (xprt_tls_client(&c->x, fd, c->tls, c->tls_sni, c->tls_host, c->tls_verify, NULL) ==
+            -1) {
+            c->x = (struct xprt){.fd = -1};
+            c->err = ENOMEM;
+            hc_finish(c, HCF_CONNECT_ERROR);
+            return;
+        }
+        c->phase = HCP_HANDSHAKE;
+        hc_do_handshake(c);
+        return;
+    }
     if (c->cfg.type != CFG_HC_HTTP) {
         hc_finish(c, HCF_NONE);
         return;
@@ -394,7 +435,8 @@ static void hc_on_timeout(struct ev_loop *loop, ev_timer *w, int revents)
     struct hc_check *c = container_of(w, struct hc_check, tmo);
 
     (void)loop, (void)revents;
-    hc_finish(c, c->phase == HCP_CONNECT ? HCF_CONNECT_TIMEOUT : HCF_READ_TIMEOUT);
+    hc_finish(c, c->phase == HCP_CONNECT || c->phase == HCP_HANDSHAKE ? HCF_CONNECT_TIMEOUT
+                                                                      : HCF_READ_TIMEOUT);
 }
 
 /* The socket is ready: go on with the phase the check is in. */
@@ -408,6 +450,9 @@ static void hc_step(struct hc_check *c)
             hc_connect_failed(c, err);
         else
             hc_connected(c);
+        break;
+    case HCP_HANDSHAKE:
+        hc_do_handshake(c);
         break;
     case HCP_SEND:
         hc_do_send(c);
@@ -435,6 +480,9 @@ static void hc_check_drop(struct hc_check *c)
     if (!c)
         return;
     free(c->req);
+    SSL_CTX_free(c->tls);
+    free(c->tls_sni);
+    free(c->tls_host);
     free(c);
 }
 
@@ -469,6 +517,16 @@ static struct hc_check *hc_check_new(struct hc *hc, const struct hc_target *t)
     c->state = t->state;
     c->admin = t->admin;
     c->x = (struct xprt){.fd = -1};
+    if (t->tls) {
+        c->tls_verify = t->tls_verify;
+        if ((t->tls_sni && !(c->tls_sni = strdup(t->tls_sni))) ||
+            !(c->tls_host = strdup(t->tls_host ? t->tls_host : ""))) {
+            hc_check_drop(c);
+            return NULL;
+        }
+        SSL_CTX_up_ref(t->tls);
+        c->tls = t->tls;
+    }
     if (t->cfg.type == CFG_HC_HTTP) {
         const char *path = t->cfg.path ? t->cfg.path : "/";
         const char *host = t->cfg.host                       ? t->cfg.host
@@ -563,10 +621,10 @@ static void hc_check_start(struct hc_check *c)
  */
 static struct hc_check *hc_check_update(struct hc_check *oc, struct hc_check *nc)
 {
-    bool changed = oc->cfg.type != nc->cfg.type || oc->addr.len != nc->addr.len ||
-                   memcmp(&oc->addr.sa, &nc->addr.sa, nc->addr.len) != 0 ||
-                   oc->req_len != nc->req_len ||
-                   (nc->req && memcmp(oc->req, nc->req, nc->req_len) != 0);
+    bool changed =
+        oc->cfg.type != nc->cfg.type || oc->tls != nc->tls || oc->addr.len != nc->addr.len ||
+        memcmp(&oc->addr.sa, &nc->addr.sa, nc->addr.len) != 0 || oc->req_len != nc->req_len ||
+        (nc->req && memcmp(oc->req, nc->req, nc->req_len) != 0);
     char *req = oc->req;
 
     memcpy(oc->pool, nc->pool, sizeof(oc->pool));
@@ -577,6 +635,16 @@ static struct hc_check *hc_check_update(struct hc_check *oc, struct hc_check *nc
     oc->req = nc->req;
     oc->req_len = nc->req_len;
     nc->req = req;
+    /* the TLS settings move too; NC takes OC's old ones to free */
+    SSL_CTX *tls = oc->tls;
+    char *sni = oc->tls_sni, *host = oc->tls_host;
+    oc->tls = nc->tls;
+    oc->tls_sni = nc->tls_sni;
+    oc->tls_host = nc->tls_host;
+    oc->tls_verify = nc->tls_verify;
+    nc->tls = tls;
+    nc->tls_sni = sni;
+    nc->tls_host = host;
     hc_check_drop(nc);
     if (changed) {
         hc_abort(oc);

@@ -40,6 +40,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <openssl/ssl.h>
+
 #include "config/cfg.h"
 
 enum hc_state { HC_UNKNOWN, HC_UP, HC_DOWN };
@@ -104,6 +106,10 @@ bool hc_account(struct hc_status *s, bool pass, uint32_t rise, uint32_t fall);
 
 /* What to check: built by the proxy from the snapshot. */
 struct hc_target {
+    SSL_CTX *tls;         /* check over TLS with this context (referenced), or NULL */
+    const char *tls_sni;  /* for TLS: the name sent, NULL: none; copied */
+    const char *tls_host; /* for TLS: the name or address the certificate must be for; copied */
+    bool tls_verify;
     const char *pool;         /* for logs; copied by hc_set_targets */
     const char *name;         /* for logs; copied */
     struct cfg_addr addr;     /* copied */

@@ -96,6 +96,9 @@ void access_write(const struct access_rec *r)
     size_t n;
     const char *pool = r->pool ? r->pool : "-";
     const char *be = r->backend ? r->backend : "-";
+    char sni[256] = "-";
+    if (r->tls_sni) /* the client's words: cleaned like a path */
+        sni[text_clean(sni, sizeof(sni) - 1, r->tls_sni, strlen(r->tls_sni))] = 0;
     if (atomic_load_explicit(&access_log.json, memory_order_relaxed)) {
         size_t ml = json_escape(meth, sizeof(meth), r->method, r->method_len);
         size_t pl = json_escape(path, sizeof(path), r->path, r->path_len);
@@ -103,17 +106,33 @@ void access_write(const struct access_rec *r)
                              "{\"time\":\"%s\",\"client\":\"%s\",\"method\":\"%.*s\","
                              "\"path\":\"%.*s\",\"status\":%d,\"bytes\":%llu,\"pool\":\"%s\","
                              "\"backend\":\"%s\",\"upstream_ms\":%.3f,\"total_ms\":%.3f,"
-                             "\"request_id\":\"%s\"}\n",
+                             "\"request_id\":\"%s\"",
                              ts, r->client, (int)ml, meth, (int)pl, path, r->status,
                              (unsigned long long)r->bytes, pool, be, r->upstream_ms, r->total_ms,
                              r->request_id);
+        if (r->tls_version && n < sizeof(line)) {
+            char jsni[256];
+            size_t sl =
+                r->tls_sni ? json_escape(jsni, sizeof(jsni), r->tls_sni, strlen(r->tls_sni)) : 0;
+            n += (size_t)snprintf(
+                line + n, sizeof(line) - n,
+                ",\"tls_version\":\"%s\",\"tls_cipher\":\"%s\",\"tls_sni\":\"%.*s\"",
+                r->tls_version, r->tls_cipher ? r->tls_cipher : "", (int)sl, jsni);
+        }
+        if (n < sizeof(line))
+            n += (size_t)snprintf(line + n, sizeof(line) - n, "}\n");
     } else {
         size_t ml = text_clean(meth, sizeof(meth), r->method, r->method_len);
         size_t pl = text_clean(path, sizeof(path), r->path, r->path_len);
         n = (size_t)snprintf(line, sizeof(line),
-                             "%s %s \"%.*s %.*s\" %d %llu %s/%s %.3fms %.3fms %s\n", ts, r->client,
+                             "%s %s \"%.*s %.*s\" %d %llu %s/%s %.3fms %.3fms %s", ts, r->client,
                              (int)ml, meth, (int)pl, path, r->status, (unsigned long long)r->bytes,
                              pool, be, r->upstream_ms, r->total_ms, r->request_id);
+        if (r->tls_version && n < sizeof(line)) /* version, cipher and SNI name, last */
+            n += (size_t)snprintf(line + n, sizeof(line) - n, " %s %s %s", r->tls_version,
+                                  r->tls_cipher ? r->tls_cipher : "-", sni);
+        if (n < sizeof(line))
+            n += (size_t)snprintf(line + n, sizeof(line) - n, "\n");
     }
     if (n >= sizeof(line)) {
         n = sizeof(line);

@@ -30,6 +30,9 @@ struct access_rec {
     double upstream_ms;  /* request sent to response head, -1 if none */
     double total_ms;
     const char *request_id;
+    const char *tls_version; /* "TLSv1.3", NULL without TLS */
+    const char *tls_cipher;
+    const char *tls_sni; /* the server name the client asked for, NULL if none */
 };
 
 void access_write(const struct access_rec *r);

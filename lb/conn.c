@@ -17,6 +17,8 @@
 #include "lb/core/clock.h"
 #include "lb/core/container.h"
 #include "lb/core/log.h"
+#include "lb/core/tls.h"
+#include "lb/tls.h"
 #include "lb/upstream.h"
 #include "lb/worker.h"
 
@@ -116,6 +118,8 @@ const char *conn_action(const struct conn *c, char *buf, size_t len)
         return what;
     if (c->up && c->up->connecting)
         what = "connecting to";
+    else if (c->up && c->up->x.handshaking)
+        what = "in the TLS handshake with";
     else if (!t->resp_head && c->uhead && t->uhead_sent < buf_len(c->uhead))
         what = "sending the request head to";
     else if (!t->resp_head && !t->req_done)
@@ -224,6 +228,8 @@ static void conn_free(struct conn *c)
         c->tx.rt = NULL;
     }
     txn_deinit(&c->tx);
+    if (c->hs_rt)
+        rt_unref(c->hs_rt);
     ev_io_stop(wk->loop, &c->io);
     ev_timer_stop(wk->loop, &c->tm);
     xprt_close(&c->x);
@@ -319,6 +325,10 @@ static MUST_USE enum step conn_expired(struct conn *c)
         forward_log_failure(c, "no backend under its limits within limits.pending_timeout");
         return reply_error(c, 503);
     case CS_HEAD:
+        if (c->x.handshaking) { /* a handshake not done within client_header */
+            cnt_add(&c->wk->lsc[c->ls].tls_failed[TLSF_TIMEOUT], 1);
+            break;
+        }
         if (c->in && buf_len(c->in)) {
             conn_log_client_error(c, 408, "no complete request head within timeouts.client_header");
             c->tx.req_done = false;
@@ -326,7 +336,7 @@ static MUST_USE enum step conn_expired(struct conn *c)
         }
         break;
     case CS_PROXY:
-        if (c->up && c->up->connecting)
+        if (c->up && (c->up->connecting || c->up->x.handshaking))
             return forward_failed(c, RF_CONNECT, 502, NULL);
         if (!c->tx.resp_head)
             return forward_failed(c, RF_TIMEOUT, 504, NULL);
@@ -357,13 +367,24 @@ static void conn_on_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 void conn_accept(struct worker *wk, int fd, const struct sockaddr *sa, int ls)
 {
     struct conn *c = calloc(1, sizeof(*c));
-    if (!c) {
-        close(fd);
+    SSL_CTX *tls = wk->rt->tls ? wk->rt->tls->listeners[ls].def : NULL;
+    if (!c || (tls && xprt_tls_server(&c->x, fd, tls) == -1)) {
+        /* out of memory: this connection only, and the slot it reserved goes back */
+        if (!c)
+            close(fd); /* (xprt_tls_server closes it on failure) */
+        free(c);
+        atomic_fetch_sub_explicit(&wk->lb->conns_current, 1, memory_order_relaxed);
+        worker_conn_closed(wk);
         return;
     }
     c->wk = wk;
-    xprt_tcp_init(&c->x, fd);
     c->ls = ls;
+    if (!tls) {
+        xprt_tcp_init(&c->x, fd);
+    } else {
+        c->hs_rt = wk->rt; /* its contexts (SNI) must outlive the handshake */
+        rt_ref(c->hs_rt);
+    }
     txn_init(&c->tx);
     net_peer_text(sa, c->ip, c->peer);
     c->next = wk->conns;

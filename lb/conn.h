@@ -67,6 +67,8 @@ struct conn {
     bool shut_up;     /* tunnel: we shut down our writing side to the backend */
     bool shut_client; /* tunnel: ... and to the client */
 
+    struct rt *hs_rt; /* pinned while the TLS handshake runs on its listener's contexts */
+
     struct txn tx; /* the request being served */
 
     char peer[NET_PEER_MAX]; /* client "ip:port", for logs */
@@ -168,6 +170,7 @@ enum step response_read(struct conn *c) MUST_USE;
 
 /* reply.c */
 enum step reply_error(struct conn *c, int status) MUST_USE;
+enum step reply_error_body(struct conn *c, int status, const char *body) MUST_USE;
 enum step reply_abort(struct conn *c) MUST_USE;
 enum step reply_step(struct conn *c);
 

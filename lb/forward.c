@@ -13,6 +13,7 @@
 #include "lb/conn.h"
 #include "lb/core/clock.h"
 #include "lb/core/log.h"
+#include "lb/core/tls.h"
 #include "lb/pick.h"
 #include "lb/retry.h"
 #include "lb/upstream.h"
@@ -131,8 +132,14 @@ static MUST_USE enum step start_upstream(struct conn *c)
 {
     struct txn *t = &c->tx;
     int err = 0;
-    struct upstream *up =
-        upstream_get(&c->wk->ups, t->be, t->retried, forward_on_upstream, c, &err);
+    const struct cfg_backend_tls *tc = &t->rt->cfg->pools[t->pool].tls;
+    struct up_tls tls = {
+        .ctx = t->rt->tls ? t->rt->tls->pools[t->pool] : NULL,
+        .sni = tc->sni,
+        .verify = tc->verify,
+    };
+    struct upstream *up = upstream_get(&c->wk->ups, t->be, tls.ctx ? &tls : NULL, t->retried,
+                                       forward_on_upstream, c, &err);
     if (!t->inflight) {
         atomic_fetch_add_explicit(&t->be->inflight, 1, memory_order_relaxed);
         if (t->rt->pools[t->pool].bal == &bal_hash)
@@ -265,6 +272,23 @@ enum step forward_failed(struct conn *c, enum rt_fail kind, int status, const ch
     return reply_error(c, status);
 }
 
+/* TLS to the backend: the handshake before the request. A failure (the
+ * certificate does not verify, no protocol in common) is a connect failure:
+ * retried elsewhere, counted against the breaker. */
+static MUST_USE enum step upstream_handshake(struct conn *c)
+{
+    struct upstream *up = c->up;
+    int r = xprt_handshake(&up->x);
+    if (r == 0)
+        return STEP_PROGRESS;
+    if (r == XPRT_WANT_READ || r == XPRT_WANT_WRITE)
+        return STEP_WAIT;
+    char why[160], what[200];
+    xprt_tls_error(&up->x, why, sizeof(why));
+    snprintf(what, sizeof(what), "TLS handshake failed: %s", why[0] ? why : "closed");
+    return forward_failed(c, RF_CONNECT, 502, what);
+}
+
 /*
  * State PROXY: request bytes up, then client and backend reads, the response
  * head, response bytes down. Each part may end the round with STEP_MOVED
@@ -274,6 +298,11 @@ enum step proxy_step(struct conn *c)
 {
     struct txn *t = &c->tx;
     enum step r, any = STEP_WAIT;
+    if (c->up && !c->up->connecting && c->up->x.handshaking) {
+        if ((r = upstream_handshake(c)) != STEP_PROGRESS)
+            return r;
+        any = r;
+    }
     if (!t->req_done || (c->uhead && t->uhead_sent < buf_len(c->uhead))) {
         if ((r = request_send(c)) == STEP_MOVED)
             return r;

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "lb/rt.h"
+#include "lb/tls.h"
 
 #define LB_VERSION "0.1.0"
 
@@ -41,6 +42,7 @@ struct lb {
 
     struct ev_loop *main_loop;
     const struct sampler *sampler; /* the once-a-second look at the pools (main thread) */
+    struct tls_keys tls_keys;      /* session ticket keys of every TLS listener, rotated hourly */
 };
 
 #endif

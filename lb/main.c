@@ -24,9 +24,11 @@
 #include "lb/core/net.h"
 #include "lb/notify.h"
 #include "lb/sampler.h"
+#include "lb/tls.h"
 #include "lb/worker.h"
 
-#define STOP_POLL_S 0.02
+#define STOP_POLL_S  0.02
+#define TLS_ROTATE_S 3600.0 /* session ticket keys: a new one every hour */
 
 struct main_ctx {
     struct lb lb;
@@ -40,7 +42,26 @@ struct main_ctx {
     ev_timer watchdog;    /* WATCHDOG=1 at half of WatchdogSec */
     ev_tstamp reload_start;
     struct sampler sampler; /* tier shares and panic, once a second */
+    ev_timer tls_rotate;    /* a new session ticket key every hour */
 };
+
+/*
+ * Load PATH and build its TLS contexts: every check `lb` makes before it
+ * uses a configuration, so `lb -t` passes exactly the files lb runs with.
+ * NULL with one message per problem in ERRS.
+ */
+static struct cfg *load(const char *path, struct tls_keys *keys, struct tls_set **tls,
+                        struct cfg_errors *errs)
+{
+    struct cfg *cfg = cfg_load(path, errs);
+    if (!cfg)
+        return NULL;
+    if (!(*tls = tls_build(cfg, keys, errs))) {
+        cfg_free(cfg);
+        return NULL;
+    }
+    return cfg;
+}
 
 static void usage(FILE *f)
 {
@@ -99,6 +120,13 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
     m->stop_deadline = ev_now(loop) + atomic_load(&m->lb.rt)->cfg->drain_ms / 1000.0;
     ev_timer_init(&m->stop_poll, on_stop_poll, STOP_POLL_S, STOP_POLL_S);
     ev_timer_start(loop, &m->stop_poll);
+}
+
+static void on_tls_rotate(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    tls_keys_rotate(&container_of(w, struct main_ctx, tls_rotate)->lb.tls_keys);
 }
 
 static void on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
@@ -199,6 +227,13 @@ static int health_targets(struct main_ctx *m, struct rt *rt)
             t[k].cfg = rt->pools[i].cfg->health;
             t[k].state = &be->hc;
             t[k].admin = &be->admin;
+            if (rt->tls && rt->tls->pools[i]) { /* checks speak TLS like the traffic */
+                const struct cfg_backend_tls *tc = &rt->pools[i].cfg->tls;
+                t[k].tls = rt->tls->pools[i];
+                t[k].tls_sni = tc->sni;
+                t[k].tls_host = tc->sni ? tc->sni : be->host;
+                t[k].tls_verify = tc->verify;
+            }
         }
     int r = hc_set_targets(m->hc, t, n);
     free(t);
@@ -250,7 +285,8 @@ static void on_reload_poll(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 /* Apply NEW: hand it to every worker, move the admin port, swap the published table. */
-static int reload_apply(struct main_ctx *m, struct cfg *cfg, char *err, size_t errlen)
+static int reload_apply(struct main_ctx *m, struct cfg *cfg, struct tls_set *tls, char *err,
+                        size_t errlen)
 {
     struct lb *lb = &m->lb;
     struct rt *old = atomic_load(&lb->rt);
@@ -263,6 +299,7 @@ static int reload_apply(struct main_ctx *m, struct cfg *cfg, char *err, size_t e
         char e[200];
         if ((admin_fd = admin_prepare(&cfg->admin_listen, e, sizeof(e))) == -1) {
             snprintf(err, errlen, "admin.listen: %s", e);
+            tls_set_free(tls);
             cfg_free(cfg);
             return -1;
         }
@@ -270,15 +307,18 @@ static int reload_apply(struct main_ctx *m, struct cfg *cfg, char *err, size_t e
     int nls = cfg->nlisteners;
     int **fds = bind_new_listeners(m, ocfg, cfg, err, errlen);
     if (!fds) {
+        tls_set_free(tls);
         cfg_free(cfg);
         goto fail;
     }
     struct rt *rt = rt_new(cfg, old, lb->nworkers); /* owns cfg now, even on failure */
     if (!rt) {
         snprintf(err, errlen, "out of memory");
+        tls_set_free(tls);
         fds_free(fds, lb->nworkers, nls);
         goto fail;
     }
+    rt->tls = tls;
     lb->gen++;
     for (int w = 0; w < lb->nworkers; w++) {
         struct wk_handover *ho = calloc(1, sizeof(*ho));
@@ -328,7 +368,8 @@ static void reload(struct main_ctx *m)
     notify_reloading(&m->notify);
     m->reload_start = ev_time();
     struct cfg_errors errs = {0};
-    struct cfg *cfg = cfg_load(lb->conf_path, &errs);
+    struct tls_set *tls;
+    struct cfg *cfg = load(lb->conf_path, &lb->tls_keys, &tls, &errs);
     if (!cfg) {
         for (int i = 0; i < errs.n; i++)
             log_err("reload: %s", errs.msgs[i]);
@@ -340,7 +381,7 @@ static void reload(struct main_ctx *m)
         return;
     }
     char err[512];
-    if (reload_apply(m, cfg, err, sizeof(err)) == -1) {
+    if (reload_apply(m, cfg, tls, err, sizeof(err)) == -1) {
         reload_failed(m, err);
         return;
     }
@@ -388,7 +429,7 @@ static int drop_privileges(const char *user)
     return 0;
 }
 
-static int start(struct main_ctx *m, struct cfg *cfg)
+static int start(struct main_ctx *m, struct cfg *cfg, struct tls_set *tls)
 {
     struct lb *lb = &m->lb;
     lb->start_time = ev_time();
@@ -396,8 +437,10 @@ static int start(struct main_ctx *m, struct cfg *cfg)
     struct rt *rt = rt_new(cfg, NULL, lb->nworkers);
     if (!rt) {
         log_err("out of memory");
+        tls_set_free(tls);
         return -1;
     }
+    rt->tls = tls;
     atomic_store(&lb->rt, rt);
     log_set_level((enum log_level)cfg->log_level); /* same order: error warn info debug */
     if (access_open(cfg->log_access, cfg->log_format == CFG_FMT_JSON) == -1) {
@@ -498,8 +541,14 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    static struct main_ctx m;
+    if (tls_keys_init(&m.lb.tls_keys) == -1) {
+        log_err("cannot make session ticket keys: no randomness");
+        return 1;
+    }
     struct cfg_errors errs = {0};
-    struct cfg *cfg = cfg_load(path, &errs);
+    struct tls_set *tls;
+    struct cfg *cfg = load(path, &m.lb.tls_keys, &tls, &errs);
     if (!cfg) {
         print_errors(&errs);
         cfg_errors_free(&errs);
@@ -507,6 +556,7 @@ int main(int argc, char **argv)
     }
     if (check) {
         printf("configuration OK\n");
+        tls_set_free(tls);
         cfg_free(cfg);
         return 0;
     }
@@ -522,7 +572,6 @@ int main(int argc, char **argv)
     sigaddset(&ours, SIGUSR1);
     sigprocmask(SIG_BLOCK, &ours, &prev);
 
-    static struct main_ctx m;
     /* before any thread exists: it edits the environment */
     if (notify_init(&m.notify) == -1) {
         log_err("NOTIFY_SOCKET: %s", strerror(errno));
@@ -530,7 +579,7 @@ int main(int argc, char **argv)
     }
     m.lb.conf_path = path;
     m.lb.main_loop = ev_default_loop(EVFLAG_AUTO);
-    if (start(&m, cfg) == -1)
+    if (start(&m, cfg, tls) == -1)
         return 1;
     struct ev_loop *loop = m.lb.main_loop;
     ev_signal_init(&m.sig_term, on_stop_signal, SIGTERM);
@@ -549,6 +598,8 @@ int main(int argc, char **argv)
         ev_timer_start(loop, &m.watchdog);
     }
     sampler_start(&m.sampler, &m.lb, loop);
+    ev_timer_init(&m.tls_rotate, on_tls_rotate, TLS_ROTATE_S, TLS_ROTATE_S);
+    ev_timer_start(loop, &m.tls_rotate);
     m.lb.sampler = &m.sampler;
     char st[200];
     serving_status(&m, st, sizeof(st), "serving");

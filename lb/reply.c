@@ -35,16 +35,21 @@ enum step reply_abort(struct conn *c)
     forward_drop_inflight(c);
     forward_release(c, false);
     if (c->st != CS_DEAD)
-        txn_log(&c->tx, c->peer, ev_now(c->wk->loop));
+        txn_log(&c->tx, c->peer, &c->x, ev_now(c->wk->loop));
     c->st = CS_DEAD;
     return STEP_MOVED;
 }
 
-/*
- * Answer STATUS ourselves. If the client has seen part of a response
- * already, all we can do is close.
- */
 enum step reply_error(struct conn *c, int status)
+{
+    return reply_error_body(c, status, error_body(status));
+}
+
+/*
+ * Answer STATUS ourselves, with BODY. If the client has seen part of a
+ * response already, all we can do is close.
+ */
+enum step reply_error_body(struct conn *c, int status, const char *body)
 {
     struct txn *t = &c->tx;
     if (t->resp_bytes > 0 || t->resp_head)
@@ -52,6 +57,8 @@ enum step reply_error(struct conn *c, int status)
     forward_drop_inflight(c);
     forward_release(c, false);
     buf_put(&c->wk->bufs, &c->uhead);
+    if (!t->t_start) /* refused before its head was complete: logged as of now */
+        t->t_start = ev_now(c->wk->loop);
     if (!c->out && !(c->out = buf_get(&c->wk->bufs))) {
         c->st = CS_DEAD;
         return STEP_MOVED;
@@ -60,7 +67,6 @@ enum step reply_error(struct conn *c, int status)
     if (status == 400 || status == 408 || status == 431 || !t->req_done || c->eof ||
         c->wk->stopping || !t->keep_alive)
         c->closing = true;
-    const char *body = error_body(status);
     char head[512];
     int n = snprintf(
         head, sizeof(head),

@@ -12,6 +12,7 @@
 #include "lb/conn.h"
 #include "lb/hashkey.h"
 #include "lb/core/log.h"
+#include "lb/core/tls.h"
 #include "lb/rewrite.h"
 #include "lb/route.h"
 #include "lb/upstream.h"
@@ -98,10 +99,48 @@ static MUST_USE enum step request_start(struct conn *c, size_t head_len)
     return forward_dispatch(c);
 }
 
+/* A TLS listener: the handshake first, within timeouts.client_header. */
+static MUST_USE enum step handshake_step(struct conn *c)
+{
+    struct ls_counters *lsc = &c->wk->lsc[c->ls];
+    int r = xprt_handshake(&c->x);
+    if (r == XPRT_WANT_READ || r == XPRT_WANT_WRITE)
+        return STEP_WAIT;
+    if (r == 0) {
+        cnt_add(SSL_session_reused(xprt_ssl(&c->x)) ? &lsc->tls_resumed : &lsc->tls_full, 1);
+        rt_unref(c->hs_rt); /* its contexts are no longer needed */
+        c->hs_rt = NULL;
+        return STEP_PROGRESS;
+    }
+    enum tls_fail why = tls_fail_of(c->x.err, false);
+    cnt_add(&lsc->tls_failed[why], 1);
+    char reason[160];
+    xprt_tls_error(&c->x, reason, sizeof(reason));
+    if (why == TLSF_HTTP) {
+        /* a plain HTTP request on the TLS port: answered in plain text, as
+         * nginx does, instead of a silent close the client cannot explain */
+        int fd = c->x.fd;
+        SSL_free(c->x.ctx);
+        xprt_tcp_init(&c->x, fd);
+        conn_log_client_error(c, 400, "plain HTTP request on a TLS port");
+        c->tx.req_done = false;
+        return reply_error_body(c, 400, "plain HTTP request sent to HTTPS port\n");
+    }
+    uint32_t more;
+    if (log_enabled(LOGL_INFO) && log_rl_allow(&c->wk->client_log, ev_now(c->wk->loop), &more))
+        log_info("TLS handshake with client %s failed: %s (%u more client errors in the last "
+                 "second)",
+                 c->peer, reason[0] ? reason : tls_fail_name(why), more);
+    c->st = CS_DEAD;
+    return STEP_MOVED;
+}
+
 /* States IDLE and HEAD: read until a head is complete, then start it. */
 enum step request_step(struct conn *c)
 {
     struct worker *wk = c->wk;
+    if (c->x.handshaking)
+        return handshake_step(c);
     if (c->in && buf_len(c->in)) {
         int r = h1_parse_request(buf_head(c->in), buf_len(c->in), &c->scanned, &wk->req);
         if (r > 0 && r <= HEAD_MAX)
@@ -175,7 +214,7 @@ enum step request_send(struct conn *c)
 {
     struct txn *t = &c->tx;
     struct upstream *up = c->up;
-    if (!up || up->connecting || up->x.wr_blocked)
+    if (!up || up->connecting || up->x.handshaking || up->x.wr_blocked)
         return STEP_WAIT;
     if (scan_request_body(c) == -1) {
         conn_log_client_error(c, 400, "invalid chunked request body");
@@ -250,7 +289,7 @@ enum step request_finish(struct conn *c)
     struct worker *wk = c->wk;
     struct txn *t = &c->tx;
     cnt_add(&wk->requests_total, 1);
-    txn_log(t, c->peer, ev_now(wk->loop));
+    txn_log(t, c->peer, &c->x, ev_now(wk->loop));
     forward_drop_inflight(c);
     if (wk->qhead) /* a slot is free: queued requests try again on the next loop iteration */
         ev_feed_event(wk->loop, &wk->queue_poll, EV_TIMER);

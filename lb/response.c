@@ -187,7 +187,7 @@ enum step response_send(struct conn *c)
 enum step response_read(struct conn *c)
 {
     struct upstream *up = c->up;
-    if (!up || !up->x.rd || up->eof || up->connecting)
+    if (!up || !up->x.rd || up->eof || up->connecting || up->x.handshaking)
         return STEP_WAIT;
     ssize_t n = conn_recv(c, &up->x, &up->in);
     if (n > 0) {

@@ -4,6 +4,7 @@
 #include "lb/rt.h"
 
 #include "lb/bal.h"
+#include "lb/tls.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,7 @@ static struct rt_backend *be_new(const struct cfg_pool *p, const struct cfg_back
     brk_init(&be->brk);
     /* set once here: workers read them without locks, so they never change */
     be->addr = b->addr;
+    net_host_of(&be->addr, be->host);
     snprintf(be->zone, sizeof(be->zone), "%s", b->zone ? b->zone : "");
     return be;
 }
@@ -121,6 +123,7 @@ static void rt_free(struct rt *rt)
         free(rt->pools[i].be);
     }
     free(rt->pools);
+    tls_set_free(rt->tls);
     cfg_free(rt->cfg);
     free(rt);
 }

@@ -20,6 +20,7 @@
 #include "lb/breaker.h"
 #include "lb/core/clock.h"
 #include "lb/core/counter.h"
+#include "lb/core/net.h"
 #include "config/cfg.h"
 #include "health/health.h"
 #include "lb/hist.h"
@@ -48,7 +49,8 @@ struct rt_backend {
     uint32_t id; /* unique for the process's life: index of per-worker tables */
     _Atomic int refs;
 
-    struct cfg_addr addr; /* copied from the snapshot that created or last updated it */
+    struct cfg_addr addr;    /* copied from the snapshot that created or last updated it */
+    char host[NET_HOST_MAX]; /* its address without the port: what TLS verifies by default */
     char zone[CFG_NAME_MAX];
 
     _Atomic int admin;   /* enum cfg_admin_state */
@@ -103,8 +105,11 @@ struct rt_pool {
     int ntiers;
 };
 
+struct tls_set;
+
 struct rt {
     struct cfg *cfg;
+    struct tls_set *tls;   /* its TLS contexts (lb/tls.h), owned; NULL until set */
     struct rt_pool *pools; /* [cfg->npools] */
     int npools;
     _Atomic int refs;    /* workers and requests using this snapshot */

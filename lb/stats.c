@@ -12,6 +12,7 @@
 #include "lb/core/clock.h"
 #include "lb/pick.h"
 #include "lb/sampler.h"
+#include "lb/tls.h"
 #include "lb/worker.h"
 
 static const char *const class_names[RC_COUNT] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
@@ -156,25 +157,94 @@ static void tiers_json(const struct lb *lb, struct rt_pool *p, struct sbuf *o)
     sbuf_put(o, "]", 1);
 }
 
+static void prom_label(struct sbuf *o, const char *v);
+
+/* A listener's counters summed over the workers. */
+struct ls_sum {
+    uint64_t conns, requests, tls_full, tls_resumed, tls_failed[TLSF_COUNT];
+};
+
+static void ls_sum(struct lb *lb, int i, struct ls_sum *s)
+{
+    memset(s, 0, sizeof(*s));
+    for (int w = 0; w < lb->nworkers; w++) {
+        const struct worker *wk = &lb->workers[w];
+        if (!wk->lsc || i >= wk->nls)
+            continue;
+        const struct ls_counters *c = &wk->lsc[i];
+        s->conns += cnt_get(&c->conns);
+        s->requests += cnt_get(&c->requests);
+        s->tls_full += cnt_get(&c->tls_full);
+        s->tls_resumed += cnt_get(&c->tls_resumed);
+        for (int f = 0; f < TLSF_COUNT; f++)
+            s->tls_failed[f] += cnt_get(&c->tls_failed[f]);
+    }
+}
+
 static void listeners_json(struct lb *lb, const struct cfg *cfg, struct sbuf *o)
 {
     sbuf_put(o, "\"listeners\":[", 13);
     for (int i = 0; i < cfg->nlisteners; i++) {
-        uint64_t conns = 0, reqs = 0;
-        for (int w = 0; w < lb->nworkers; w++) {
-            if (lb->workers[w].lsc && i < lb->workers[w].nls) {
-                conns += cnt_get(&lb->workers[w].lsc[i].conns);
-                reqs += cnt_get(&lb->workers[w].lsc[i].requests);
-            }
-        }
+        struct ls_sum s;
+        ls_sum(lb, i, &s);
         sbuf_puts(o, i ? ",{\"name\":" : "{\"name\":");
         sbuf_json_str(o, cfg->listeners[i].name);
         sbuf_put(o, ",\"address\":", 11);
         sbuf_json_str(o, cfg->listeners[i].addr.text);
-        sbuf_printf(o, ",\"connections\":%llu,\"requests\":%llu}", (unsigned long long)conns,
-                    (unsigned long long)reqs);
+        sbuf_printf(o, ",\"connections\":%llu,\"requests\":%llu", (unsigned long long)s.conns,
+                    (unsigned long long)s.requests);
+        if (cfg->listeners[i].tls_enabled) {
+            sbuf_printf(o, ",\"tls\":{\"handshakes\":{\"full\":%llu,\"resumed\":%llu},\"failed\":{",
+                        (unsigned long long)s.tls_full, (unsigned long long)s.tls_resumed);
+            for (int f = 0; f < TLSF_COUNT; f++)
+                sbuf_printf(o, "%s\"%s\":%llu", f ? "," : "", tls_fail_name(f),
+                            (unsigned long long)s.tls_failed[f]);
+            sbuf_put(o, "}}", 2);
+        }
+        sbuf_put(o, "}", 1);
     }
     sbuf_put(o, "],", 2);
+}
+
+static void prom_listeners(struct lb *lb, const struct cfg *cfg, struct sbuf *o)
+{
+    sbuf_puts(o, "# HELP lb_listener_connections_total Client connections accepted.\n"
+                 "# TYPE lb_listener_connections_total counter\n");
+    for (int i = 0; i < cfg->nlisteners; i++) {
+        struct ls_sum s;
+        ls_sum(lb, i, &s);
+        sbuf_puts(o, "lb_listener_connections_total{listener=\"");
+        prom_label(o, cfg->listeners[i].name);
+        sbuf_printf(o, "\"} %llu\n", (unsigned long long)s.conns);
+    }
+    sbuf_puts(o, "# HELP lb_listener_requests_total Requests received.\n"
+                 "# TYPE lb_listener_requests_total counter\n");
+    for (int i = 0; i < cfg->nlisteners; i++) {
+        struct ls_sum s;
+        ls_sum(lb, i, &s);
+        sbuf_puts(o, "lb_listener_requests_total{listener=\"");
+        prom_label(o, cfg->listeners[i].name);
+        sbuf_printf(o, "\"} %llu\n", (unsigned long long)s.requests);
+    }
+    sbuf_puts(o, "# HELP lb_listener_tls_handshakes_total TLS handshakes by result (full, resumed, "
+                 "failed) and the reason of a failure.\n"
+                 "# TYPE lb_listener_tls_handshakes_total counter\n");
+    for (int i = 0; i < cfg->nlisteners; i++) {
+        if (!cfg->listeners[i].tls_enabled)
+            continue;
+        struct ls_sum s;
+        ls_sum(lb, i, &s);
+        for (int r = 0; r < 2 + TLSF_COUNT; r++) {
+            sbuf_puts(o, "lb_listener_tls_handshakes_total{listener=\"");
+            prom_label(o, cfg->listeners[i].name);
+            if (r < 2)
+                sbuf_printf(o, "\",result=\"%s\"} %llu\n", r ? "resumed" : "full",
+                            (unsigned long long)(r ? s.tls_resumed : s.tls_full));
+            else
+                sbuf_printf(o, "\",result=\"failed\",reason=\"%s\"} %llu\n", tls_fail_name(r - 2),
+                            (unsigned long long)s.tls_failed[r - 2]);
+        }
+    }
 }
 
 void stats_json(struct lb *lb, struct sbuf *o)
@@ -437,5 +507,6 @@ void stats_prometheus(struct lb *lb, struct sbuf *o)
     prom_family(o, rt, sums, "lb_backend_latency_ewma_seconds", "gauge",
                 "Peak-EWMA of the response head latency (p2c-ewma and hash pools).", pv_ewma);
     prom_pools(lb, rt, o);
+    prom_listeners(lb, rt->cfg, o);
     free(sums);
 }

@@ -65,7 +65,7 @@ enum step tunnel_step(struct conn *c)
     if (c->eof && up->eof && (!c->in || !buf_len(c->in)) && (!up->in || !buf_len(up->in))) {
         c->closing = true;
         forward_drop_inflight(c);
-        txn_log(&c->tx, c->peer, ev_now(c->wk->loop));
+        txn_log(&c->tx, c->peer, &c->x, ev_now(c->wk->loop));
         forward_release(c, false);
         c->st = CS_DEAD;
         return STEP_MOVED;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "lb/access.h"
+#include "lb/core/tls.h"
 
 void txn_init(struct txn *t)
 {
@@ -60,10 +61,11 @@ void txn_remember(struct txn *t, const struct h1_request *req)
     t->lpath_len = (uint16_t)pl;
 }
 
-void txn_log(const struct txn *t, const char *client, ev_tstamp now)
+void txn_log(const struct txn *t, const char *client, const struct xprt *x, ev_tstamp now)
 {
     if (!access_enabled())
         return;
+    SSL *ssl = xprt_ssl(x);
     struct access_rec r = {
         .time = t->t_start, /* ev_now() is wall-clock time */
         .client = client,
@@ -78,6 +80,9 @@ void txn_log(const struct txn *t, const char *client, ev_tstamp now)
         .upstream_ms = t->t_resp > 0 && t->t_sent > 0 ? (t->t_resp - t->t_sent) * 1000 : -1,
         .total_ms = (now - t->t_start) * 1000,
         .request_id = t->rid,
+        .tls_version = ssl ? SSL_get_version(ssl) : NULL,
+        .tls_cipher = ssl ? SSL_get_cipher_name(ssl) : NULL,
+        .tls_sni = ssl ? SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name) : NULL,
     };
     access_write(&r);
 }

@@ -17,6 +17,7 @@
 
 #include "lb/bitset.h"
 #include "lb/core/h1.h"
+#include "lb/core/xprt.h"
 #include "lb/core/rng.h"
 #include "lb/rewrite.h"
 #include "lb/rt.h"
@@ -90,8 +91,9 @@ void txn_set_request_id(struct txn *t, const struct h1_header *client, struct rn
 /* Keep method and target for the access log. */
 void txn_remember(struct txn *t, const struct h1_request *req);
 
-/* The access log line of the transaction, if the access log is on. */
-void txn_log(const struct txn *t, const char *client, ev_tstamp now);
+/* The access log line of the transaction, if the access log is on; X is the client's
+ * transport (its TLS version, cipher and server name are logged). */
+void txn_log(const struct txn *t, const char *client, const struct xprt *x, ev_tstamp now);
 
 /* The response class (1xx..5xx) of STATUS. */
 enum rt_resp_class txn_resp_class(int status);

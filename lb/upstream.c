@@ -12,6 +12,7 @@
 #include "lb/core/container.h"
 #include "lb/core/counter.h"
 #include "lb/core/net.h"
+#include "lb/core/tls.h"
 
 #define UPSTREAM_IDLE_MAX 256 /* idle connections kept per worker and backend */
 
@@ -26,6 +27,8 @@ void up_pool_init(struct up_pool *p, struct ev_loop *loop, struct buf_pool *bufs
 void up_pool_deinit(struct up_pool *p)
 {
     upstream_close_idle(p);
+    for (uint32_t i = 0; i < p->nslots; i++)
+        SSL_SESSION_free(p->slots[i].session);
     free(p->slots);
     p->slots = NULL;
     p->nslots = 0;
@@ -89,7 +92,21 @@ static void up_on_timer(struct ev_loop *loop, ev_timer *w, int revents)
     upstream_close(up); /* idle for too long */
 }
 
-static struct upstream *connect_new(struct up_pool *p, struct rt_backend *be, int *err)
+/* A TLS session the backend issued: the next connection to it resumes it. */
+static void keep_session(struct tls_session_sink *sink, SSL_SESSION *s)
+{
+    struct upstream *up = container_of(sink, struct upstream, sink);
+    struct up_slot *slot = slot_of(up->pool, up->be);
+    if (!slot) {
+        SSL_SESSION_free(s);
+        return;
+    }
+    SSL_SESSION_free(slot->session);
+    slot->session = s;
+}
+
+static struct upstream *connect_new(struct up_pool *p, struct rt_backend *be,
+                                    const struct up_tls *tls, int *err)
 {
     bool connecting;
     int fd = net_connect(&be->addr, &connecting);
@@ -105,7 +122,20 @@ static struct upstream *connect_new(struct up_pool *p, struct rt_backend *be, in
     }
     up->pool = p;
     up->be = be;
-    xprt_tcp_init(&up->x, fd);
+    if (!tls) {
+        xprt_tcp_init(&up->x, fd);
+    } else {
+        struct up_slot *slot = slot_of(p, be);
+        if (xprt_tls_client(&up->x, fd, tls->ctx, tls->sni, tls->sni ? tls->sni : be->host,
+                            tls->verify, slot ? slot->session : NULL) == -1) {
+            *err = ENOMEM; /* (the socket is closed) */
+            free(up);
+            return NULL;
+        }
+        up->sink.keep = keep_session;
+        SSL_set_app_data(xprt_ssl(&up->x), &up->sink);
+        up->tls_ctx = tls->ctx;
+    }
     up->connecting = connecting;
     rt_backend_ref(be);
     atomic_fetch_add_explicit(&be->conns, 1, memory_order_relaxed);
@@ -120,8 +150,8 @@ static struct upstream *connect_new(struct up_pool *p, struct rt_backend *be, in
     return up;
 }
 
-struct upstream *upstream_get(struct up_pool *p, struct rt_backend *be, bool fresh,
-                              up_event_fn on_event, void *owner, int *err)
+struct upstream *upstream_get(struct up_pool *p, struct rt_backend *be, const struct up_tls *tls,
+                              bool fresh, up_event_fn on_event, void *owner, int *err)
 {
     struct up_slot *slot = slot_of(p, be);
     struct upstream *up = NULL;
@@ -129,11 +159,16 @@ struct upstream *upstream_get(struct up_pool *p, struct rt_backend *be, bool fre
         *err = ENOMEM;
         return NULL;
     }
+    /* idle connections made under another context (a reload re-read the
+     * certificates, or the pool's transport changed) are not reused */
+    SSL_CTX *want = tls ? tls->ctx : NULL;
+    while (slot->idle && slot->idle->tls_ctx != want)
+        upstream_close(slot->idle);
     if (!fresh && slot->idle) {
         up = slot->idle;
         idle_unlink(up);
         ev_timer_stop(p->loop, &up->tm);
-    } else if (!(up = connect_new(p, be, err))) {
+    } else if (!(up = connect_new(p, be, tls, err))) {
         return NULL;
     }
     up->on_event = on_event;

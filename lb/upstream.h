@@ -16,6 +16,7 @@
 
 #include "lb/buf.h"
 #include "lb/core/xprt.h"
+#include "lb/tls.h"
 #include "lb/rt.h"
 
 struct upstream;
@@ -24,6 +25,14 @@ struct upstream;
 struct up_slot {
     struct upstream *idle; /* most recent first */
     uint32_t nidle;
+    SSL_SESSION *session; /* the backend's last TLS session: the next connection resumes it */
+};
+
+/* How to speak TLS to a backend (a pool's tls), or NULL for plain TCP. */
+struct up_tls {
+    SSL_CTX *ctx;
+    const char *sni; /* sent when not NULL */
+    bool verify;     /* the certificate must be valid for the pool's sni, else the backend's host */
 };
 
 /* One worker's upstream connections: its loop, buffers and idle lists. */
@@ -50,10 +59,12 @@ struct upstream {
     struct upstream *next, *prev; /* idle list links */
     struct buf *in;               /* response bytes not yet forwarded */
     struct xprt x;
-    uint32_t nreq;   /* requests started on this connection */
-    bool connecting; /* connect() in progress */
-    bool eof;        /* the backend closed its side */
-    bool idle;       /* in the pool's idle list */
+    struct tls_session_sink sink; /* TLS: its new sessions go to the slot */
+    SSL_CTX *tls_ctx;             /* the context it was made with, NULL for plain TCP */
+    uint32_t nreq;                /* requests started on this connection */
+    bool connecting;              /* connect() in progress */
+    bool eof;                     /* the backend closed its side */
+    bool idle;                    /* in the pool's idle list */
 };
 
 void up_pool_init(struct up_pool *p, struct ev_loop *loop, struct buf_pool *bufs, int wid);
@@ -65,8 +76,8 @@ void up_pool_deinit(struct up_pool *p);
  * owned by OWNER, whose ON_EVENT gets its events. NULL with *err set to an
  * errno value when a new connection fails at once.
  */
-struct upstream *upstream_get(struct up_pool *p, struct rt_backend *be, bool fresh,
-                              up_event_fn on_event, void *owner, int *err);
+struct upstream *upstream_get(struct up_pool *p, struct rt_backend *be, const struct up_tls *tls,
+                              bool fresh, up_event_fn on_event, void *owner, int *err);
 
 /* Give a connection whose response is complete back to the idle pool. */
 void upstream_release(struct upstream *up);

@@ -156,6 +156,17 @@ void worker_handover(struct worker *wk, struct wk_handover *ho)
     ev_async_send(wk->loop, &wk->wake);
 }
 
+/* A kept listener keeps its counters. */
+static void ls_counters_copy(struct ls_counters *to, const struct ls_counters *from)
+{
+    atomic_init(&to->conns, cnt_get(&from->conns));
+    atomic_init(&to->requests, cnt_get(&from->requests));
+    atomic_init(&to->tls_full, cnt_get(&from->tls_full));
+    atomic_init(&to->tls_resumed, cnt_get(&from->tls_resumed));
+    for (int f = 0; f < TLSF_COUNT; f++)
+        atomic_init(&to->tls_failed[f], cnt_get(&from->tls_failed[f]));
+}
+
 /* New listener sockets: kept ones by address, the rest from the handover. */
 static int adopt_listeners(struct worker *wk, struct wk_handover *ho, int *map)
 {
@@ -179,8 +190,7 @@ static int adopt_listeners(struct worker *wk, struct wk_handover *ho, int *map)
                 ev_io_stop(wk->loop, &wk->ls[j].io);
                 ls[i].fd = wk->ls[j].fd;
                 wk->ls[j].fd = -1;
-                atomic_init(&lsc[i].conns, cnt_get(&wk->lsc[j].conns));
-                atomic_init(&lsc[i].requests, cnt_get(&wk->lsc[j].requests));
+                ls_counters_copy(&lsc[i], &wk->lsc[j]);
                 map[j] = i;
             }
         }

@@ -18,6 +18,7 @@
 #include "lb/core/rng.h"
 #include "lb/pick.h"
 #include "lb/retry.h"
+#include "lb/tls.h"
 #include "lb/upstream.h"
 
 #define WORKER_BACKLOG 4096 /* listen() backlog of every worker socket */
@@ -53,6 +54,9 @@ struct wk_handover {
 struct ls_counters {
     _Atomic uint64_t conns;
     _Atomic uint64_t requests;
+    _Atomic uint64_t tls_full;               /* handshakes done in full */
+    _Atomic uint64_t tls_resumed;            /* ... and resumed (ticket or session cache) */
+    _Atomic uint64_t tls_failed[TLSF_COUNT]; /* handshakes that failed, by reason */
 };
 
 struct worker {

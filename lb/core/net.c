@@ -107,3 +107,20 @@ void net_peer_text(const struct sockaddr *sa, char ip[NET_IP_MAX], char peer[NET
         snprintf(peer, NET_PEER_MAX, "unix");
     }
 }
+
+void net_host_of(const struct cfg_addr *a, char out[NET_HOST_MAX])
+{
+    const char *t = a->text;
+    out[0] = 0;
+    if (a->sa.ss_family == AF_UNIX)
+        return;
+    if (t[0] == '[') {
+        const char *rb = strchr(t, ']');
+        size_t n = rb ? (size_t)(rb - t - 1) : 0;
+        snprintf(out, NET_HOST_MAX, "%.*s", (int)n, t + 1);
+        return;
+    }
+    const char *colon = strrchr(t, ':');
+    size_t n = colon ? (size_t)(colon - t) : strlen(t);
+    snprintf(out, NET_HOST_MAX, "%.*s", (int)n, t);
+}

@@ -15,8 +15,9 @@
 
 #include "config/cfg.h"
 
-#define NET_IP_MAX   48 /* an IPv6 address as text, with its NUL */
-#define NET_PEER_MAX 64 /* "[ipv6]:port" */
+#define NET_IP_MAX   48  /* an IPv6 address as text, with its NUL */
+#define NET_PEER_MAX 64  /* "[ipv6]:port" */
+#define NET_HOST_MAX 128 /* an address's host part */
 
 /* A listening socket on A, with SO_REUSEPORT when asked (each worker has its
  * own); -1 with a message in ERR. */
@@ -38,6 +39,10 @@ int net_connect_result(int fd);
 
 /* Close with a reset instead of a FIN (SO_LINGER 0): no TIME_WAIT left behind. */
 void net_abortive_close_on(int fd);
+
+/* The host part of an address as written: "10.0.0.1" of "10.0.0.1:80", "::1" of
+ * "[::1]:80", "" for a unix socket. */
+void net_host_of(const struct cfg_addr *a, char out[NET_HOST_MAX]);
 
 /* IP ("10.0.0.1", "::1", "unix") and peer ("10.0.0.1:5000", "[::1]:5000", "unix") text of SA. */
 void net_peer_text(const struct sockaddr *sa, char ip[NET_IP_MAX], char peer[NET_PEER_MAX]);

@@ -52,10 +52,12 @@ struct xprt {
     const struct xprt_ops *ops;
     void *ctx; /* the transport's own state (TLS: its SSL *) */
     int fd;
-    bool rd;          /* readable per the last event */
-    bool wr_blocked;  /* the last send could not finish */
-    bool rd_wants_wr; /* a receive waits for writability */
-    bool wr_wants_rd; /* a send waits for readability */
+    bool rd;           /* readable per the last event */
+    bool wr_blocked;   /* the last send could not finish */
+    bool rd_wants_wr;  /* a receive waits for writability */
+    bool wr_wants_rd;  /* a send waits for readability */
+    bool handshaking;  /* the handshake is not done yet (TLS) */
+    unsigned long err; /* the transport's own code for its last failure (TLS: OpenSSL's), 0: none */
 };
 
 extern const struct xprt_ops xprt_tcp;
@@ -110,9 +112,20 @@ static inline ssize_t xprt_sendv(struct xprt *x, const struct iovec *iov, int io
     return n;
 }
 
+/* Go on with the handshake: 0 when done (then handshaking is false), else
+ * like a receive: XPRT_WANT_READ / XPRT_WANT_WRITE or XPRT_ERROR. */
 static inline int xprt_handshake(struct xprt *x)
 {
-    return x->ops->handshake(x);
+    int r = x->ops->handshake(x);
+    if (r == 0) {
+        x->handshaking = false;
+    } else if (r == XPRT_WANT_READ) {
+        x->rd = false;
+    } else if (r == XPRT_WANT_WRITE) {
+        x->rd = false;
+        x->rd_wants_wr = true;
+    }
+    return r;
 }
 
 static inline int xprt_shutw(struct xprt *x)

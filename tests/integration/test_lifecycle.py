@@ -204,8 +204,8 @@ def _accepts(port):
 
 def test_check_refuses_what_lb_would_not_start(t):
     """`lb -t` passes exactly the files lb starts with (systemd's ExecStartPre relies on
-    it): a listener with tls, not built yet, fails the check with its line, and lb itself
-    refuses the same file at start."""
+    it): a tls listener whose certificate file holds no certificate fails the check with
+    its line, and lb itself refuses the same file at start."""
     for name in ("site.pem", "site.key"):
         _write(t, name, "placeholder\n")
     cfg = t.config(backends=[{"name": "b1", "address": "127.0.0.1:1"}],

@@ -595,11 +595,22 @@ static const struct err_case err_cases[] = {
      "  { backends = ( { name = \"b\"; address = \"127.0.0.1:1\"; } ); } );\n",
      .want = {"t.conf:3: pools[1]: missing required setting \"name\""}},
     {"missing_tls_key", .listener = "tls = { cert = \"/nonexistent/site.pem\"; };",
-     .want =
-         {"t.conf:2: listeners.web.tls.cert: cannot read \"/nonexistent/site.pem\": No such "
-          "file or directory",
-          "t.conf:2: listeners.web.tls: missing required setting \"key\"",
-          "t.conf:2: listeners.web.tls: TLS termination is not built yet; remove the tls block"}},
+     .want = {"t.conf:2: listeners.web.tls.cert: cannot read \"/nonexistent/site.pem\": No such "
+              "file or directory",
+              "t.conf:2: listeners.web.tls: needs cert and key (or a certs list)"}},
+    {"tls_both_forms",
+     .listener = "tls = { cert = \"/dev/null\"; key = \"/dev/null\"; certs = ( { cert = "
+                 "\"/dev/null\"; key = \"/dev/null\"; } ); };",
+     .want = {"t.conf:2: listeners.web.tls: give cert and key, or certs, not both"}},
+    {"tls_bad_version",
+     .listener = "tls = { cert = \"/dev/null\"; key = \"/dev/null\"; min_version = \"1.1\"; };",
+     .want = {"t.conf:2: listeners.web.tls.min_version: \"1.1\" is not one of 1.2, 1.3 (did you "
+              "mean \"1.2\"?)"}},
+    {"tls_tickets_not_bool",
+     .listener = "tls = { cert = \"/dev/null\"; key = \"/dev/null\"; tickets = 1; };",
+     .want = {"t.conf:2: listeners.web.tls.tickets: expected true or false, got 1"}},
+    {"backend_tls_half_client_cert", .pool = "tls = { cert = \"/dev/null\"; };",
+     .want = {"t.conf:4: pools.api.tls: a client certificate needs both cert and key"}},
     {"trusted_not_a_block", .listener = "trusted_forwarders = [ \"10.0.0.0/8\", \"10.1.0.0/8\" ];",
      .want = {"t.conf:2: listeners.web.trusted_forwarders[1]: \"10.1.0.0/8\": host bits set below "
               "the prefix length"}},
@@ -904,16 +915,15 @@ static void test_tls_files(void **state)
              "listeners = ( { name = \"web\"; listen = \"127.0.0.1:8443\"; pool = \"api\";\n"
              "  tls = { cert = \"%s\"; key = \"%s\"; }; } );\n" POOLS_OK,
              cert, key);
-    /* the files are checked, then the block is refused until TLS is built:
-     * a file `lb -t` passes is one lb starts with */
-    struct cfg_errors e = {0};
-    cfg = load(text, &e);
-    assert_null(cfg);
-    assert_int_equal(e.n, 1);
-    assert_string_equal(e.msgs[0],
-                        "t.conf:2: listeners.web.tls: TLS termination is not built yet; remove the "
-                        "tls block");
-    cfg_errors_free(&e);
+    cfg = load_ok(text);
+    assert_true(cfg->listeners[0].tls_enabled);
+    assert_int_equal(cfg->listeners[0].tls.ncerts, 1);
+    assert_string_equal(cfg->listeners[0].tls.certs[0].cert, cert);
+    assert_string_equal(cfg->listeners[0].tls.certs[0].key, key);
+    assert_int_equal(cfg->listeners[0].tls.min_version, 0x0303); /* TLS 1.2 */
+    assert_true(cfg->listeners[0].tls.tickets);
+    assert_null(cfg->listeners[0].tls.ciphers);
+    cfg_free(cfg);
     unlink(cert);
     unlink(key);
     rmdir(dir);
