@@ -364,6 +364,8 @@ static void test_local_share_by_health(void **state)
         assert_true(fabs(f.st.share[0] - rows[i].share) < EPS);
         assert_true(fabs(f.st.share[1] - (1 - rows[i].share)) < EPS);
         assert_int_equal(f.st.eligible, 6 - strlen(rows[i].down));
+        assert_int_equal(f.st.tier_eligible[0], 3 - strlen(rows[i].down));
+        assert_int_equal(f.st.tier_eligible[1], 3);
         /* the counts */
         assert_binomial(rows[i].name, tiers[0], NPICKS, rows[i].share);
         if (tiers[0] != rows[i].local)
