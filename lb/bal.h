@@ -34,7 +34,8 @@ struct bal_ctx {
     void *ok_arg;
     struct rng *rng;   /* the worker's generator */
     int64_t now_ms;    /* monotonic */
-    uint32_t eligible; /* backends of the pool that can take requests (at the last look) */
+    uint32_t eligible; /* of the candidates' pool or tier, those that can take requests
+                        * (at the last look) */
     uint64_t key;      /* the request's hash key (balance = "hash"), when has_key */
     bool has_key;
 };

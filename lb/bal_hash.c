@@ -8,8 +8,10 @@
  * it held (about 1/N of them) and a reload that keeps a backend keeps its
  * points. A pick finds the key's place on the ring (binary search) and walks
  * clockwise to the first backend that can take the request and is under its
- * bound: no backend carries more than ceil(hash_balance x (in flight in the
- * pool + 1) / eligible backends) requests. A hot key that finds its owner at
+ * bound: no backend carries more than ceil(hash_balance x (in flight + 1) /
+ * eligible backends) requests, counted over the candidates: the whole pool,
+ * or the locality tier being walked (which may carry all of the pool's
+ * requests while the pool is healthy). A hot key that finds its owner at
  * the bound spills to the next backends on the ring, in the same order for
  * the same key, and comes back when the load falls. Backends that cannot
  * take requests are walked past, the ring is never rebuilt for them.
@@ -173,9 +175,15 @@ static int hash_pick(void *ws, const void *ps, const struct bal_ctx *ctx)
     struct hash_worker *w = ws;
     if (!ctx->has_key)
         return bal_p2c_ewma.pick(w->ewma, NULL, ctx);
-    int32_t inflight = atomic_load_explicit(&ctx->pool->inflight, memory_order_relaxed);
-    uint32_t bound = bal_hash_bound(ctx->pool->cfg->hash_balance,
-                                    inflight > 0 ? (uint64_t)inflight : 0, ctx->eligible);
+    /* the mean load of the candidates: those of a tier carry that tier's requests, which
+     * may be all of the pool's (the nearest tier takes everything while it is healthy) */
+    const struct rt_pool *pool = ctx->pool;
+    const _Atomic int32_t *counter = ctx->nmembers == pool->n
+                                         ? &pool->inflight
+                                         : &pool->tier_inflight[pool->tier_of[ctx->members[0]]];
+    int32_t inflight = atomic_load_explicit(counter, memory_order_relaxed);
+    uint32_t bound = bal_hash_bound(pool->cfg->hash_balance, inflight > 0 ? (uint64_t)inflight : 0,
+                                    ctx->eligible);
     return bal_hash_walk(ps, ctx, bound);
 }
 

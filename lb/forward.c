@@ -101,8 +101,12 @@ void forward_drop_inflight(struct conn *c)
         brk_abandon(&t->be->brk, t->probe);
     t->recorded = true;
     atomic_fetch_sub_explicit(&t->be->inflight, 1, memory_order_relaxed);
-    if (t->rt->pools[t->pool].bal == &bal_hash) /* its bound needs the pool's total */
-        atomic_fetch_sub_explicit(&t->rt->pools[t->pool].inflight, 1, memory_order_relaxed);
+    struct rt_pool *p = &t->rt->pools[t->pool];
+    if (p->bal == &bal_hash) { /* its bound needs the totals of the pool and of each tier */
+        atomic_fetch_sub_explicit(&p->inflight, 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&p->tier_inflight[p->tier_of[t->be_idx]], 1,
+                                  memory_order_relaxed);
+    }
     t->inflight = false;
 }
 
@@ -142,8 +146,12 @@ static MUST_USE enum step start_upstream(struct conn *c)
                                        forward_on_upstream, c, &err);
     if (!t->inflight) {
         atomic_fetch_add_explicit(&t->be->inflight, 1, memory_order_relaxed);
-        if (t->rt->pools[t->pool].bal == &bal_hash)
-            atomic_fetch_add_explicit(&t->rt->pools[t->pool].inflight, 1, memory_order_relaxed);
+        struct rt_pool *p = &t->rt->pools[t->pool];
+        if (p->bal == &bal_hash) {
+            atomic_fetch_add_explicit(&p->inflight, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&p->tier_inflight[p->tier_of[t->be_idx]], 1,
+                                      memory_order_relaxed);
+        }
         t->inflight = true;
         cnt_add(&t->be->cnt[c->wk->id].requests, 1);
     }

@@ -126,7 +126,7 @@ void pick_tier_shares(const double *health, int n, double *share)
 void pick_refresh(const struct rt_pool *pool, int64_t now_ms, struct pick_state *st)
 {
     uint64_t active = 0, good = 0, tw[RT_TIERS] = {0}, tg[RT_TIERS] = {0};
-    uint32_t neligible = 0;
+    uint32_t neligible = 0, teligible[RT_TIERS] = {0};
     for (int i = 0; i < pool->n; i++) {
         const struct rt_backend *be = pool->be[i];
         uint32_t w = atomic_load_explicit(&be->weight, memory_order_relaxed);
@@ -139,6 +139,7 @@ void pick_refresh(const struct rt_pool *pool, int64_t now_ms, struct pick_state 
             good += w;
             tg[t] += w;
             neligible++;
+            teligible[t]++;
         }
     }
     double threshold = pool->cfg->panic_threshold;
@@ -146,8 +147,10 @@ void pick_refresh(const struct rt_pool *pool, int64_t now_ms, struct pick_state 
     st->panic = threshold > 0 && active > 0 && (double)good < threshold * (double)active;
     st->eligible = neligible;
     st->ntiers = pool->ntiers;
-    for (int k = 0; k < pool->ntiers; k++)
+    for (int k = 0; k < pool->ntiers; k++) {
         st->health[k] = tw[k] ? (double)tg[k] / (double)tw[k] : 0;
+        st->tier_eligible[k] = teligible[k];
+    }
     pick_tier_shares(st->health, pool->ntiers, st->share);
 }
 
@@ -245,6 +248,7 @@ enum pick_result pick_backend(struct rt *rt, int pool_idx, const struct bset *tr
                 const struct rt_tier *t = &pool->tiers[order[k]];
                 ctx.members = pool->members + t->first;
                 ctx.nmembers = t->n;
+                ctx.eligible = st->tier_eligible[order[k]];
                 res = pick_among(pool, ws, &ctx, &a, idx, probe);
             }
         }

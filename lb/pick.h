@@ -51,9 +51,10 @@ struct pick_state {
     int64_t at_ms; /* monotonic ms it was taken; 0: never */
     bool panic;    /* eligible weight below panic_threshold of the active weight */
     int ntiers;
-    double health[RT_TIERS]; /* eligible weight / weight, per tier */
-    double share[RT_TIERS];  /* of the traffic, per tier */
-    uint32_t eligible;       /* backends that can take requests */
+    double health[RT_TIERS];          /* eligible weight / weight, per tier */
+    double share[RT_TIERS];           /* of the traffic, per tier */
+    uint32_t eligible;                /* backends that can take requests */
+    uint32_t tier_eligible[RT_TIERS]; /* the same, per tier */
 };
 
 /* Look at every backend of POOL now. */

@@ -97,7 +97,8 @@ struct rt_pool {
     _Atomic bool panic; /* eligible weight below panic_threshold: health and breakers ignored */
     _Atomic int32_t pending;  /* requests queued for a backend under its limits */
     _Atomic int32_t inflight; /* requests in flight to its backends (kept for balance = "hash") */
-    struct rt_backend **be;   /* [cfg->nbackends], same order as the snapshot */
+    _Atomic int32_t tier_inflight[RT_TIERS]; /* the same per tier (hash: a tier's bound) */
+    struct rt_backend **be;                  /* [cfg->nbackends], same order as the snapshot */
     int n;
     int *members;     /* [n]: backend indexes, grouped by tier, nearest first */
     uint8_t *tier_of; /* [n]: the tier of each backend */
