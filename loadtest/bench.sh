@@ -6,7 +6,8 @@
 # ...), each started fresh for each measurement; the report gives the medians,
 # the proxy's CPU time per request and the ratios to HAProxy. Then the reload
 # storm: each proxy reloaded every 100 ms under open-loop load, failed requests
-# side by side. See loadtest/README.md, "make bench".
+# side by side. Last, bin/lb alone on locality tiers and consistent hashing
+# (loadtest/bench/locality.py). See loadtest/README.md, "make bench".
 #
 # Knobs (environment):
 #   BENCH_ROUNDS=3        measurements per proxy and workload
@@ -34,6 +35,9 @@
 #   BENCH_KEEP=1          keep the work directory (configs, logs, raw runs)
 #   BENCH_TEMPLATES=DIR   config templates and report.lua (default loadtest/bench), for experiments
 #   BENCH_RESULTS=DIR     where the tables and JSON go (default loadtest/results)
+#   BENCH_LOCALITY=1      the locality and hash runs of bin/lb alone (0: skip them; about 1 min)
+#   BENCH_LOCALITY_SECONDS=5  seconds per measurement there (after 1 s of warm-up)
+#   BENCH_LOCALITY_RATE=2000  their open-loop rate, req/s
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -57,6 +61,7 @@ PEER_HEADERS=${BENCH_PEER_HEADERS:-1}
 HELPER=$ROOT/loadtest/bench/bench.py
 TEMPLATES=${BENCH_TEMPLATES:-$ROOT/loadtest/bench}
 RESULTS=${BENCH_RESULTS:-$ROOT/loadtest/results}
+LOCALITY=${BENCH_LOCALITY:-1}
 
 die() { echo "bench: $*" >&2; exit 1; }
 log() { echo "bench: $*" >&2; }
@@ -69,6 +74,10 @@ done
 [[ $STORM_INTERVAL_MS =~ ^[0-9]+$ && $STORM_INTERVAL_MS -ge 10 ]] || die "BENCH_STORM_INTERVAL_MS must be an integer >= 10"
 [[ $OPEN_FRACTION =~ ^(0?\.[0-9]+|1(\.0*)?)$ && ! $OPEN_FRACTION =~ ^0?\.0*$ ]] || die "BENCH_OPEN_FRACTION must be in (0, 1] (is '$OPEN_FRACTION')"
 [[ -z $OPEN_RATE_FIXED || $OPEN_RATE_FIXED =~ ^[1-9][0-9]*$ ]] || die "BENCH_OPEN_RATE must be a positive integer (req/s)"
+[[ $LOCALITY == 0 || $LOCALITY == 1 ]] || die "BENCH_LOCALITY is 0 or 1 (is '$LOCALITY')"
+[[ ${BENCH_LOCALITY_SECONDS:-5} =~ ^[1-9][0-9]*$ && ${BENCH_LOCALITY_SECONDS:-5} -le 120 ]] ||
+    die "BENCH_LOCALITY_SECONDS must be 1..120 (is '${BENCH_LOCALITY_SECONDS:-}')"
+[[ ${BENCH_LOCALITY_RATE:-2000} =~ ^[1-9][0-9]*$ ]] || die "BENCH_LOCALITY_RATE must be a positive integer (req/s)"
 
 # --- prerequisites -----------------------------------------------------------
 need() { command -v "$1" >/dev/null 2>&1 || die "$1 not found ($2)"; }
@@ -115,6 +124,11 @@ for p in "${PX[@]}"; do
     *) die "unknown proxy '$p' (lb, lb-base, haproxy, nginx)" ;;
     esac
 done
+if [[ $LOCALITY == 1 && ,$PROXIES, != *,lb,* ]]; then
+    log "note: no locality and hash runs: they measure lb, which is not among BENCH_PROXIES"
+    LOCALITY=0
+fi
+[[ $LOCALITY == 0 || -x bin/lb-backend ]] || die "bin/lb-backend missing (the locality runs need it): run make"
 case $BACKEND in
 lb-backend) [[ -x bin/lb-backend ]] || die "bin/lb-backend missing: run make" ;;
 nginx) need nginx "apt-get install nginx-light"; log "WARNING: nginx stand-in backends (BENCH_BACKEND=nginx), not lb-backend" ;;
@@ -259,7 +273,7 @@ mkdir -p "$WORK/bin"
 cp bin/lb "$WORK/bin/lb"
 cp bin/lb-load "$WORK/bin/lb-load"
 LOAD=$WORK/bin/lb-load
-[[ $BACKEND == lb-backend ]] && cp bin/lb-backend "$WORK/bin/lb-backend"
+[[ $BACKEND == lb-backend || $LOCALITY == 1 ]] && cp bin/lb-backend "$WORK/bin/lb-backend"
 LB=$WORK/bin/lb
 export BENCH_LB_BIN=$LB
 LB_BASE=
@@ -437,11 +451,13 @@ backend_counts() { # -> "CONNECTIONS REQUESTS", or "-1 -1"
     echo "$c $q"
 }
 
-# lb's reload counters, from its admin /stats.json: "OK FAILED"
+# lb's reload counters, from its admin /stats.json: "OK FAILED". The Host names
+# this machine: on loopback the admin refuses any other (403), and the counts
+# would read as "none".
 lb_reloads() {
     local body re='"reloads": *\{ *"ok": *([0-9]+), *"failed": *([0-9]+)'
     body=$( (exec 3<>"/dev/tcp/127.0.0.1/$APORT" &&
-        printf 'GET /stats.json HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n' >&3 &&
+        printf 'GET /stats.json HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' >&3 &&
         timeout 2 cat <&3) 2>/dev/null) || { echo "-1 -1"; return; }
     if [[ $body =~ $re ]]; then echo "${BASH_REMATCH[1]} ${BASH_REMATCH[2]}"; else echo "-1 -1"; fi
 }
@@ -478,6 +494,7 @@ if awk -v l="$load1" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }'; then
 fi
 log "$n_total runs of ${DURATION}s (+${WARMUP}s warm-up): workloads ${WORKLOADS}; proxies ${PROXIES}; client $CLIENT; $ROUNDS rounds; $BENCH_PIN_DESC"
 [[ ${#STORM[@]} -gt 0 ]] && log "then the reload storm: ${STORM_MODES} x ${PROXIES}, ${STORM_SECONDS}s each, a reload every ${STORM_INTERVAL_MS} ms"
+[[ $LOCALITY == 1 ]] && log "then lb alone: 4 locality runs and 5 hash runs of ${BENCH_LOCALITY_SECONDS:-5}s (+1s warm-up) at ${BENCH_LOCALITY_RATE:-2000} req/s"
 
 # The open-loop rate: BENCH_OPEN_FRACTION of HAProxy's median keepalive req/s
 # in this run (or BENCH_OPEN_RATE); the same for every proxy.
@@ -581,5 +598,20 @@ export BENCH_OPEN_FRACTION=$OPEN_FRACTION BENCH_OPEN_RATE=$OPEN_RATE_FIXED BENCH
 export BENCH_STORM_INTERVAL_MS=$STORM_INTERVAL_MS BENCH_STORM_MODES=$STORM_MODES
 export BENCH_ELAPSED_S=$(($(date +%s) - START))
 "$PY" "$HELPER" report "$RUNS" "$RESULTS" "$STORMS"
+
+# --- locality and hash runs (bin/lb alone) ---------------------------------------------
+# Its own processes (six lb-backends, one lb per row, lb-load), pinned and niced
+# like the rest through loadtest/scenarios/lib.py; in the background and waited
+# for, so that a signal to bench.sh reaches it at once (it stops what it started).
+if [[ $LOCALITY == 1 ]]; then
+    lnice=0
+    [[ $BOOST == 1 ]] && lnice=$NICE
+    SCENARIO_BIN=$WORK/bin SCENARIO_PIN=$PIN SCENARIO_NICE=$lnice SCENARIO_WORKERS=0 \
+        SCENARIO_KEEP=${BENCH_KEEP:-0} BENCH_STAMP=$BENCH_STAMP "$PY" "$ROOT/loadtest/bench/locality.py" "$RESULTS" &
+    lpid=$!
+    PIDS+=("$lpid")
+    wait "$lpid" || die "the locality and hash runs failed (their work directory is kept, see above)"
+    forget_pid "$lpid"
+fi
 OK=1
 echo "elapsed: $(($(date +%s) - START)) s"

@@ -173,17 +173,20 @@ def _cfg_value(v, indent):
 
 
 def lb_config(port, admin_port, backends, workers=1, token=None, timeouts=None, pool=None,
-              access_log=None):
+              access_log=None, zone=None):
     """libconfig text: one listener on port, one pool "api" over backends
-    (list of {"name", "address", ...}), pool settings from the dict pool."""
+    (list of {"name", "address", ...}), pool settings from the dict pool; zone: lb.zone."""
     admin = {"listen": "%s:%d" % (HOST, admin_port)}
     if token:
         admin["token"] = token
     log = {"level": "info"}
     if access_log:
         log.update({"access": access_log, "format": "json"})
+    lbs = {"workers": workers}
+    if zone:
+        lbs["zone"] = zone
     parts = [
-        "lb = %s;" % _cfg_value({"workers": workers}, 0),
+        "lb = %s;" % _cfg_value(lbs, 0),
         "log = %s;" % _cfg_value(log, 0),
         "admin = %s;" % _cfg_value(admin, 0),
     ]
@@ -429,11 +432,12 @@ class Poller(threading.Thread):
 class Load:
     """bin/lb-load in the background, JSON report to a file."""
 
-    def __init__(self, sc, url, seconds, rate=None, conns=100, timeout=None, threads=1, tag="load"):
+    def __init__(self, sc, url, seconds, rate=None, conns=100, timeout=None, threads=1, tag="load",
+                 extra=()):
         self.sc, self.seconds = sc, seconds
         self.out = os.path.join(sc.work, "%s.json" % tag)
         argv = [sc.bin("lb-load"), url, "-c", str(conns), "-d", "%gs" % seconds, "--json",
-                "-t", str(threads)]
+                "-t", str(threads)] + list(extra)
         if rate:
             argv += ["--rate", "%g" % rate]
         self.timeout_s = timeout or 5.0
