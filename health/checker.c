@@ -42,6 +42,7 @@
 
 #include "lb/core/clock.h"
 #include "lb/core/counter.h"
+#include "lb/core/events.h"
 #include "lb/core/h1.h"
 #include "lb/core/log.h"
 #include "lb/core/net.h"
@@ -187,6 +188,7 @@ static void hc_force(struct hc_check *c, enum hc_state h, const char *why)
     atomic_store_explicit(&s->last_change_ms, clock_wall_ms(), memory_order_relaxed);
     cnt_add(&s->transitions, 1);
     log_info("health %s for %s/%s: %s", hc_state_name(h), c->pool, c->name, why);
+    event_add(EVK_HEALTH, LOGL_INFO, c->pool, c->name, "health %s: %s", hc_state_name(h), why);
 }
 
 static void hc_log_change(const struct hc_check *c, enum hc_state before, enum hc_fail f)
@@ -196,17 +198,26 @@ static void hc_log_change(const struct hc_check *c, enum hc_state before, enum h
 
     if (c->cfg.type == CFG_HC_HTTP && c->status)
         snprintf(st, sizeof(st), " (status %d)", c->status);
-    if (f == HCF_NONE && before == HC_UNKNOWN)
+    if (f == HCF_NONE && before == HC_UNKNOWN) {
         log_info("health up for %s/%s: first check passed%s", c->pool, c->name, st);
-    else if (f == HCF_NONE)
+        event_add(EVK_HEALTH, LOGL_INFO, c->pool, c->name, "health up: first check passed%s", st);
+    } else if (f == HCF_NONE) {
         log_info("health up for %s/%s: %u consecutive passing checks", c->pool, c->name,
                  c->cfg.rise);
-    else if (before == HC_UNKNOWN)
-        log_warn("health down for %s/%s: first check failed (%s)", c->pool, c->name,
-                 hc_reason(c, f, why, sizeof(why)));
-    else
+        event_add(EVK_HEALTH, LOGL_INFO, c->pool, c->name, "health up: %u consecutive passing checks",
+                  c->cfg.rise);
+    } else if (before == HC_UNKNOWN) {
+        hc_reason(c, f, why, sizeof(why));
+        log_warn("health down for %s/%s: first check failed (%s)", c->pool, c->name, why);
+        event_add(EVK_HEALTH, LOGL_WARN, c->pool, c->name, "health down: first check failed (%s)",
+                  why);
+    } else {
+        hc_reason(c, f, why, sizeof(why));
         log_warn("health down for %s/%s: %u consecutive failed checks (last: %s)", c->pool, c->name,
-                 c->cfg.fall, hc_reason(c, f, why, sizeof(why)));
+                 c->cfg.fall, why);
+        event_add(EVK_HEALTH, LOGL_WARN, c->pool, c->name,
+                  "health down: %u consecutive failed checks (last: %s)", c->cfg.fall, why);
+    }
 }
 
 /* Record one result in the state, and log a change of health. */

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "lb/core/events.h"
 #include "lb/core/log.h"
 
 #define RLX memory_order_relaxed
@@ -170,12 +171,13 @@ static void brk_open(struct brk *b, const struct cfg_breaker *cfg, int64_t now_m
     atomic_store_explicit(&b->state, BRK_OPEN, memory_order_release);
 
     log_warn("breaker open for %s/%s: %s", pool, name, reason);
+    event_add(EVK_BREAKER, LOGL_WARN, pool, name, "breaker open: %s", reason);
 }
 
 /* Open whose period is over -> half-open, if this thread wins the CAS; the
  * winner is the first probe. Returns whether it won. */
 static bool brk_half_open(struct brk *b, const struct cfg_breaker *cfg, int64_t now_ms,
-                          const char *pool, const char *name)
+                          bool admit, const char *pool, const char *name)
 {
     int from = BRK_OPEN;
     uint32_t n = cfg->half_open_probes ? cfg->half_open_probes : 1;
@@ -187,13 +189,16 @@ static bool brk_half_open(struct brk *b, const struct cfg_breaker *cfg, int64_t 
     int64_t opened_at = atomic_load_explicit(&b->last_change_ms, RLX);
     atomic_store_explicit(&b->probes_n, n, RLX);
     atomic_store_explicit(&b->probes_ok, 0, RLX);
-    atomic_store_explicit(&b->probes_left, (int32_t)n - 1, RLX);
+    /* an admission that moved it takes the first probe; the timer takes none */
+    atomic_store_explicit(&b->probes_left, (int32_t)n - (admit ? 1 : 0), RLX);
     atomic_store_explicit(&b->last_change_ms, now_ms, RLX);
     atomic_fetch_add_explicit(&b->half_opened, 1, RLX);
     atomic_store_explicit(&b->state, BRK_HALF_OPEN, memory_order_release);
 
     log_info("breaker half-open for %s/%s after %s open: letting %u probe%s through", pool, name,
              brk_fmt_ms(now_ms - opened_at, t, sizeof(t)), n, n == 1 ? "" : "s");
+    event_add(EVK_BREAKER, LOGL_INFO, pool, name, "breaker half-open after %s open",
+              brk_fmt_ms(now_ms - opened_at, t, sizeof(t)));
     return true;
 }
 
@@ -212,9 +217,12 @@ static void brk_close(struct brk *b, const struct cfg_breaker *cfg, int64_t now_
     atomic_store_explicit(&b->open_ms, cfg->open_for_ms, RLX);
     atomic_store_explicit(&b->last_change_ms, now_ms, RLX);
     atomic_fetch_add_explicit(&b->closed, 1, RLX);
+    memset(b->reason, 0, sizeof(b->reason)); /* closed: no reason to be open any more */
     atomic_store_explicit(&b->state, BRK_CLOSED, memory_order_release);
 
     log_info("breaker closed for %s/%s: %u of %u probes succeeded", pool, name, n, n);
+    event_add(EVK_BREAKER, LOGL_INFO, pool, name, "breaker closed: %u of %u probes succeeded", n,
+              n);
 }
 
 /* Take a half-open probe slot; never drives the count below zero, so that
@@ -241,7 +249,7 @@ enum brk_verdict brk_admit(struct brk *b, const struct cfg_breaker *cfg, int64_t
     case BRK_OPEN:
         if (now_ms < atomic_load_explicit(&b->open_until_ms, RLX))
             return BRK_REJECT;
-        if (brk_half_open(b, cfg, now_ms, pool, name))
+        if (brk_half_open(b, cfg, now_ms, true, pool, name))
             return BRK_ADMIT_PROBE;
         /* another thread moved it first: compete for the probes it left */
         if (atomic_load_explicit(&b->state, memory_order_acquire) != BRK_HALF_OPEN)
@@ -252,6 +260,14 @@ enum brk_verdict brk_admit(struct brk *b, const struct cfg_breaker *cfg, int64_t
     default: /* an open or half-open period is being set up */
         return BRK_REJECT;
     }
+}
+
+void brk_tick(struct brk *b, const struct cfg_breaker *cfg, int64_t now_ms, const char *pool,
+              const char *name)
+{
+    if (atomic_load_explicit(&b->state, memory_order_acquire) == BRK_OPEN &&
+        now_ms >= atomic_load_explicit(&b->open_until_ms, RLX))
+        brk_half_open(b, cfg, now_ms, false, pool, name);
 }
 
 /* Closed and a failure or slow call was just counted: does a trigger fire?

@@ -100,7 +100,8 @@ struct brk {                       /* one per backend, shared by all worker thre
 
 void brk_init(struct brk *b);
 
-/* Operator-visible state: open whose period is over reports "open" until a request moves it. */
+/* Operator-visible state (an open breaker whose period is over reports "open" until a
+ * request or brk_tick() moves it). */
 static inline enum brk_state brk_state_now(const struct brk *b)
 {
     switch (atomic_load_explicit(&b->state, memory_order_acquire)) {
@@ -147,6 +148,15 @@ static inline bool brk_may_admit(const struct brk *b, int64_t now_ms)
  */
 enum brk_verdict brk_admit(struct brk *b, const struct cfg_breaker *cfg, int64_t now_ms,
                            const char *pool, const char *name);
+
+/*
+ * Time passes (a timer, once a second): an open breaker whose period is over
+ * becomes half-open now, with all its probes to give, instead of waiting for
+ * a request to move it; so the page and the metrics are right on an idle
+ * pool, and the transition is logged when it happens.
+ */
+void brk_tick(struct brk *b, const struct cfg_breaker *cfg, int64_t now_ms, const char *pool,
+              const char *name);
 
 /*
  * The outcome of an admitted request: failure and slow as defined above,

@@ -323,7 +323,7 @@ static MUST_USE enum step conn_expired(struct conn *c)
     case CS_QUEUED:
         queue_remove(c);
         forward_log_failure(c, "no backend under its limits within limits.pending_timeout");
-        return reply_error(c, 503);
+        return reply_error(c, OWN_QUEUE_TIMEOUT);
     case CS_HEAD:
         if (c->x.handshaking) { /* a handshake not done within client_header */
             cnt_add(&c->wk->lsc[c->ls].tls_failed[TLSF_TIMEOUT], 1);
@@ -332,14 +332,14 @@ static MUST_USE enum step conn_expired(struct conn *c)
         if (c->in && buf_len(c->in)) {
             conn_log_client_error(c, 408, "no complete request head within timeouts.client_header");
             c->tx.req_done = false;
-            return reply_error(c, 408);
+            return reply_error(c, OWN_HEADER_TIMEOUT);
         }
         break;
     case CS_PROXY:
         if (c->up && (c->up->connecting || c->up->x.handshaking))
-            return forward_failed(c, RF_CONNECT, 502, NULL);
+            return forward_failed(c, RF_CONNECT, NULL);
         if (!c->tx.resp_head)
-            return forward_failed(c, RF_TIMEOUT, 504, NULL);
+            return forward_failed(c, RF_TIMEOUT, NULL);
         forward_count_failure(c, RF_TIMEOUT);
         return reply_abort(c);
     default: /* idle, tunnel, error, linger */

@@ -153,7 +153,7 @@ enum step proxy_step(struct conn *c);
 int forward_pick(struct conn *c, int *idx, bool *probe);
 enum step forward_dispatch(struct conn *c) MUST_USE;
 enum step forward_start(struct conn *c, int idx, bool probe) MUST_USE;
-enum step forward_failed(struct conn *c, enum rt_fail kind, int status, const char *what) MUST_USE;
+enum step forward_failed(struct conn *c, enum rt_fail kind, const char *what) MUST_USE;
 enum step forward_retry(struct conn *c) MUST_USE;
 bool forward_may_retry(const struct conn *c, enum rt_fail kind, int status);
 void forward_outcome(struct conn *c, bool failure, bool slow);
@@ -169,8 +169,7 @@ enum step response_send(struct conn *c) MUST_USE;
 enum step response_read(struct conn *c) MUST_USE;
 
 /* reply.c */
-enum step reply_error(struct conn *c, int status) MUST_USE;
-enum step reply_error_body(struct conn *c, int status, const char *body) MUST_USE;
+enum step reply_error(struct conn *c, enum own_reason why) MUST_USE;
 enum step reply_abort(struct conn *c) MUST_USE;
 enum step reply_step(struct conn *c);
 

@@ -158,7 +158,7 @@ static MUST_USE enum step start_upstream(struct conn *c)
     if (!up) {
         char what[128];
         snprintf(what, sizeof(what), "connect failed: %s", strerror(err));
-        return forward_failed(c, RF_CONNECT, 502, what);
+        return forward_failed(c, RF_CONNECT, what);
     }
     c->up = up;
     t->uhead_sent = 0;
@@ -194,7 +194,10 @@ enum step forward_dispatch(struct conn *c)
         queue_add(c);
         return STEP_MOVED;
     }
-    return reply_error(c, 503);
+    if (r == PICK_NONE)
+        return reply_error(c, OWN_NO_BACKEND);
+    return reply_error(c, c->tx.rt->cfg->pools[c->tx.pool].limits.max_pending ? OWN_QUEUE_FULL
+                                                                               : OWN_AT_LIMITS);
 }
 
 /*
@@ -231,11 +234,13 @@ enum step forward_retry(struct conn *c)
     double budget = t->rt->cfg->pools[t->pool].retry.budget;
     if (!rb_take_retry(&c->wk->pools[t->pool].rb, ev_now(c->wk->loop), budget)) {
         brk_abandon(&next->brk, probe); /* admitted for nothing: its probe slot goes back */
+        cnt_add(&t->rt->pools[t->pool].cnt[c->wk->id].retries_denied, 1);
         log_debug("retry budget of pool %s spent: request %s not retried", next->pool, t->rid);
         return STEP_WAIT;
     }
     log_debug("retrying request %s on %s/%s after %s/%s failed", t->rid, next->pool, next->name,
               t->be->pool, t->be->name);
+    cnt_add(&t->rt->pools[t->pool].cnt[c->wk->id].retries, 1);
     forward_drop_inflight(c);
     forward_release(c, false);
     buf_put(&c->wk->bufs, &c->out); /* interim answers of the failed attempt, not yet sent */
@@ -252,9 +257,9 @@ enum step forward_retry(struct conn *c)
  * fresh one when the request can be sent again as it is: no body, and an
  * idempotent method (RFC 9110 9.2.2), since the backend may have acted on
  * it before closing. Anything else goes to the retry policy, then to the
- * client as STATUS. Always STEP_MOVED: the upstream is gone.
+ * client (502, or 504 for a timeout). Always STEP_MOVED: the upstream is gone.
  */
-enum step forward_failed(struct conn *c, enum rt_fail kind, int status, const char *what)
+enum step forward_failed(struct conn *c, enum rt_fail kind, const char *what)
 {
     struct txn *t = &c->tx;
     struct upstream *up = c->up;
@@ -275,9 +280,9 @@ enum step forward_failed(struct conn *c, enum rt_fail kind, int status, const ch
                            : kind == RF_RESET   ? "reset or closed before the response head"
                            : kind == RF_TIMEOUT ? "no response head within timeouts.backend"
                                                 : "invalid response head");
-    if (forward_may_retry(c, kind, status) && forward_retry(c) == STEP_MOVED)
+    if (forward_may_retry(c, kind, 0) && forward_retry(c) == STEP_MOVED)
         return STEP_MOVED;
-    return reply_error(c, status);
+    return reply_error(c, kind == RF_TIMEOUT ? OWN_BACKEND_TIMEOUT : OWN_BACKEND_FAILED);
 }
 
 /* TLS to the backend: the handshake before the request. A failure (the
@@ -294,7 +299,7 @@ static MUST_USE enum step upstream_handshake(struct conn *c)
     char why[160], what[200];
     xprt_tls_error(&up->x, why, sizeof(why));
     snprintf(what, sizeof(what), "TLS handshake failed: %s", why[0] ? why : "closed");
-    return forward_failed(c, RF_CONNECT, 502, what);
+    return forward_failed(c, RF_CONNECT, what);
 }
 
 /*
@@ -348,7 +353,7 @@ static MUST_USE enum step connect_done(struct conn *c)
         return STEP_PROGRESS;
     char what[128];
     snprintf(what, sizeof(what), "connect failed: %s", strerror(err));
-    return forward_failed(c, RF_CONNECT, 502, what);
+    return forward_failed(c, RF_CONNECT, what);
 }
 
 /* An event on the upstream this connection owns. */
@@ -357,7 +362,7 @@ static void forward_on_upstream(void *owner, int revents)
     struct conn *c = owner;
     struct upstream *up = c->up;
     if (revents & EV_TIMER) { /* the connect timer */
-        conn_resume(c, forward_failed(c, RF_CONNECT, 502, "connect timed out"));
+        conn_resume(c, forward_failed(c, RF_CONNECT, "connect timed out"));
         return;
     }
     bool connected = (revents & EV_WRITE) && up->connecting;

@@ -9,8 +9,7 @@ void hist_sum(uint64_t *dst, const struct hist *src)
         dst[i] += atomic_load_explicit(&src->b[i], memory_order_relaxed);
 }
 
-/* Lower bound and width of bucket i, in microseconds. */
-static void bucket_range(unsigned i, double *lo, double *width)
+void hist_bucket_range(unsigned i, double *lo, double *width)
 {
     if (i < 16) {
         *lo = i;
@@ -37,7 +36,7 @@ double hist_quantile(const uint64_t *counts, double q)
             continue;
         if ((double)(seen + counts[i]) >= rank) {
             double lo, width;
-            bucket_range(i, &lo, &width);
+            hist_bucket_range(i, &lo, &width);
             /* interpolate inside the bucket */
             double frac = counts[i] ? (rank - (double)seen) / (double)counts[i] : 0;
             if (frac < 0)

@@ -38,6 +38,9 @@ static inline void hist_record(struct hist *h, uint64_t us)
 /* Add src into a plain array of HIST_BUCKETS counts. */
 void hist_sum(uint64_t *dst, const struct hist *src);
 
+/* Lower bound and width of bucket i, in microseconds. */
+void hist_bucket_range(unsigned i, double *lo, double *width);
+
 /* The q-quantile (0..1) in microseconds of summed counts; 0 when empty. */
 double hist_quantile(const uint64_t *counts, double q);
 

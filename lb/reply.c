@@ -9,11 +9,11 @@
 #include "lb/conn.h"
 #include "lb/worker.h"
 
-static const char *error_body(int status)
+static const char *error_body(enum own_reason why)
 {
-    switch (status) {
+    switch (own_status(why)) {
     case 400:
-        return "bad request\n";
+        return why == OWN_PLAIN_HTTP ? "plain HTTP request sent to HTTPS port\n" : "bad request\n";
     case 408:
         return "request timeout\n";
     case 431:
@@ -40,18 +40,20 @@ enum step reply_abort(struct conn *c)
     return STEP_MOVED;
 }
 
-enum step reply_error(struct conn *c, int status)
-{
-    return reply_error_body(c, status, error_body(status));
-}
-
 /*
- * Answer STATUS ourselves, with BODY. If the client has seen part of a
+ * Answer the request ourselves, for reason WHY (its status and body), and
+ * count it for the listener and the pool. If the client has seen part of a
  * response already, all we can do is close.
  */
-enum step reply_error_body(struct conn *c, int status, const char *body)
+enum step reply_error(struct conn *c, enum own_reason why)
 {
     struct txn *t = &c->tx;
+    int status = own_status(why);
+    const char *body = error_body(why);
+    t->own = (uint8_t)(why + 1);
+    cnt_add(&c->wk->lsc[c->ls].own[why], 1);
+    if (t->rt && t->pool >= 0)
+        cnt_add(&t->rt->pools[t->pool].cnt[c->wk->id].own[why], 1);
     if (t->resp_bytes > 0 || t->resp_head)
         return reply_abort(c);
     forward_drop_inflight(c);

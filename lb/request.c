@@ -92,7 +92,7 @@ static MUST_USE enum step request_start(struct conn *c, size_t head_len)
     if (!rw_request_head(c->uhead, req, &rq)) {
         buf_consume(c->in, head_len);
         t->req_done = false; /* the body, if any, will not be read: close */
-        return reply_error(c, 431);
+        return reply_error(c, OWN_HEADER_TOO_LARGE);
     }
     buf_consume(c->in, head_len);
     c->scanned = 0;
@@ -124,7 +124,7 @@ static MUST_USE enum step handshake_step(struct conn *c)
         xprt_tcp_init(&c->x, fd);
         conn_log_client_error(c, 400, "plain HTTP request on a TLS port");
         c->tx.req_done = false;
-        return reply_error_body(c, 400, "plain HTTP request sent to HTTPS port\n");
+        return reply_error(c, OWN_PLAIN_HTTP);
     }
     uint32_t more;
     if (log_enabled(LOGL_INFO) && log_rl_allow(&c->wk->client_log, ev_now(c->wk->loop), &more))
@@ -148,14 +148,14 @@ enum step request_step(struct conn *c)
         if (r == H1_ERROR) {
             conn_log_client_error(c, 400, "malformed request head");
             c->tx.req_done = false;
-            return reply_error(c, 400);
+            return reply_error(c, OWN_BAD_REQUEST);
         }
         /* a complete head over the limit, or an incomplete one that can only end past it */
         if (r > 0 || r == H1_TOO_MANY || buf_len(c->in) >= HEAD_MAX) {
             conn_log_client_error(
                 c, 431, r == H1_TOO_MANY ? "too many header fields" : "request head too large");
             c->tx.req_done = false;
-            return reply_error(c, 431);
+            return reply_error(c, OWN_HEADER_TOO_LARGE);
         }
     }
     if (!c->x.rd)
@@ -219,7 +219,7 @@ enum step request_send(struct conn *c)
     if (scan_request_body(c) == -1) {
         conn_log_client_error(c, 400, "invalid chunked request body");
         t->req_done = false;
-        return reply_error(c, 400);
+        return reply_error(c, OWN_BAD_BODY);
     }
     struct iovec iov[2];
     int n = 0;
@@ -238,7 +238,7 @@ enum step request_send(struct conn *c)
     if (w < 0) {
         if (w != XPRT_ERROR)
             return STEP_WAIT;
-        return forward_failed(c, RF_RESET, 502, NULL);
+        return forward_failed(c, RF_RESET, NULL);
     }
     cnt_add(&t->be->cnt[c->wk->id].bytes_out, (uint64_t)w);
     conn_touch(c);
@@ -289,6 +289,13 @@ enum step request_finish(struct conn *c)
     struct worker *wk = c->wk;
     struct txn *t = &c->tx;
     cnt_add(&wk->requests_total, 1);
+    struct ls_counters *lsc = &wk->lsc[c->ls];
+    if (t->status) {
+        uint64_t us = (uint64_t)((ev_now(wk->loop) - t->t_start) * 1e6);
+        cnt_add(&lsc->resp[txn_resp_class(t->status)], 1);
+        hist_record(&lsc->latency, us);
+        cnt_add(&lsc->latency_sum_us, us);
+    }
     txn_log(t, c->peer, &c->x, ev_now(wk->loop));
     forward_drop_inflight(c);
     if (wk->qhead) /* a slot is free: queued requests try again on the next loop iteration */

@@ -21,6 +21,7 @@ static MUST_USE enum step response_arrived(struct conn *c, const struct h1_respo
     const struct cfg_pool *pcfg = &t->rt->cfg->pools[t->pool];
     double lat = t->t_resp - (t->t_sent ? t->t_sent : t->t_start);
     hist_record(&cnt->latency, (uint64_t)(lat * 1e6));
+    cnt_add(&cnt->latency_sum_us, (uint64_t)(lat * 1e6));
     cnt_add(&cnt->resp[txn_resp_class(resp->status)], 1);
     bool failed = cfg_status_has(&pcfg->breaker.failure_statuses, (unsigned)resp->status);
     if (failed)
@@ -50,9 +51,9 @@ enum step response_parse(struct conn *c)
     if (r == H1_INCOMPLETE && have < HEAD_MAX)
         return STEP_WAIT;
     if (r == H1_INCOMPLETE || r > HEAD_MAX)
-        return forward_failed(c, RF_INVALID, 502, "response head over the 15 KiB limit");
+        return forward_failed(c, RF_INVALID, "response head over the 15 KiB limit");
     if (r < 0)
-        return forward_failed(c, RF_INVALID, 502, NULL);
+        return forward_failed(c, RF_INVALID, NULL);
     if (!c->out && !(c->out = buf_get(&c->wk->bufs)))
         return reply_abort(c);
     if (resp->status < 200 && resp->status != 101) {
@@ -64,7 +65,7 @@ enum step response_parse(struct conn *c)
         return STEP_PROGRESS;
     }
     if (resp->status == 101 && !t->upgrade)
-        return forward_failed(c, RF_INVALID, 502, "101 to a request that asked for no upgrade");
+        return forward_failed(c, RF_INVALID, "101 to a request that asked for no upgrade");
     if (response_arrived(c, resp) == STEP_MOVED)
         return STEP_MOVED;
 
@@ -89,7 +90,7 @@ enum step response_parse(struct conn *c)
         .http10 = t->minor == 0,
     };
     if (!rw_response_head(c->out, resp, &rs))
-        return forward_failed(c, RF_INVALID, 502, "response head too large to rewrite");
+        return forward_failed(c, RF_INVALID, "response head too large to rewrite");
     t->resp_head = true;
     buf_consume(up->in, (size_t)r);
     t->uscanned = 0;
@@ -203,7 +204,7 @@ enum step response_read(struct conn *c)
     bool reset = n == -1;
     up->eof = true; /* a reset is an end too, only not a clean one */
     if (!c->tx.resp_head)
-        return forward_failed(c, RF_RESET, 502, NULL);
+        return forward_failed(c, RF_RESET, NULL);
     if (c->tx.resp_body == H1_BODY_CLOSE && !reset) {
         update_resp_done(c);
         return STEP_PROGRESS;

@@ -107,8 +107,25 @@ void rt_backend_ref(struct rt_backend *be)
 
 void rt_backend_unref(struct rt_backend *be)
 {
-    if (be && atomic_fetch_sub(&be->refs, 1) == 1)
+    if (be && atomic_fetch_sub(&be->refs, 1) == 1) {
+        free(be->win);
         free(be);
+    }
+}
+
+int own_status(enum own_reason r)
+{
+    static const int status[OWN_COUNT] = {400, 400, 400, 408, 431, 502, 503, 503, 503, 503, 504};
+    return (unsigned)r < OWN_COUNT ? status[r] : 500;
+}
+
+const char *own_name(enum own_reason r)
+{
+    static const char *const names[OWN_COUNT] = {
+        "bad_request",    "bad_body",   "plain_http", "header_timeout",
+        "header_too_large", "backend_failed", "no_backend", "at_limits",
+        "queue_full",     "queue_timeout", "backend_timeout"};
+    return (unsigned)r < OWN_COUNT ? names[r] : "other";
 }
 
 static void rt_free(struct rt *rt)
@@ -118,6 +135,7 @@ static void rt_free(struct rt *rt)
             rt->pools[i].bal->pool_free(rt->pools[i].bal_pool);
         free(rt->pools[i].members);
         free(rt->pools[i].tier_of);
+        free(rt->pools[i].cnt);
         for (int j = 0; j < rt->pools[i].n; j++)
             rt_backend_unref(rt->pools[i].be[j]);
         free(rt->pools[i].be);
@@ -174,6 +192,30 @@ static int tiers_build(struct rt_pool *rp, const struct cfg *cfg)
     return 0;
 }
 
+/* The pool's counters, carried over from the pool of the same name in OLD. */
+static int pool_counters_new(struct rt_pool *rp, const struct rt *old, int nworkers)
+{
+    int n = nworkers > 0 ? nworkers : 1;
+    if (posix_memalign((void **)&rp->cnt, 64, (size_t)n * sizeof(*rp->cnt)) != 0) {
+        rp->cnt = NULL;
+        return -1;
+    }
+    memset(rp->cnt, 0, (size_t)n * sizeof(*rp->cnt));
+    rp->nworkers = n;
+    for (int i = 0; old && i < old->npools; i++) {
+        const struct rt_pool *op = &old->pools[i];
+        if (strcmp(op->cfg->name, rp->cfg->name) != 0)
+            continue;
+        for (int w = 0; w < n && w < op->nworkers; w++) {
+            for (int k = 0; k < OWN_COUNT; k++)
+                atomic_init(&rp->cnt[w].own[k], cnt_get(&op->cnt[w].own[k]));
+            atomic_init(&rp->cnt[w].retries, cnt_get(&op->cnt[w].retries));
+            atomic_init(&rp->cnt[w].retries_denied, cnt_get(&op->cnt[w].retries_denied));
+        }
+    }
+    return 0;
+}
+
 struct rt *rt_new(struct cfg *cfg, const struct rt *old, int nworkers)
 {
     int64_t now = clock_mono_ms();
@@ -208,7 +250,7 @@ struct rt *rt_new(struct cfg *cfg, const struct rt *old, int nworkers)
             rp->be[j] = be;
             rp->n = j + 1;
         }
-        if (tiers_build(rp, cfg) == -1)
+        if (tiers_build(rp, cfg) == -1 || pool_counters_new(rp, old, nworkers) == -1)
             goto fail_rt;
         rp->bal = bal_for(p);
         if (rp->bal->pool_new && !(rp->bal_pool = rp->bal->pool_new(rp)))

@@ -30,6 +30,31 @@ enum rt_resp_class { RC_1XX, RC_2XX, RC_3XX, RC_4XX, RC_5XX, RC_COUNT };
 
 #define RT_HIST 11 /* sampler ticks kept per backend: ten one-second intervals */
 
+/* Why the proxy answered a request itself: each has its status (and body, reply.c). */
+enum own_reason {
+    OWN_BAD_REQUEST,      /* 400: a malformed request head or smuggling attempt */
+    OWN_BAD_BODY,         /* 400: a malformed chunked request body */
+    OWN_PLAIN_HTTP,       /* 400: plain HTTP on a TLS port */
+    OWN_HEADER_TIMEOUT,   /* 408: no complete head within timeouts.client_header */
+    OWN_HEADER_TOO_LARGE, /* 431: a head over the limit, or too many fields */
+    OWN_BACKEND_FAILED,   /* 502: refused, reset, or garbage, and no retry left */
+    OWN_NO_BACKEND,       /* 503: no backend can take requests */
+    OWN_AT_LIMITS,        /* 503: every candidate at its limits, no queue */
+    OWN_QUEUE_FULL,       /* 503: every candidate at its limits, the queue full */
+    OWN_QUEUE_TIMEOUT,    /* 503: queued longer than limits.pending_timeout */
+    OWN_BACKEND_TIMEOUT,  /* 504: no response head within timeouts.backend */
+    OWN_COUNT
+};
+int own_status(enum own_reason r);
+const char *own_name(enum own_reason r);
+
+/* A pool's counters on one worker (summed for stats). */
+struct pool_counters {
+    _Atomic uint64_t own[OWN_COUNT]; /* answers the proxy made for the pool's requests */
+    _Atomic uint64_t retries;        /* requests sent to another backend */
+    _Atomic uint64_t retries_denied; /* retries the budget refused */
+} __attribute__((aligned(64)));
+
 /* Why a request to a backend failed (no usable response). */
 enum rt_fail { RF_CONNECT, RF_RESET, RF_TIMEOUT, RF_INVALID, RF_STATUS, RF_COUNT };
 
@@ -41,6 +66,7 @@ struct be_counters {
     _Atomic uint64_t bytes_in;       /* response bytes from the backend */
     _Atomic uint64_t bytes_out;      /* request bytes to the backend */
     struct hist latency;             /* request sent -> response head, microseconds */
+    _Atomic uint64_t latency_sum_us; /* the sum of those latencies */
 } __attribute__((aligned(64)));
 
 struct rt_backend {
@@ -70,12 +96,14 @@ struct rt_backend {
     _Atomic int64_t ewma_at_ms;  /* monotonic ms of the last sample */
     _Atomic uint32_t ewma_epoch; /* health transitions + breaker closings at that sample */
     uint64_t req_hist[RT_HIST];  /* requests at each of the last sampler ticks (main thread) */
+    struct window *win;          /* recent latency and history, made by the sampler (main thread) */
 
     int nworkers;
     struct be_counters cnt[]; /* [nworkers] */
 };
 
 struct bal_ops;
+struct window;
 
 /*
  * Locality tiers (DESIGN.md, "Locality and affinity"): backends in lb.zone,
@@ -104,6 +132,8 @@ struct rt_pool {
     uint8_t *tier_of; /* [n]: the tier of each backend */
     struct rt_tier tiers[RT_TIERS];
     int ntiers;
+    struct pool_counters *cnt; /* [nworkers]; carried over by name on reload */
+    int nworkers;
 };
 
 struct tls_set;

@@ -33,8 +33,11 @@ static void sample(struct sampler *s)
     unsigned slot = (unsigned)(s->ticks % RT_HIST);
     for (int i = 0; i < rt->npools; i++) {
         struct rt_pool *p = &rt->pools[i];
-        for (int j = 0; j < p->n; j++)
-            p->be[j]->req_hist[slot] = sampler_total(p->be[j]);
+        for (int j = 0; j < p->n; j++) {
+            struct rt_backend *be = p->be[j];
+            be->req_hist[slot] = sampler_total(be);
+            brk_tick(&be->brk, &p->cfg->breaker, now, be->pool, be->name);
+        }
         struct pick_state st;
         pick_refresh(p, now, &st);
         pick_note_panic(p, st.panic);

@@ -1,9 +1,10 @@
 /*
  * sampler.h - what the main thread looks at once a second, whether traffic
  * flows or not: each backend's request count (for the share of traffic
- * each locality tier took over the last ten seconds) and each pool's panic
- * state (so the page and the metrics do not keep showing a panic that
- * ended while the pool was idle).
+ * each locality tier took over the last ten seconds), each pool's panic
+ * state and each breaker's open period (so the page and the metrics do not
+ * keep showing a panic that ended, or a breaker open past its period,
+ * while the pool was idle).
  */
 #ifndef LB_SAMPLER_H
 #define LB_SAMPLER_H

@@ -63,6 +63,7 @@ struct txn {
     uint32_t resp_ready; /* body bytes at the front of the upstream's input that may be sent */
     struct h1_chunk resp_chunk;
     int status;          /* of the response sent to the client */
+    uint8_t own;         /* enum own_reason + 1 when the proxy answered itself, else 0 */
     uint64_t resp_bytes; /* bytes sent to the client for this request */
 
     /* timings, ev_now() */

@@ -165,6 +165,13 @@ static void ls_counters_copy(struct ls_counters *to, const struct ls_counters *f
     atomic_init(&to->tls_resumed, cnt_get(&from->tls_resumed));
     for (int f = 0; f < TLSF_COUNT; f++)
         atomic_init(&to->tls_failed[f], cnt_get(&from->tls_failed[f]));
+    for (int k = 0; k < RC_COUNT; k++)
+        atomic_init(&to->resp[k], cnt_get(&from->resp[k]));
+    for (int k = 0; k < OWN_COUNT; k++)
+        atomic_init(&to->own[k], cnt_get(&from->own[k]));
+    atomic_init(&to->latency_sum_us, cnt_get(&from->latency_sum_us));
+    for (int k = 0; k < HIST_BUCKETS; k++)
+        atomic_init(&to->latency.b[k], cnt_get(&from->latency.b[k]));
 }
 
 /* New listener sockets: kept ones by address, the rest from the handover. */

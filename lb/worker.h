@@ -57,6 +57,10 @@ struct ls_counters {
     _Atomic uint64_t tls_full;               /* handshakes done in full */
     _Atomic uint64_t tls_resumed;            /* ... and resumed (ticket or session cache) */
     _Atomic uint64_t tls_failed[TLSF_COUNT]; /* handshakes that failed, by reason */
+    _Atomic uint64_t resp[RC_COUNT];         /* responses to clients by class */
+    _Atomic uint64_t own[OWN_COUNT];         /* the proxy's own answers, by reason */
+    _Atomic uint64_t latency_sum_us;
+    struct hist latency; /* request head complete -> response done, microseconds */
 };
 
 struct worker {
