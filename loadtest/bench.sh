@@ -437,11 +437,12 @@ backend_counts() { # -> "CONNECTIONS REQUESTS", or "-1 -1"
     echo "$c $q"
 }
 
-# lb's reload counters, from its admin /stats.json: "OK FAILED"
+# lb's reload counters, from its admin /stats.json: "OK FAILED". (The admin
+# port answers only Host names of the loopback: "Host: bench" gets 403.)
 lb_reloads() {
     local body re='"reloads": *\{ *"ok": *([0-9]+), *"failed": *([0-9]+)'
     body=$( (exec 3<>"/dev/tcp/127.0.0.1/$APORT" &&
-        printf 'GET /stats.json HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n' >&3 &&
+        printf 'GET /stats.json HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' >&3 &&
         timeout 2 cat <&3) 2>/dev/null) || { echo "-1 -1"; return; }
     if [[ $body =~ $re ]]; then echo "${BASH_REMATCH[1]} ${BASH_REMATCH[2]}"; else echo "-1 -1"; fi
 }
