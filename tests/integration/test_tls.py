@@ -153,6 +153,12 @@ def copy_file(src, dst):
     os.rename(tmp, dst)
 
 
+def note(t, text):
+    """A figure worth reading after a run (kept with run.py --keep): TEST_DIR/figures.txt."""
+    with open(os.path.join(t.tmp, "figures.txt"), "a") as f:
+        f.write(text + "\n")
+
+
 def wait_until_or_false(pred, timeout_s):
     try:
         return wait_until(pred, timeout_s, interval=0.05)
@@ -499,6 +505,7 @@ def test_tls_stalled_handshake_closed_at_client_header(t):
     for c in (silent, half):
         check(c.closed_within(1.0 + 2.0 * t.slow), "a stalled handshake was not closed")
         took.append(time.monotonic() - t0)
+    note(t, "stalled handshakes (silent, half a ClientHello) closed after %s s" % ", ".join("%.3f" % x for x in took))
     check(all(0.9 <= x <= 1.0 + 1.0 * t.slow for x in took),
           "stalled handshakes closed after %r s, expected about 1 s (client_header)" % took)
     eq(delta(counters(tls_stats(lb)), before), {"failed.timeout": 2}, "handshake counters")
