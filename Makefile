@@ -48,7 +48,7 @@ PROGS     := $(BIN)/lb $(if $(BACK_SRC),$(BIN)/lb-backend) $(if $(LOAD_SRC),$(BI
 UNITS     := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 REPLAYS   := $(patsubst tests/fuzz/fuzz_%.c,$(BUILD)/tests/replay_%,$(FUZZ_SRC))
 
-.PHONY: all deps test asan unit fuzz bench run install clean scenarios format
+.PHONY: all deps deps-test deps-bench deps-scenarios test asan unit fuzz bench run install clean scenarios format
 .DEFAULT_GOAL := all
 
 all: $(PROGS)
@@ -105,8 +105,9 @@ unit: $(UNITS) $(REPLAYS)
 # Debian packages each target needs; installed when missing (as root), or the
 # exact command is printed.
 PKGS_BUILD := gcc make pkg-config libev-dev libconfig-dev libssl-dev libcmocka-dev
-PKGS_TEST  := $(PKGS_BUILD) python3 curl clang libclang-rt-14-dev systemd procps
-PKGS_BENCH := $(PKGS_BUILD) haproxy nginx-light wrk python3
+PKGS_TEST  := $(PKGS_BUILD) python3 curl openssl clang libclang-rt-14-dev systemd procps
+PKGS_BENCH := $(PKGS_BUILD) haproxy nginx-light wrk python3 openssl
+PKGS_SCENARIOS := $(PKGS_BUILD) python3 openssl testssl.sh
 
 define ensure_pkgs
 	@missing=""; for p in $(1); do \
@@ -131,6 +132,9 @@ deps-test:
 
 deps-bench:
 	$(call ensure_pkgs,$(PKGS_BENCH))
+
+deps-scenarios:
+	$(call ensure_pkgs,$(PKGS_SCENARIOS))
 
 # --- the two commands -------------------------------------------------------
 run: deps
@@ -173,7 +177,7 @@ bench: deps-bench
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)loadtest/bench.sh
 
-scenarios: deps
+scenarios: deps-scenarios
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)loadtest/scenarios/run-all.sh
 
