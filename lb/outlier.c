@@ -14,7 +14,8 @@
 #include "lb/window.h"
 
 #define OUTLIER_SIGMAS       3.0
-#define OUTLIER_MIN_EXCESS   0.05 /* error rate points above the others' mean */
+#define OUTLIER_MAD_SIGMA    1.4826 /* sigma / MAD for a normal distribution */
+#define OUTLIER_MIN_EXCESS   0.05   /* error rate points above the others' median */
 #define OUTLIER_P99_FACTOR   3.0
 #define OUTLIER_P99_FLOOR_MS 1.0
 
@@ -29,7 +30,12 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* The median of sorted S[0..m) without one element equal to V (which is in S). */
+static double median_sorted(const double *s, int m)
+{
+    return m % 2 ? s[m / 2] : (s[m / 2 - 1] + s[m / 2]) / 2;
+}
+
+/* The median of sorted S[0..m) without one element equal to V (which is in S; m >= 2). */
 static double median_without(const double *s, int m, double v)
 {
     /* the first place of v: leaving out any copy of v leaves the same array */
@@ -41,58 +47,74 @@ static double median_without(const double *s, int m, double v)
         else
             hi = mid;
     }
-    int n = m - 1; /* elements left; index k of what is left is s[k] before lo, s[k+1] from it */
+    int n = m - 1; /* index k of what is left is s[k] before lo, s[k+1] from it */
 #define LEFT(k) ((k) < lo ? s[(k)] : s[(k) + 1])
     double med = n % 2 ? LEFT(n / 2) : (LEFT(n / 2 - 1) + LEFT(n / 2)) / 2;
 #undef LEFT
     return med;
 }
 
+/* Median and median absolute deviation of V[0..n) leaving out index SKIP (-1: none);
+ * TMP has room for n doubles. */
+static void median_mad(const double *v, int n, int skip, double *tmp, double *med, double *mad)
+{
+    int m = 0;
+    for (int j = 0; j < n; j++)
+        if (j != skip)
+            tmp[m++] = v[j];
+    qsort(tmp, (size_t)m, sizeof(*tmp), cmp_double);
+    *med = median_sorted(tmp, m);
+    for (int j = 0; j < m; j++)
+        tmp[j] = fabs(tmp[j] - *med);
+    qsort(tmp, (size_t)m, sizeof(*tmp), cmp_double);
+    *mad = median_sorted(tmp, m);
+}
+
 void outlier_judge(const struct outlier_in *in, int n, struct outlier_out *out, double *scratch)
 {
-    /* the sums over every backend that takes part; each one is judged against them minus itself */
-    double sum = 0, sq = 0;
+    /* scratch: the taking part's error rates, then p99s (sorted), then room to work */
+    double *rate = scratch, *p99 = scratch + n, *tmp = scratch + 2 * n;
     int k = 0, m = 0;
     for (int i = 0; i < n; i++) {
         out[i] = (struct outlier_out){OUTLIER_NONE, 0, 0};
         if (in[i].requests < OUTLIER_MIN_REQUESTS)
             continue;
-        double r = (double)in[i].errors / (double)in[i].requests;
-        sum += r;
-        sq += r * r;
-        k++;
-        if (in[i].p99_ms > 0)
-            scratch[m++] = in[i].p99_ms;
+        rate[k++] = (double)in[i].errors / (double)in[i].requests;
+        if (in[i].p99_ms > 0 && in[i].requests >= OUTLIER_LATENCY_MIN_REQUESTS)
+            p99[m++] = in[i].p99_ms;
     }
     if (k < 2)
         return;
-    qsort(scratch, (size_t)m, sizeof(*scratch), cmp_double);
-    for (int i = 0; i < n; i++) {
+    qsort(p99, (size_t)m, sizeof(*p99), cmp_double);
+    bool exact = k <= OUTLIER_EXACT_MAX;
+    double pool_med = 0, pool_mad = 0;
+    if (!exact)
+        median_mad(rate, k, -1, tmp, &pool_med, &pool_mad);
+    for (int i = 0, r = 0; i < n; i++) {
         if (in[i].requests < OUTLIER_MIN_REQUESTS)
             continue;
-        double rate = (double)in[i].errors / (double)in[i].requests;
-        double osum = sum - rate, osq = sq - rate * rate;
-        int ok = k - 1;
-        double mean = osum / ok, var = osq / ok - mean * mean, sd = var > 1e-12 ? sqrt(var) : 0;
-        if (mean < 0)
-            mean = 0;
-        if (rate > mean + OUTLIER_SIGMAS * sd && rate - mean >= OUTLIER_MIN_EXCESS) {
-            out[i] = (struct outlier_out){OUTLIER_ERRORS, rate, mean};
+        int self = r++;
+        double med = pool_med, mad = pool_mad;
+        if (exact)
+            median_mad(rate, k, self, tmp, &med, &mad);
+        double x = rate[self];
+        if (x - med >= OUTLIER_MIN_EXCESS && x > med + OUTLIER_SIGMAS * OUTLIER_MAD_SIGMA * mad) {
+            out[i] = (struct outlier_out){OUTLIER_ERRORS, x, med};
             continue;
         }
-        if (in[i].p99_ms <= 0 || m < 2)
+        if (in[i].p99_ms <= 0 || in[i].requests < OUTLIER_LATENCY_MIN_REQUESTS || m < 2)
             continue;
-        double median = median_without(scratch, m, in[i].p99_ms);
-        if (in[i].p99_ms > OUTLIER_P99_FACTOR * median && in[i].p99_ms > OUTLIER_P99_FLOOR_MS)
-            out[i] = (struct outlier_out){OUTLIER_LATENCY, in[i].p99_ms, median};
+        double pmed = exact ? median_without(p99, m, in[i].p99_ms) : median_sorted(p99, m);
+        if (in[i].p99_ms > OUTLIER_P99_FACTOR * pmed && in[i].p99_ms > OUTLIER_P99_FLOOR_MS)
+            out[i] = (struct outlier_out){OUTLIER_LATENCY, in[i].p99_ms, pmed};
     }
 }
 
 static void describe(const struct outlier_out *o, char *out, size_t cap)
 {
     if (o->kind == OUTLIER_ERRORS)
-        snprintf(out, cap, "error rate %.1f%% over %ds, the pool's others %.1f%%", o->value * 100,
-                 OUTLIER_WINDOW_S, o->pool_value * 100);
+        snprintf(out, cap, "error rate %.1f%% over %ds, the pool's others' median %.1f%%",
+                 o->value * 100, OUTLIER_WINDOW_S, o->pool_value * 100);
     else
         snprintf(out, cap, "p99 %.1fms over %ds, the pool's others' median %.1fms", o->value,
                  OUTLIER_WINDOW_S, o->pool_value);
@@ -143,7 +165,7 @@ void outlier_update(struct rt_pool *pool, int64_t now_ms, uint32_t rnd)
         return;
     struct outlier_in *in = calloc((size_t)n, sizeof(*in));
     struct outlier_out *out = calloc((size_t)n, sizeof(*out));
-    double *scratch = calloc((size_t)n, sizeof(*scratch));
+    double *scratch = calloc(3 * (size_t)n, sizeof(*scratch));
     if (!in || !out || !scratch)
         goto done;
     for (int i = 0; i < n; i++) {
