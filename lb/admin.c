@@ -73,6 +73,20 @@ struct admin_conn {
     char peer[NET_PEER_MAX];
 };
 
+#define ADMIN_SPARE_MAX (64u << 20) /* a larger answer's buffer is not kept */
+
+/* An answer's buffer is done with: keep the largest one for the next answer. */
+static void recycle(struct admin *adm, struct sbuf *b)
+{
+    if (b->cap > adm->spare.cap && b->cap <= ADMIN_SPARE_MAX && !b->oom) {
+        sbuf_free(&adm->spare);
+        adm->spare = *b;
+        *b = (struct sbuf){0};
+    } else {
+        sbuf_free(b);
+    }
+}
+
 /* The one place a connection ends. Never called from inside the handler
  * of a phase that then touches ac again. */
 static void ac_free(struct admin_conn *ac)
@@ -81,7 +95,7 @@ static void ac_free(struct admin_conn *ac)
     ev_io_stop(adm->loop, &ac->io);
     ev_timer_stop(adm->loop, &ac->tm);
     xprt_close(&ac->x);
-    sbuf_free(&ac->out);
+    recycle(adm, &ac->out);
     free(ac->in);
     if (ac->prev)
         ac->prev->next = ac->next;
@@ -103,6 +117,39 @@ static void respond(struct admin_conn *ac, int status, const char *ctype, const 
                 "Cache-Control: no-store\r\nConnection: close\r\n%s\r\n",
                 status, h1_reason(status), ctype, len, extra ? extra : "");
     sbuf_put(&ac->out, body, len);
+}
+
+/*
+ * Answer with BODY, which holds ADMIN_HEAD_GAP bytes of room before the
+ * body proper: the head is written right-aligned into that room and the
+ * answer goes out from there, so a large body (the stats of 1,000
+ * backends) is never copied. HEAD_ONLY sends the head alone.
+ */
+#define ADMIN_HEAD_GAP 256
+
+static void respond_gap(struct admin_conn *ac, int status, const char *ctype, struct sbuf *body,
+                        bool head_only)
+{
+    char head[ADMIN_HEAD_GAP];
+    size_t blen = body->len - ADMIN_HEAD_GAP;
+    int hl = snprintf(head, sizeof(head),
+                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                      "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+                      status, h1_reason(status), ctype, blen);
+    if (hl < 0 || (size_t)hl >= sizeof(head)) { /* cannot happen with our types: copy instead */
+        respond(ac, status, ctype, body->p + ADMIN_HEAD_GAP, blen, NULL);
+        if (head_only)
+            ac->out.len -= blen;
+        sbuf_free(body);
+        return;
+    }
+    memcpy(body->p + ADMIN_HEAD_GAP - hl, head, (size_t)hl);
+    sbuf_free(&ac->out);
+    ac->out = *body;
+    ac->out_off = ADMIN_HEAD_GAP - (size_t)hl;
+    if (head_only)
+        ac->out.len = ADMIN_HEAD_GAP;
+    *body = (struct sbuf){0};
 }
 
 static void respond_text(struct admin_conn *ac, int status, const char *msg)
@@ -391,9 +438,13 @@ static void handle(struct admin_conn *ac, const struct h1_request *req)
                 "Allow: GET, HEAD, POST\r\n");
         return;
     }
-    struct sbuf body = {0};
+    struct sbuf body = ac->adm->spare; /* keeps its room: no fresh pages to fault in */
+    ac->adm->spare = (struct sbuf){0};
+    body.len = 0;
     const char *ctype = "application/json";
     int status = 200;
+    static const char gap[ADMIN_HEAD_GAP];
+    sbuf_put(&body, gap, sizeof(gap)); /* where the head will go */
     if (strcmp(path, "/healthz") == 0) {
         bool stopping = atomic_load(&lb->stopping);
         status = stopping ? 503 : 200;
@@ -415,16 +466,14 @@ static void handle(struct admin_conn *ac, const struct h1_request *req)
         if (status != 200)
             ctype = "text/plain; charset=utf-8";
     } else {
-        respond_text(ac, 404, "not found\n");
+                respond_text(ac, 404, "not found\n");
+        recycle(ac->adm, &body);
         return;
     }
-    if (body.oom) {
+    if (body.oom)
         respond_text(ac, 500, "out of memory\n");
-    } else {
-        respond(ac, status, ctype, body.p ? body.p : "", body.len, NULL);
-        if (req->meth == H1_M_HEAD)
-            ac->out.len -= body.len; /* the head only, with the length of the body */
-    }
+    else
+        respond_gap(ac, status, ctype, &body, req->meth == H1_M_HEAD);
     sbuf_free(&body);
 }
 
@@ -573,7 +622,7 @@ static void ac_write(struct admin_conn *ac)
             ev_timer_again(ac->adm->loop, &ac->tm); /* progress buys time */
         return;
     }
-    sbuf_free(&ac->out);
+    recycle(ac->adm, &ac->out);
     xprt_shutw(&ac->x);
     ac_enter(ac, AC_LINGER);
 }
@@ -740,4 +789,5 @@ void admin_stop(struct admin *adm)
     admin_unlisten(adm);
     while (adm->oldest)
         ac_free(adm->oldest);
+    sbuf_free(&adm->spare);
 }

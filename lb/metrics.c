@@ -29,6 +29,9 @@
 
 static const double le_s[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                               0.25,   0.5,   1,      2.5,   5,    10,    30};
+static const char *const le_text[] = {"0.0005", "0.001", "0.0025", "0.005", "0.01",
+                                      "0.025",  "0.05",  "0.1",    "0.25",  "0.5",
+                                      "1",      "2.5",   "5",      "10",    "30"};
 #define NLE ((int)(sizeof(le_s) / sizeof(le_s[0])))
 
 /* Prometheus label values: backslash, quote and newline escaped. */
@@ -82,14 +85,29 @@ static void histogram(struct sbuf *o, const char *name, const char *labels, cons
             }
     }
     uint64_t cum = 0;
-    for (int k = 0; k < NLE; k++) {
-        cum += le[k];
-        sbuf_printf(o, "%s_bucket{%s,le=\"%g\"} %llu\n", name, labels, le_s[k],
-                    (unsigned long long)cum);
+    for (int k = 0; k <= NLE; k++) {
+        cum += k < NLE ? le[k] : 0;
+        sbuf_puts(o, name);
+        sbuf_puts(o, "_bucket{");
+        sbuf_puts(o, labels);
+        sbuf_puts(o, ",le=\"");
+        sbuf_puts(o, k < NLE ? le_text[k] : "+Inf");
+        sbuf_puts(o, "\"} ");
+        sbuf_u64(o, k < NLE ? cum : total);
+        sbuf_put(o, "\n", 1);
     }
-    sbuf_printf(o, "%s_bucket{%s,le=\"+Inf\"} %llu\n", name, labels, (unsigned long long)total);
-    sbuf_printf(o, "%s_sum{%s} %.6f\n", name, labels, sum_us / 1e6);
-    sbuf_printf(o, "%s_count{%s} %llu\n", name, labels, (unsigned long long)total);
+    sbuf_puts(o, name);
+    sbuf_puts(o, "_sum{");
+    sbuf_puts(o, labels);
+    sbuf_puts(o, "} ");
+    sbuf_fixed(o, sum_us / 1e6, 6);
+    sbuf_puts(o, "\n");
+    sbuf_puts(o, name);
+    sbuf_puts(o, "_count{");
+    sbuf_puts(o, labels);
+    sbuf_puts(o, "} ");
+    sbuf_u64(o, total);
+    sbuf_put(o, "\n", 1);
 }
 
 /* pool="P",backend="B" into OUT, escaped. */
@@ -376,11 +394,17 @@ static void pool_metrics(struct lb *lb, struct rt *rt, struct sbuf *o)
     free(s);
 }
 
+/* A backend's counters for the families; its histogram is summed when its family is written
+ * (kept for every backend at once, 1,000 backends' would be 2 MB to clear and fill). */
+struct be_counts {
+    uint64_t requests, resp[RC_COUNT], fail[RF_COUNT], retried, bytes_in, bytes_out;
+};
+
 /* A family with one series per backend: FN writes the series' lines. */
 typedef void (*be_fn)(struct sbuf *o, const char *labels, const struct rt_backend *be,
-                      const struct be_sum *s);
+                      const struct be_counts *s);
 
-static void be_family(struct sbuf *o, struct rt *rt, const struct be_sum *sums, char **labels,
+static void be_family(struct sbuf *o, struct rt *rt, const struct be_counts *sums, char **labels,
                       const char *name, const char *type, const char *help, be_fn fn)
 {
     family(o, name, type, help);
@@ -390,109 +414,144 @@ static void be_family(struct sbuf *o, struct rt *rt, const struct be_sum *sums, 
             fn(o, labels[k], rt->pools[i].be[j], &sums[k]);
 }
 
+/* NAME{L EXTRA} then the value (the caller's), e.g. lb_x{pool="a",backend="b",kind="c"} */
+static void be_line(struct sbuf *o, const char *name, const char *l, const char *extra)
+{
+    sbuf_puts(o, name);
+    sbuf_put(o, "{", 1);
+    sbuf_puts(o, l);
+    if (extra)
+        sbuf_puts(o, extra);
+    sbuf_puts(o, "} ");
+}
+
+static void be_u(struct sbuf *o, const char *name, const char *l, const char *extra, uint64_t v)
+{
+    be_line(o, name, l, extra);
+    sbuf_u64(o, v);
+    sbuf_put(o, "\n", 1);
+}
+
 #define BE_VALUE(fn, metric, fmt, expr)                                                            \
     static void fn(struct sbuf *o, const char *l, const struct rt_backend *be,                     \
-                   const struct be_sum *s)                                                         \
+                   const struct be_counts *s)                                                      \
     {                                                                                              \
         (void)be;                                                                                  \
         (void)s;                                                                                   \
-        sbuf_printf(o, metric "{%s} " fmt "\n", l, expr);                                          \
+        be_line(o, metric, l, NULL);                                                               \
+        fmt(o, expr);                                                                              \
+        sbuf_put(o, "\n", 1);                                                                      \
     }
 
-BE_VALUE(bv_requests, "lb_backend_requests_total", "%llu", (unsigned long long)s->requests)
-BE_VALUE(bv_retried, "lb_backend_retried_total", "%llu", (unsigned long long)s->retried)
-BE_VALUE(bv_inflight, "lb_backend_inflight", "%d", atomic_load(&be->inflight))
-BE_VALUE(bv_conns, "lb_backend_connections", "%d", atomic_load(&be->conns))
-BE_VALUE(bv_weight, "lb_backend_weight", "%u", atomic_load(&be->weight))
-BE_VALUE(bv_up, "lb_backend_up", "%d", atomic_load(&be->hc.health) == HC_UP)
-BE_VALUE(bv_bytes_in, "lb_backend_response_bytes_total", "%llu", (unsigned long long)s->bytes_in)
-BE_VALUE(bv_bytes_out, "lb_backend_request_bytes_total", "%llu", (unsigned long long)s->bytes_out)
-BE_VALUE(bv_transitions, "lb_backend_health_transitions_total", "%llu",
-         (unsigned long long)atomic_load(&be->hc.transitions))
-BE_VALUE(bv_check_s, "lb_backend_health_check_duration_seconds", "%.6f",
+static void put_s6(struct sbuf *o, double v)
+{
+    sbuf_fixed(o, v, 6);
+}
+
+BE_VALUE(bv_requests, "lb_backend_requests_total", sbuf_u64, s->requests)
+BE_VALUE(bv_retried, "lb_backend_retried_total", sbuf_u64, s->retried)
+BE_VALUE(bv_inflight, "lb_backend_inflight", sbuf_i64, atomic_load(&be->inflight))
+BE_VALUE(bv_conns, "lb_backend_connections", sbuf_i64, atomic_load(&be->conns))
+BE_VALUE(bv_weight, "lb_backend_weight", sbuf_u64, atomic_load(&be->weight))
+BE_VALUE(bv_up, "lb_backend_up", sbuf_u64, atomic_load(&be->hc.health) == HC_UP)
+BE_VALUE(bv_bytes_in, "lb_backend_response_bytes_total", sbuf_u64, s->bytes_in)
+BE_VALUE(bv_bytes_out, "lb_backend_request_bytes_total", sbuf_u64, s->bytes_out)
+BE_VALUE(bv_transitions, "lb_backend_health_transitions_total", sbuf_u64,
+         atomic_load(&be->hc.transitions))
+BE_VALUE(bv_check_s, "lb_backend_health_check_duration_seconds", put_s6,
          atomic_load(&be->hc.last_duration_us) / 1e6)
 
 static void bv_responses(struct sbuf *o, const char *l, const struct rt_backend *be,
-                         const struct be_sum *s)
+                         const struct be_counts *s)
 {
     (void)be;
+    static const char *const extra[RC_COUNT] = {
+        ",class=\"1xx\"", ",class=\"2xx\"", ",class=\"3xx\"", ",class=\"4xx\"", ",class=\"5xx\""};
     for (int c = 0; c < RC_COUNT; c++)
-        sbuf_printf(o, "lb_backend_responses_total{%s,class=\"%s\"} %llu\n", l,
-                    stats_class_names[c], (unsigned long long)s->resp[c]);
+        be_u(o, "lb_backend_responses_total", l, extra[c], s->resp[c]);
 }
 
 static void bv_failures(struct sbuf *o, const char *l, const struct rt_backend *be,
-                        const struct be_sum *s)
+                        const struct be_counts *s)
 {
     (void)be;
+    static const char *const extra[RF_COUNT] = {",kind=\"connect\"", ",kind=\"reset\"",
+                                                ",kind=\"timeout\"", ",kind=\"invalid\"",
+                                                ",kind=\"status\""};
     for (int c = 0; c < RF_COUNT; c++)
-        sbuf_printf(o, "lb_backend_failures_total{%s,kind=\"%s\"} %llu\n", l, stats_fail_names[c],
-                    (unsigned long long)s->fail[c]);
+        be_u(o, "lb_backend_failures_total", l, extra[c], s->fail[c]);
 }
 
 static void bv_state(struct sbuf *o, const char *l, const struct rt_backend *be,
-                     const struct be_sum *s)
+                     const struct be_counts *s)
 {
     (void)s;
-    sbuf_printf(o, "lb_backend_state{%s,admin=\"%s\",health=\"%s\",breaker=\"%s\"} 1\n", l,
-                cfg_admin_state_name(atomic_load(&be->admin)),
-                hc_state_name(atomic_load(&be->hc.health)),
-                brk_state_name(brk_state_now(&be->brk)));
+    sbuf_puts(o, "lb_backend_state{");
+    sbuf_puts(o, l);
+    sbuf_puts(o, ",admin=\"");
+    sbuf_puts(o, cfg_admin_state_name(atomic_load(&be->admin)));
+    sbuf_puts(o, "\",health=\"");
+    sbuf_puts(o, hc_state_name(atomic_load(&be->hc.health)));
+    sbuf_puts(o, "\",breaker=\"");
+    sbuf_puts(o, brk_state_name(brk_state_now(&be->brk)));
+    sbuf_puts(o, "\"} 1\n");
 }
 
 static void bv_breaker_open(struct sbuf *o, const char *l, const struct rt_backend *be,
-                            const struct be_sum *s)
+                            const struct be_counts *s)
 {
     (void)s;
-    sbuf_printf(o, "lb_backend_breaker_open{%s} %d\n", l,
-                brk_state_now(&be->brk) == BRK_OPEN ? 1 : 0);
+    be_u(o, "lb_backend_breaker_open", l, NULL, brk_state_now(&be->brk) == BRK_OPEN);
 }
 
 static void bv_checks(struct sbuf *o, const char *l, const struct rt_backend *be,
-                      const struct be_sum *s)
+                      const struct be_counts *s)
 {
     (void)s;
-    sbuf_printf(o, "lb_backend_health_checks_total{%s,result=\"ok\"} %llu\n", l,
-                (unsigned long long)atomic_load(&be->hc.checks_ok));
-    sbuf_printf(o, "lb_backend_health_checks_total{%s,result=\"failed\"} %llu\n", l,
-                (unsigned long long)atomic_load(&be->hc.checks_failed));
+    be_u(o, "lb_backend_health_checks_total", l, ",result=\"ok\"", atomic_load(&be->hc.checks_ok));
+    be_u(o, "lb_backend_health_checks_total", l, ",result=\"failed\"",
+         atomic_load(&be->hc.checks_failed));
 }
 
 static void bv_breaker_transitions(struct sbuf *o, const char *l, const struct rt_backend *be,
-                                   const struct be_sum *s)
+                                   const struct be_counts *s)
 {
     (void)s;
-    sbuf_printf(o, "lb_backend_breaker_transitions_total{%s,to=\"open\"} %llu\n", l,
-                (unsigned long long)atomic_load(&be->brk.opened));
-    sbuf_printf(o, "lb_backend_breaker_transitions_total{%s,to=\"half-open\"} %llu\n", l,
-                (unsigned long long)atomic_load(&be->brk.half_opened));
-    sbuf_printf(o, "lb_backend_breaker_transitions_total{%s,to=\"closed\"} %llu\n", l,
-                (unsigned long long)atomic_load(&be->brk.closed));
+    be_u(o, "lb_backend_breaker_transitions_total", l, ",to=\"open\"",
+         atomic_load(&be->brk.opened));
+    be_u(o, "lb_backend_breaker_transitions_total", l, ",to=\"half-open\"",
+         atomic_load(&be->brk.half_opened));
+    be_u(o, "lb_backend_breaker_transitions_total", l, ",to=\"closed\"",
+         atomic_load(&be->brk.closed));
 }
 
 static void bv_outlier(struct sbuf *o, const char *l, const struct rt_backend *be,
-                       const struct be_sum *s)
+                       const struct be_counts *s)
 {
     (void)s;
-    for (int k = OUTLIER_ERRORS; k <= OUTLIER_LATENCY; k++)
-        sbuf_printf(o, "lb_backend_outlier{%s,kind=\"%s\"} %d\n", l,
-                    outlier_kind_name((enum outlier_kind)k), be->outlier.kind == k ? 1 : 0);
+    be_u(o, "lb_backend_outlier", l, ",kind=\"errors\"", be->outlier.kind == OUTLIER_ERRORS);
+    be_u(o, "lb_backend_outlier", l, ",kind=\"latency\"", be->outlier.kind == OUTLIER_LATENCY);
 }
 
 static void bv_latency(struct sbuf *o, const char *l, const struct rt_backend *be,
-                       const struct be_sum *s)
+                       const struct be_counts *s)
 {
-    (void)be;
-    histogram(o, "lb_backend_latency_seconds", l, s->hist, s->latency_sum_us);
+    (void)s;
+    static struct be_sum sum; /* main thread only; 2 KB kept off the stack */
+    tally_backend(be, &sum, true);
+    histogram(o, "lb_backend_latency_seconds", l, sum.hist, sum.latency_sum_us);
 }
 
 static void bv_ewma(struct sbuf *o, const char *l, const struct rt_backend *be,
-                    const struct be_sum *s)
+                    const struct be_counts *s)
 {
     (void)s;
     uint32_t e = bal_ewma_estimate(be, clock_mono_ms());
-    if (e)
-        sbuf_printf(o, "lb_backend_latency_ewma_seconds{%s} %.6f\n", l, e / 1e6);
+    if (e) {
+        be_line(o, "lb_backend_latency_ewma_seconds", l, NULL);
+        sbuf_fixed(o, e / 1e6, 6);
+        sbuf_put(o, "\n", 1);
+    }
 }
 
 static void backend_metrics(struct rt *rt, struct sbuf *o)
@@ -500,26 +559,42 @@ static void backend_metrics(struct rt *rt, struct sbuf *o)
     int n = 0;
     for (int i = 0; i < rt->npools; i++)
         n += rt->pools[i].n;
-    struct be_sum *sums = calloc((size_t)(n ? n : 1), sizeof(*sums));
+    struct be_counts *sums = calloc((size_t)(n ? n : 1), sizeof(*sums));
+    struct be_sum *one = malloc(sizeof(*one));
     char **labels = calloc((size_t)(n ? n : 1), sizeof(*labels));
-    if (!sums || !labels) {
+    size_t *at = calloc((size_t)(n ? n : 1), sizeof(*at));
+    struct sbuf all = {0}; /* every backend's labels, NUL-separated: one allocation */
+    sbuf_reserve(&all, (size_t)n * 48);
+    if (!sums || !labels || !one || !at || all.oom) {
         free(sums);
         free(labels);
+        free(one);
+        free(at);
+        sbuf_free(&all);
         o->oom = true;
         return;
     }
+    sbuf_reserve(o, (size_t)n * 4000); /* about 3.2 KB a backend */
     int k = 0;
     for (int i = 0; i < rt->npools; i++)
         for (int j = 0; j < rt->pools[i].n; j++, k++) {
-            tally_backend(rt->pools[i].be[j], &sums[k]);
-            struct sbuf l = {0};
-            be_labels(rt->pools[i].be[j], &l);
-            labels[k] = l.oom ? NULL : l.p;
-            if (!labels[k]) {
-                o->oom = true;
-                goto done;
-            }
+            tally_backend(rt->pools[i].be[j], one, false);
+            sums[k].requests = one->requests;
+            memcpy(sums[k].resp, one->resp, sizeof(sums[k].resp));
+            memcpy(sums[k].fail, one->fail, sizeof(sums[k].fail));
+            sums[k].retried = one->retried;
+            sums[k].bytes_in = one->bytes_in;
+            sums[k].bytes_out = one->bytes_out;
+            at[k] = all.len;
+            be_labels(rt->pools[i].be[j], &all);
+            sbuf_put(&all, "", 1); /* the NUL that ends it */
         }
+    if (all.oom) {
+        o->oom = true;
+        goto done;
+    }
+    for (k = 0; k < n; k++)
+        labels[k] = all.p + at[k];
     static const struct {
         const char *name, *type, *help;
         be_fn fn;
@@ -557,10 +632,11 @@ static void backend_metrics(struct rt *rt, struct sbuf *o)
     for (size_t f = 0; f < sizeof(fams) / sizeof(fams[0]); f++)
         be_family(o, rt, sums, labels, fams[f].name, fams[f].type, fams[f].help, fams[f].fn);
 done:
-    for (int i = 0; i < n; i++)
-        free(labels[i]);
     free(labels);
+    free(at);
+    sbuf_free(&all);
     free(sums);
+    free(one);
 }
 
 void stats_prometheus(struct lb *lb, struct sbuf *o)

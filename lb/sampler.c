@@ -106,7 +106,7 @@ static void sample_backend(struct rt_backend *be)
     if (!be->win && !(be->win = calloc(1, sizeof(*be->win))))
         return;
     struct be_sum s;
-    tally_backend(be, &s);
+    tally_backend(be, &s, true);
     window_tick(be->win, s.hist, s.requests, s.failures, NULL);
 }
 

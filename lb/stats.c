@@ -23,6 +23,37 @@
 const char *const stats_class_names[RC_COUNT] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
 const char *const stats_fail_names[RF_COUNT] = {"connect", "reset", "timeout", "invalid", "status"};
 
+/* Literal LIT (a key with its quotes and colon, and what comes before it), then a number. */
+static void kv_u(struct sbuf *o, const char *lit, uint64_t v)
+{
+    sbuf_puts(o, lit);
+    sbuf_u64(o, v);
+}
+
+static void kv_i(struct sbuf *o, const char *lit, int64_t v)
+{
+    sbuf_puts(o, lit);
+    sbuf_i64(o, v);
+}
+
+static void kv_f(struct sbuf *o, const char *lit, double v, int decimals)
+{
+    sbuf_puts(o, lit);
+    sbuf_fixed(o, v, decimals);
+}
+
+static void kv_b(struct sbuf *o, const char *lit, bool v)
+{
+    sbuf_puts(o, lit);
+    sbuf_puts(o, v ? "true" : "false");
+}
+
+static void kv_s(struct sbuf *o, const char *lit, const char *v)
+{
+    sbuf_puts(o, lit);
+    sbuf_json_str(o, v);
+}
+
 uint64_t stats_rss_bytes(void)
 {
     FILE *f = fopen("/proc/self/statm", "r");
@@ -84,11 +115,20 @@ static double state_since(const struct lb *lb, const struct rt_backend *be, cons
 }
 
 /* "key":{"p50":..,"p90":..,"p99":..,"count":N} from a coarse window histogram. */
-static void win_lat(struct sbuf *o, const char *key, const struct win_hist *h)
+static void pcts(struct sbuf *o, double p50, double p90, double p99, uint64_t count)
 {
-    sbuf_printf(o, "\"%s\":{\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,\"count\":%llu}", key,
-                win_quantile(h, 0.5) / 1000, win_quantile(h, 0.9) / 1000,
-                win_quantile(h, 0.99) / 1000, (unsigned long long)win_count(h));
+    kv_f(o, "{\"p50\":", p50, 3);
+    kv_f(o, ",\"p90\":", p90, 3);
+    kv_f(o, ",\"p99\":", p99, 3);
+    kv_u(o, ",\"count\":", count);
+    sbuf_put(o, "}", 1);
+}
+
+static void win_lat(struct sbuf *o, const char *lit, const struct win_hist *h)
+{
+    sbuf_puts(o, lit);
+    pcts(o, win_quantile(h, 0.5) / 1000, win_quantile(h, 0.9) / 1000, win_quantile(h, 0.99) / 1000,
+         win_count(h));
 }
 
 /*
@@ -109,12 +149,14 @@ static void latency_json(struct sbuf *o, const struct window *w, const uint64_t 
         window_last(w, 10, &h10);
         window_last(w, 300, &h300);
     }
-    sbuf_printf(o, "\"latency_ms\":{\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,", p50, p90, p99);
-    win_lat(o, "last_10s", &h10);
-    sbuf_put(o, ",", 1);
-    win_lat(o, "last_5m", &h300);
-    sbuf_printf(o, ",\"since_start\":{\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,\"count\":%llu}}", p50,
-                p90, p99, (unsigned long long)n);
+    kv_f(o, "\"latency_ms\":{\"p50\":", p50, 3);
+    kv_f(o, ",\"p90\":", p90, 3);
+    kv_f(o, ",\"p99\":", p99, 3);
+    win_lat(o, ",\"last_10s\":", &h10);
+    win_lat(o, ",\"last_5m\":", &h300);
+    sbuf_puts(o, ",\"since_start\":");
+    pcts(o, p50, p90, p99, n);
+    sbuf_put(o, "}", 1);
 }
 
 /* "rates": requests per second and the share of errors over the last 10 s and 5 min. */
@@ -130,11 +172,14 @@ static void rates_json(struct sbuf *o, const struct window *w)
             window_counts(w, secs[k], &req, &err);
             span = w->ticks < (uint64_t)secs[k] ? (int)w->ticks : secs[k];
         }
-        sbuf_printf(o,
-                    "%s\"%s\":{\"requests\":%llu,\"errors\":%llu,\"requests_per_s\":%.3f,"
-                    "\"error_pct\":%.3f}",
-                    k ? "," : "", keys[k], (unsigned long long)req, (unsigned long long)err,
-                    span ? (double)req / span : 0.0, req ? 100.0 * (double)err / (double)req : 0.0);
+        if (k)
+            sbuf_put(o, ",", 1);
+        sbuf_json_str(o, keys[k]);
+        kv_u(o, ":{\"requests\":", req);
+        kv_u(o, ",\"errors\":", err);
+        kv_f(o, ",\"requests_per_s\":", span ? (double)req / span : 0.0, 3);
+        kv_f(o, ",\"error_pct\":", req ? 100.0 * (double)err / (double)req : 0.0, 3);
+        sbuf_put(o, "}", 1);
     }
     sbuf_put(o, "}", 1);
 }
@@ -146,11 +191,16 @@ static void own_json(struct sbuf *o, const uint64_t *own)
     int last = 0;
     for (int r = 0; r < OWN_COUNT; r++) {
         int st = own_status((enum own_reason)r);
-        if (st != last)
-            sbuf_printf(o, "%s\"%d\":{", last ? "}," : "", st);
-        else
+        if (st != last) {
+            sbuf_puts(o, last ? "},\"" : "\"");
+            sbuf_u64(o, (uint64_t)st);
+            sbuf_puts(o, "\":{");
+        } else {
             sbuf_put(o, ",", 1);
-        sbuf_printf(o, "\"%s\":%llu", own_name((enum own_reason)r), (unsigned long long)own[r]);
+        }
+        sbuf_json_str(o, own_name((enum own_reason)r));
+        sbuf_put(o, ":", 1);
+        sbuf_u64(o, own[r]);
         last = st;
     }
     sbuf_puts(o, "}}");
@@ -159,9 +209,13 @@ static void own_json(struct sbuf *o, const uint64_t *own)
 static void classes_json(struct sbuf *o, const uint64_t *resp)
 {
     sbuf_puts(o, "\"responses\":{");
-    for (int i = 0; i < RC_COUNT; i++)
-        sbuf_printf(o, "%s\"%s\":%llu", i ? "," : "", stats_class_names[i],
-                    (unsigned long long)resp[i]);
+    for (int i = 0; i < RC_COUNT; i++) {
+        if (i)
+            sbuf_put(o, ",", 1);
+        sbuf_json_str(o, stats_class_names[i]);
+        sbuf_put(o, ":", 1);
+        sbuf_u64(o, resp[i]);
+    }
     sbuf_put(o, "}", 1);
 }
 
@@ -171,13 +225,13 @@ static const struct rt_pool *pool_of(const struct rt *rt, const struct rt_backen
     return rt_pool_of(rt, be->pool, be->name, &idx);
 }
 
-void stats_backend_json(struct lb *lb, const struct rt_backend *be, struct sbuf *o)
+/* BE's object; P is its pool in the current table (NULL if it has none there). */
+static void backend_json(struct lb *lb, const struct rt_pool *p, const struct rt_backend *be,
+                         struct sbuf *o)
 {
-    struct rt *rt = atomic_load(&lb->rt);
-    const struct rt_pool *p = pool_of(rt, be);
     const struct cfg_pool *pc = p ? p->cfg : NULL;
     struct be_sum s;
-    tally_backend(be, &s);
+    tally_backend(be, &s, true);
     sbuf_put(o, "{\"name\":", 8);
     sbuf_json_str(o, be->name);
     sbuf_put(o, ",\"address\":", 11);
@@ -186,32 +240,40 @@ void stats_backend_json(struct lb *lb, const struct rt_backend *be, struct sbuf 
     sbuf_json_str(o, be->zone);
     int32_t inflight = atomic_load(&be->inflight);
     const char *state = stats_backend_state(be);
-    sbuf_printf(
-        o,
-        ",\"weight\":%u,\"admin_state\":\"%s\",\"health\":\"%s\",\"breaker\":\"%s\","
-        "\"state\":\"%s\",\"state_since\":%.3f,\"serving_in_panic\":%s,"
-        "\"drained\":%s,\"inflight\":%d,\"inflight_max\":%d,\"max_inflight\":%u,"
-        "\"connections\":%d,\"max_connections\":%u,\"requests\":%llu,\"failures\":%llu,"
-        "\"retried\":%llu,",
-        atomic_load(&be->weight), cfg_admin_state_name(atomic_load(&be->admin)),
-        hc_state_name(atomic_load(&be->hc.health)), brk_state_name(brk_state_now(&be->brk)), state,
-        state_since(lb, be, state), p && stats_serving_in_panic(p, be) ? "true" : "false",
-        atomic_load(&be->admin) != CFG_ADMIN_ACTIVE && inflight == 0 ? "true" : "false", inflight,
-        atomic_load(&be->inflight_max), pc ? pc->limits.max_inflight : 0, atomic_load(&be->conns),
-        pc ? pc->limits.max_connections : 0, (unsigned long long)s.requests,
-        (unsigned long long)s.failures, (unsigned long long)s.retried);
+    kv_u(o, ",\"weight\":", atomic_load(&be->weight));
+    kv_s(o, ",\"admin_state\":", cfg_admin_state_name(atomic_load(&be->admin)));
+    kv_s(o, ",\"health\":", hc_state_name(atomic_load(&be->hc.health)));
+    kv_s(o, ",\"breaker\":", brk_state_name(brk_state_now(&be->brk)));
+    kv_s(o, ",\"state\":", state);
+    kv_f(o, ",\"state_since\":", state_since(lb, be, state), 3);
+    kv_b(o, ",\"serving_in_panic\":", p && stats_serving_in_panic(p, be));
+    kv_b(o, ",\"drained\":", atomic_load(&be->admin) != CFG_ADMIN_ACTIVE && inflight == 0);
+    kv_i(o, ",\"inflight\":", inflight);
+    kv_i(o, ",\"inflight_max\":", atomic_load(&be->inflight_max));
+    kv_u(o, ",\"max_inflight\":", pc ? pc->limits.max_inflight : 0);
+    kv_i(o, ",\"connections\":", atomic_load(&be->conns));
+    kv_u(o, ",\"max_connections\":", pc ? pc->limits.max_connections : 0);
+    kv_u(o, ",\"requests\":", s.requests);
+    kv_u(o, ",\"failures\":", s.failures);
+    kv_u(o, ",\"retried\":", s.retried);
+    sbuf_put(o, ",", 1);
     classes_json(o, s.resp);
     sbuf_puts(o, ",\"failures_by_kind\":{");
-    for (int i = 0; i < RF_COUNT; i++)
-        sbuf_printf(o, "%s\"%s\":%llu", i ? "," : "", stats_fail_names[i],
-                    (unsigned long long)s.fail[i]);
+    for (int i = 0; i < RF_COUNT; i++) {
+        if (i)
+            sbuf_put(o, ",", 1);
+        sbuf_json_str(o, stats_fail_names[i]);
+        sbuf_put(o, ":", 1);
+        sbuf_u64(o, s.fail[i]);
+    }
     sbuf_put(o, "},", 2);
     latency_json(o, be->win, s.hist);
     sbuf_put(o, ",", 1);
     rates_json(o, be->win);
-    sbuf_printf(o, ",\"connections_opened\":%llu,\"bytes_in\":%llu,\"bytes_out\":%llu,",
-                (unsigned long long)s.conns_opened, (unsigned long long)s.bytes_in,
-                (unsigned long long)s.bytes_out);
+    kv_u(o, ",\"connections_opened\":", s.conns_opened);
+    kv_u(o, ",\"bytes_in\":", s.bytes_in);
+    kv_u(o, ",\"bytes_out\":", s.bytes_out);
+    sbuf_put(o, ",", 1);
     const struct hc_status *h = &be->hc;
     int health = atomic_load(&h->health);
     int64_t changed = atomic_load(&h->last_change_ms), now_ms = clock_wall_ms();
@@ -219,28 +281,26 @@ void stats_backend_json(struct lb *lb, const struct rt_backend *be, struct sbuf 
     if (health == HC_DOWN && changed && now_ms > changed)
         down_ms += (uint64_t)(now_ms - changed); /* the current period too */
     int64_t last_check = atomic_load(&h->last_check_ms);
-    sbuf_printf(o,
-                "\"health_checks\":{\"ok\":%llu,\"failed\":%llu,\"transitions\":%llu,"
-                "\"last_failure\":\"%s\",\"last_status\":%d,\"last_change\":%.3f,"
-                "\"last_check\":%.3f,\"last_result\":\"%s\",\"last_duration_ms\":%.3f,"
-                "\"down_s\":%.3f},",
-                (unsigned long long)atomic_load(&h->checks_ok),
-                (unsigned long long)atomic_load(&h->checks_failed),
-                (unsigned long long)atomic_load(&h->transitions),
-                hc_fail_name(atomic_load(&h->last_fail)), atomic_load(&h->last_status),
-                changed / 1000.0, last_check / 1000.0,
-                !last_check                ? "none"
-                : atomic_load(&h->last_ok) ? "passed"
-                                           : "failed",
-                atomic_load(&h->last_duration_us) / 1000.0, down_ms / 1000.0);
+    kv_u(o, "\"health_checks\":{\"ok\":", atomic_load(&h->checks_ok));
+    kv_u(o, ",\"failed\":", atomic_load(&h->checks_failed));
+    kv_u(o, ",\"transitions\":", atomic_load(&h->transitions));
+    kv_s(o, ",\"last_failure\":", hc_fail_name(atomic_load(&h->last_fail)));
+    kv_i(o, ",\"last_status\":", atomic_load(&h->last_status));
+    kv_f(o, ",\"last_change\":", changed / 1000.0, 3);
+    kv_f(o, ",\"last_check\":", last_check / 1000.0, 3);
+    kv_s(o, ",\"last_result\":",
+         !last_check                ? "none"
+         : atomic_load(&h->last_ok) ? "passed"
+                                    : "failed");
+    kv_f(o, ",\"last_duration_ms\":", atomic_load(&h->last_duration_us) / 1000.0, 3);
+    kv_f(o, ",\"down_s\":", down_ms / 1000.0, 3);
     const struct brk *b = &be->brk;
-    sbuf_printf(o,
-                "\"breaker_transitions\":{\"opened\":%llu,\"half_opened\":%llu,\"closed\":%llu},"
-                "\"breaker_since\":%.3f,\"breaker_reason\":",
-                (unsigned long long)atomic_load(&b->opened),
-                (unsigned long long)atomic_load(&b->half_opened),
-                (unsigned long long)atomic_load(&b->closed),
-                wall_of_mono(atomic_load(&b->last_change_ms), clock_mono_ms(), clock_wall_s()));
+    kv_u(o, "},\"breaker_transitions\":{\"opened\":", atomic_load(&b->opened));
+    kv_u(o, ",\"half_opened\":", atomic_load(&b->half_opened));
+    kv_u(o, ",\"closed\":", atomic_load(&b->closed));
+    kv_f(o, "},\"breaker_since\":",
+         wall_of_mono(atomic_load(&b->last_change_ms), clock_mono_ms(), clock_wall_s()), 3);
+    sbuf_puts(o, ",\"breaker_reason\":");
     char reason[sizeof(b->reason)];
     memcpy(reason, b->reason, sizeof(reason)); /* may be mid-update: bounded and terminated */
     reason[sizeof(reason) - 1] = 0;
@@ -248,16 +308,23 @@ void stats_backend_json(struct lb *lb, const struct rt_backend *be, struct sbuf 
     const struct rt_outlier *out = &be->outlier;
     if (out->kind == OUTLIER_NONE)
         sbuf_puts(o, ",\"outlier\":null");
-    else
-        sbuf_printf(o,
-                    ",\"outlier\":{\"kind\":\"%s\",\"value\":%.4f,\"pool_value\":%.4f,"
-                    "\"since\":%.3f,\"ejected\":%s}",
-                    outlier_kind_name((enum outlier_kind)out->kind), out->value, out->pool_value,
-                    out->since, out->ejected ? "true" : "false");
+    else {
+        kv_s(o, ",\"outlier\":{\"kind\":", outlier_kind_name((enum outlier_kind)out->kind));
+        kv_f(o, ",\"value\":", out->value, 4);
+        kv_f(o, ",\"pool_value\":", out->pool_value, 4);
+        kv_f(o, ",\"since\":", out->since, 3);
+        kv_b(o, ",\"ejected\":", out->ejected);
+        sbuf_put(o, "}", 1);
+    }
     uint32_t ewma = bal_ewma_estimate(be, clock_mono_ms());
     if (ewma)
-        sbuf_printf(o, ",\"ewma_ms\":%.3f", ewma / 1000.0);
+        kv_f(o, ",\"ewma_ms\":", ewma / 1000.0, 3);
     sbuf_put(o, "}", 1);
+}
+
+void stats_backend_json(struct lb *lb, const struct rt_backend *be, struct sbuf *o)
+{
+    backend_json(lb, pool_of(atomic_load(&lb->rt), be), be, o);
 }
 
 /* One tier's figures: health and target share now, and the share it took over the last seconds. */
@@ -339,7 +406,7 @@ static void pool_json(struct lb *lb, struct rt_pool *p, struct sbuf *o)
     for (int j = 0; j < p->n; j++) {
         if (j)
             sbuf_put(o, ",", 1);
-        stats_backend_json(lb, p->be[j], o);
+        backend_json(lb, p, p->be[j], o);
     }
     sbuf_put(o, "]}", 2);
 }
@@ -382,6 +449,10 @@ static void listeners_json(struct lb *lb, const struct cfg *cfg, struct sbuf *o)
 
 static void pools_array(struct lb *lb, struct rt *rt, struct sbuf *o)
 {
+    size_t nb = 0;
+    for (int i = 0; i < rt->npools; i++)
+        nb += (size_t)rt->pools[i].n;
+    sbuf_reserve(o, nb * 1500 + (size_t)rt->npools * 2500); /* a backend's object is ~1.3 KB */
     sbuf_put(o, "\"pools\":[", 9);
     for (int i = 0; i < rt->npools; i++) {
         if (i)

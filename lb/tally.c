@@ -3,11 +3,12 @@
  */
 #include "lb/tally.h"
 
+#include <stddef.h>
 #include <string.h>
 
-void tally_backend(const struct rt_backend *be, struct be_sum *s)
+void tally_backend(const struct rt_backend *be, struct be_sum *s, bool hist)
 {
-    memset(s, 0, sizeof(*s));
+    memset(s, 0, hist ? sizeof(*s) : offsetof(struct be_sum, hist));
     for (int w = 0; w < be->nworkers; w++) {
         const struct be_counters *c = &be->cnt[w];
         s->requests += cnt_get(&c->requests);
@@ -20,7 +21,8 @@ void tally_backend(const struct rt_backend *be, struct be_sum *s)
         s->bytes_in += cnt_get(&c->bytes_in);
         s->bytes_out += cnt_get(&c->bytes_out);
         s->latency_sum_us += cnt_get(&c->latency_sum_us);
-        hist_sum(s->hist, &c->latency);
+        if (hist)
+            hist_sum(s->hist, &c->latency);
     }
     for (int i = 0; i < RF_COUNT; i++)
         s->failures += s->fail[i];

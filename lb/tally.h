@@ -6,6 +6,7 @@
 #ifndef LB_TALLY_H
 #define LB_TALLY_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "lb/rt.h"
@@ -32,7 +33,8 @@ struct pool_sum {
     uint64_t hist[HIST_BUCKETS];
 };
 
-void tally_backend(const struct rt_backend *be, struct be_sum *s);
+/* HIST: sum the latency histogram too (else s->hist is not touched). */
+void tally_backend(const struct rt_backend *be, struct be_sum *s, bool hist);
 void tally_pool(const struct rt_pool_stats *ps, struct pool_sum *s);
 
 #endif
