@@ -34,14 +34,15 @@ ALL_CFLAGS = -std=c11 $(WARN) $(CFLAGS) $(SAN) -MMD -MP
 # Everything but the programs' main files goes into one archive that the
 # programs, unit tests and fuzz drivers link against.
 LIB_SRC   := $(wildcard config/*.c) $(wildcard lb/core/*.c) $(wildcard health/*.c) \
-             $(filter-out lb/main.c,$(wildcard lb/*.c)) $(wildcard loadtest/common/*.c)
+             $(filter-out lb/main.c,$(wildcard lb/*.c)) $(wildcard lb/*.S) \
+             $(wildcard loadtest/common/*.c)
 LB_SRC    := lb/main.c
 BACK_SRC  := $(wildcard loadtest/backend/*.c)
 LOAD_SRC  := $(wildcard loadtest/load/*.c)
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
 
-obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
+obj = $(patsubst %.S,$(BUILD)/%.o,$(patsubst %.c,$(BUILD)/%.o,$(1)))
 
 LIB       := $(BUILD)/liblb.a
 PROGS     := $(BIN)/lb $(if $(BACK_SRC),$(BIN)/lb-backend) $(if $(LOAD_SRC),$(BIN)/lb-load)
@@ -66,6 +67,15 @@ $(BUILD)/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
+
+# Files a .S embeds with .incbin (its dependency file names only what it
+# #includes). The path in .incbin is relative to the top of the tree.
+$(BUILD)/%.o: %.S $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  AS      $<")
+	$(Q)$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/lb/stats_page.o: lb/stats_page.html
 
 $(LIB): $(call obj,$(LIB_SRC))
 	@$(if $(Q),echo "  AR      $@")

@@ -1,96 +1,17 @@
 /*
  * stats_html.c - the live stats page. It is static: a script on it polls
  * /stats.json every second and redraws, so the page never reloads.
+ *
+ * The page is lb/stats_page.html, embedded by lb/stats_page.S.
  */
-#include <string.h>
+#include <stdint.h>
 
 #include "lb/stats.h"
 
-static const char page[] =
-    "<!doctype html><html><head><meta charset=\"utf-8\"><title>lb stats</title>\n"
-    "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\n"
-    "<style>\n"
-    "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;background:#fafafa}\n"
-    "h1{font-size:1.3em;margin:0 0 .2em}h2{font-size:1.1em;margin:1.4em 0 .4em}\n"
-    ".meta{color:#555}.meta b{color:#222}\n"
-    "table{border-collapse:collapse;background:#fff;box-shadow:0 1px 2px #0002}\n"
-    "th,td{padding:.3em .7em;border-bottom:1px solid #eee;text-align:right;white-space:nowrap}\n"
-    "th{background:#f0f0f0;font-weight:600}td:first-child,th:first-child{text-align:left}\n"
-    ".s{display:inline-block;padding:0 .5em;border-radius:.6em;font-size:.9em}\n"
-    ".ok{background:#d8f5d8;color:#14591a}.warn{background:#fff0c2;color:#6b5200}\n"
-    ".bad{background:#fbd5d5;color:#8a1414}.dim{background:#eee;color:#555}\n"
-    "#err{color:#8a1414}td.why{text-align:left;color:#8a1414;white-space:normal;max-width:28em}\n"
-    "</style></head><body>\n"
-    "<h1>lb</h1><div class=\"meta\" id=\"meta\">loading...</div><div id=\"err\"></div>\n"
-    "<div id=\"pools\"></div>\n"
-    "<script>\n"
-    "const cls={active:'ok',drain:'warn',maint:'dim',up:'ok',down:'bad',unknown:'dim',\n"
-    " closed:'ok',open:'bad','half-open':'warn'};\n"
-    "const esc=s=>String(s).replace(/[&<>\"]/g,c=>({'&':'&amp;','<':'&lt;','>':'&gt;','\"':"
-    "'&quot;'}[c]));\n"
-    "const badge=v=>`<span class=\"s ${cls[v]||'dim'}\">${esc(v)}</span>`;\n"
-    "function why(b){const w=[];\n"
-    " if(b.health==='down'&&b.health_checks)w.push('check: '+b.health_checks.last_failure+"
-    "(b.health_checks.last_status?' '+b.health_checks.last_status:''));\n"
-    " if(b.breaker!=='closed'&&b.breaker_reason)w.push(b.breaker_reason);\n"
-    " return w.join('; ');}\n"
-    "const ew=p=>p.balance==='p2c-ewma'||p.balance==='hash';\n"
-    "const pct=x=>(100*x).toFixed(0)+'%';\n"
-    "function tiers(p){if(!p.tiers||p.locality!=='zone-aware')return '';\n"
-    " return '<p class=\"meta\">locality: '+p.tiers.map(t=>`<b>${esc(t.name)}</b> "
-    "(${t.backends}) health ${pct(t.health)}, share ${pct(t.share)} of the last 10 s`+"
-    "(Math.abs(t.target_share-t.share)>0.05?` (target ${pct(t.target_share)})`:'')).join(' "
-    "&rarr; ')+(p.panic?' &middot; <span class=\"s bad\">serving in panic</span>':'')+'</p>';}\n"
-    "let prev=null,prevT=0;\n"
-    "function draw(d){\n"
-    " const now=performance.now();\n"
-    " document.getElementById('meta').innerHTML=`version <b>${esc(d.version)}</b> &middot; "
-    "up <b>${d.uptime_s.toFixed(0)}s</b> &middot; workers <b>${d.workers}</b> &middot; "
-    "connections <b>${d.connections.current}</b> (total ${d.connections.total}) &middot; "
-    "reloads <b>${d.reloads.ok}</b> ok, <b>${d.reloads.failed}</b> failed"
-    "${d.reloads.last_error?' ('+esc(d.reloads.last_error)+')':''}"
-    "${d.stopping?' &middot; <span class=\"s warn\">shutting down</span>':''}`;\n"
-    " let h='';\n"
-    " for(const p of d.pools){\n"
-    "  h+=`<h2>pool ${esc(p.name)} <span class=\"meta\">${esc(p.balance)}</span>"
-    "${p.panic?' <span class=\"s bad\">panic</span>':''}"
-    "${p.pending?' <span class=\"s warn\">'+p.pending+' queued</span>':''}</h2>"
-    "${tiers(p)}<table>"
-    "<tr><th>backend</th><th>address</th><th>zone</th><th>weight</th><th>admin</th>"
-    "<th>health</th><th>breaker</th><th>in flight</th><th>req/s</th><th>requests</th>"
-    "<th>2xx</th><th>3xx</th><th>4xx</th><th>5xx</th><th>failures</th><th>p50 ms</th>"
-    "<th>p99 ms</th>${ew(p)?'<th>ewma ms</th>':''}<th>why</th></tr>`;\n"
-    "  for(const b of p.backends){\n"
-    "   let rate='';\n"
-    "   if(prev){const o=(prev[p.name]||{})[b.name];if(o!==undefined)"
-    "rate=((b.requests-o)/((now-prevT)/1000)).toFixed(1);}\n"
-    "   h+=`<tr><td>${esc(b.name)}</td><td>${esc(b.address)}</td><td>${esc(b.zone)}</td>"
-    "<td>${b.weight}</td><td>${badge(b.admin_state)}${b.drained?' drained':''}</td>"
-    "<td>${badge(b.health)}</td><td>${badge(b.breaker)}</td><td>${b.inflight}</td>"
-    "<td>${rate}</td><td>${b.requests}</td><td>${b.responses['2xx']}</td>"
-    "<td>${b.responses['3xx']}</td><td>${b.responses['4xx']}</td><td>${b.responses['5xx']}"
-    "</td><td>${b.failures}</td><td>${b.latency_ms.p50.toFixed(2)}</td>"
-    "<td>${b.latency_ms.p99.toFixed(2)}</td>"
-    "${ew(p)?'<td>'+(b.ewma_ms!==undefined?b.ewma_ms.toFixed(2):'')+'</td>':''}"
-    "<td class=\"why\">${esc(why(b))}</td></tr>`;\n"
-    "  }\n"
-    "  h+='</table>';\n"
-    " }\n"
-    " document.getElementById('pools').innerHTML=h;\n"
-    " prev={};for(const p of d.pools){prev[p.name]={};for(const b of p.backends)"
-    "prev[p.name][b.name]=b.requests;}\n"
-    " prevT=now;\n"
-    "}\n"
-    "async function tick(){\n"
-    " try{const r=await fetch('stats.json',{cache:'no-store'});draw(await r.json());\n"
-    "  document.getElementById('err').textContent='';}\n"
-    " catch(e){document.getElementById('err').textContent='stats unavailable: '+e;}\n"
-    " setTimeout(tick,1000);\n"
-    "}\n"
-    "tick();\n"
-    "</script></body></html>\n";
+extern const char stats_page[]; /* lb/stats_page.S */
+extern const uint64_t stats_page_len;
 
 void stats_html(struct sbuf *out)
 {
-    sbuf_put(out, page, sizeof(page) - 1);
+    sbuf_put(out, stats_page, (size_t)stats_page_len);
 }
