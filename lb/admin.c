@@ -123,21 +123,24 @@ static void respond(struct admin_conn *ac, int status, const char *ctype, const 
  * Answer with BODY, which holds ADMIN_HEAD_GAP bytes of room before the
  * body proper: the head is written right-aligned into that room and the
  * answer goes out from there, so a large body (the stats of 1,000
- * backends) is never copied. HEAD_ONLY sends the head alone.
+ * backends) is never copied. EXTRA: header lines to add, or NULL.
+ * HEAD_ONLY sends the head alone.
  */
 #define ADMIN_HEAD_GAP 256
 
-static void respond_gap(struct admin_conn *ac, int status, const char *ctype, struct sbuf *body,
-                        bool head_only)
+static void respond_gap(struct admin_conn *ac, int status, const char *ctype, const char *extra,
+                        struct sbuf *body, bool head_only)
 {
     char head[ADMIN_HEAD_GAP];
     size_t blen = body->len - ADMIN_HEAD_GAP;
     int hl = snprintf(head, sizeof(head),
                       "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                      "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
-                      status, h1_reason(status), ctype, blen);
-    if (hl < 0 || (size_t)hl >= sizeof(head)) { /* cannot happen with our types: copy instead */
-        respond(ac, status, ctype, body->p + ADMIN_HEAD_GAP, blen, NULL);
+                      "Cache-Control: no-store\r\nConnection: close\r\n%s\r\n",
+                      status, h1_reason(status), ctype, blen, extra ? extra : "");
+    /* a head with EXTRA lines (the stats page's policy, some 300 bytes)
+     * may not fit: copy instead, the page is small */
+    if (hl < 0 || (size_t)hl >= sizeof(head)) {
+        respond(ac, status, ctype, body->p + ADMIN_HEAD_GAP, blen, extra);
         if (head_only)
             ac->out.len -= blen;
         sbuf_free(body);
@@ -439,6 +442,7 @@ static void handle(struct admin_conn *ac, const struct h1_request *req)
         return;
     }
     struct sbuf body = ac->adm->spare; /* keeps its room: no fresh pages to fault in */
+    struct sbuf headers = {0};         /* the stats page's own header lines */
     ac->adm->spare = (struct sbuf){0};
     body.len = 0;
     const char *ctype = "application/json";
@@ -457,6 +461,7 @@ static void handle(struct admin_conn *ac, const struct h1_request *req)
         ctype = "text/plain; version=0.0.4; charset=utf-8";
     } else if (strcmp(path, "/stats") == 0 || strcmp(path, "/") == 0) {
         stats_html(&body);
+        stats_html_headers(&headers);
         ctype = "text/html; charset=utf-8";
     } else if (strcmp(path, "/api/history") == 0) {
         stats_history_json(lb, q ? query_after(q + 1, req->target_len - pl - 1) : 0, &body);
@@ -470,11 +475,12 @@ static void handle(struct admin_conn *ac, const struct h1_request *req)
         recycle(ac->adm, &body);
         return;
     }
-    if (body.oom)
+    if (body.oom || headers.oom)
         respond_text(ac, 500, "out of memory\n");
     else
-        respond_gap(ac, status, ctype, &body, req->meth == H1_M_HEAD);
+        respond_gap(ac, status, ctype, headers.p, &body, req->meth == H1_M_HEAD);
     sbuf_free(&body);
+    sbuf_free(&headers);
 }
 
 /* ---- the connection's phases ----------------------------------------- */

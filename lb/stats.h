@@ -38,8 +38,15 @@ void stats_events_json(uint64_t after, struct sbuf *out);
 /* GET /metrics. */
 void stats_prometheus(struct lb *lb, struct sbuf *out);
 
-/* GET /stats. */
+/* GET /stats: the page (lb/stats_page.html, embedded at build time). */
 void stats_html(struct sbuf *out);
+
+/* The header lines (each ending in CRLF) the page is served with: a
+ * Content-Security-Policy admitting only its own inline style and script,
+ * by digest, and no framing. stats_html_headers_of() is the same for any
+ * PAGE of LEN bytes. */
+void stats_html_headers(struct sbuf *out);
+void stats_html_headers_of(const char *page, size_t len, struct sbuf *out);
 
 /* Shared by the renderers. */
 extern const char *const stats_class_names[]; /* "1xx" .. "5xx" */
