@@ -32,6 +32,12 @@ class TestFailure(AssertionError):
     pass
 
 
+class Skip(Exception):
+    """The test cannot run in this environment (not: it failed). run.py says
+    so on a `skip` line and counts it neither passed nor failed. Only for a
+    missing tool the test cannot do without (headless Chromium)."""
+
+
 def fail(msg):
     raise TestFailure(msg)
 
