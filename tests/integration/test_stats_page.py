@@ -12,10 +12,10 @@ skipped (a `skip` line, neither passed nor failed) only when Chromium cannot
 run here at all.
 
 Screenshots go to screenshots/ in the test's directory (kept with --keep).
-LB_SCREENSHOTS=DIR copies them to DIR as well; the README's picture is made so:
+LB_SCREENSHOTS=DIR copies them to DIR as well. The README's picture is the
+browser test's stats-page.png, remade so:
 
-    LB_SCREENSHOTS=docs tests/integration/run.py -k stats_page_browser
-    (then keep docs/stats-page.png, the first of them)
+    LB_README_SCREENSHOT=docs/stats-page.png tests/integration/run.py -k stats_page_browser
 """
 
 import base64
@@ -56,13 +56,16 @@ def _browser(t, **kw):
         raise Skip("headless Chromium cannot run here: %s" % e)
 
 
-def _shot(t, page, name):
+def _shot(t, page, name, readme=False):
     page.eval("window.scrollTo(0, 0); new Promise((ok) => requestAnimationFrame(() => requestAnimationFrame(ok)))")
     path = page.screenshot(os.path.join(t.tmp, "screenshots", name))
     dest = os.environ.get("LB_SCREENSHOTS")
     if dest:
         os.makedirs(dest, exist_ok=True)
         shutil.copy(path, os.path.join(dest, name))
+    readme_path = os.environ.get("LB_README_SCREENSHOT")
+    if readme and readme_path:
+        shutil.copy(path, readme_path)
     return path
 
 
@@ -339,7 +342,7 @@ def test_stats_page_browser(t):
               15, "serving in panic on pool api and on api/down")
     s = lb.backend_stats("api", "down")
     check(s["serving_in_panic"], "/stats.json: api/down not serving in panic: %r" % s)
-    _shot(t, page, "stats-page.png")
+    _shot(t, page, "stats-page.png", readme=True)
 
     # dark theme: from the system's preference, and kept by the toggle
     page.color_scheme("dark")
