@@ -32,6 +32,11 @@ class TestFailure(AssertionError):
     pass
 
 
+class Skip(Exception):
+    """Raised by a test that cannot run here (a tool missing): run.py reports
+    `skip NAME: reason` and counts it apart, neither passed nor failed."""
+
+
 def fail(msg):
     raise TestFailure(msg)
 
