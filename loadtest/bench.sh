@@ -49,7 +49,7 @@
 #   BENCH_STATS=1         the cost of /stats.json and /metrics with many backends, and
 #                         keep-alive req/s with and without a stats poller (0: skip; about 40 s)
 #   BENCH_STATS_BACKENDS=1000  backends in its pool
-#   BENCH_STATS_SECONDS=5 seconds per load run there (two with the poller, two without)
+#   BENCH_STATS_SECONDS=3 seconds per load run there (four pairs: without, with the poller)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -102,7 +102,7 @@ done
 [[ $STATS == 0 || $STATS == 1 ]] || die "BENCH_STATS is 0 or 1 (is '$STATS')"
 [[ ${BENCH_STATS_BACKENDS:-1000} =~ ^[1-9][0-9]*$ && ${BENCH_STATS_BACKENDS:-1000} -ge 2 && ${BENCH_STATS_BACKENDS:-1000} -le 100000 ]] ||
     die "BENCH_STATS_BACKENDS must be 2..100000 (is '${BENCH_STATS_BACKENDS:-}')"
-[[ ${BENCH_STATS_SECONDS:-5} =~ ^[1-9][0-9]*$ && ${BENCH_STATS_SECONDS:-5} -le 120 ]] ||
+[[ ${BENCH_STATS_SECONDS:-3} =~ ^[1-9][0-9]*$ && ${BENCH_STATS_SECONDS:-3} -le 120 ]] ||
     die "BENCH_STATS_SECONDS must be 1..120 (is '${BENCH_STATS_SECONDS:-}')"
 
 # --- prerequisites -----------------------------------------------------------

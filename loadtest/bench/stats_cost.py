@@ -17,9 +17,11 @@ every backend has counters and its windows have samples.
    The goal: each read under GOAL_MS.
 
 2. Does reading stats touch the request path: lb-load, closed loop,
-   keep-alive, CONNS connections, SECONDS per run, runs without and with a
-   poller that GETs /stats.json then /metrics every POLL_MS, interleaved
-   (off, on, off, on, ...) ROUNDS times each. For each run: req/s, the
+   keep-alive, CONNS connections, SECONDS per run (after one warm-up), runs
+   without and with a poller that GETs /stats.json then /metrics every
+   POLL_MS (or at once when a pass took longer), in pairs (off, on) ROUNDS
+   times; the ratios are the medians of each pair's, so that the drift of a
+   busy machine between pairs cancels out. For each run: req/s, the
    worker thread's CPU per request, and how the worker's wall time split
    into running, waiting for the CPU (runnable) and sleeping; the main
    thread's CPU share. Everything of lb runs on one CPU (as in the rest of
@@ -32,7 +34,7 @@ and latest-stats.{txt,json}. Processes, pinning (lb on CPU 1, the rest on CPU
 0) and priorities are the failure scenarios' (loadtest/scenarios/lib.py):
 SCENARIO_BIN, SCENARIO_PIN, SCENARIO_NICE, SCENARIO_KEEP apply; bench.sh sets
 them. Knobs: BENCH_STATS_BACKENDS (1000), BENCH_STATS_READS (50),
-BENCH_STATS_SECONDS (5), BENCH_STATS_ROUNDS (2), BENCH_STAMP.
+BENCH_STATS_SECONDS (3), BENCH_STATS_ROUNDS (4), BENCH_STAMP.
 """
 import json
 import os
@@ -184,7 +186,6 @@ class Poller(threading.Thread):
 def run_load(sc, lb, seconds, polling, tag):
     """One measured run: lb-load for SECONDS, with or without the poller."""
     main, worker = threads(lb.pid)
-    sc.load(lb, seconds=WARMUP_S, conns=CONNS, tag=tag + "-warmup").wait()
     poller = Poller(lb.admin_port, seconds + 30) if polling else None
     w0, m0, t0 = thread_sched(lb.pid, worker), thread_sched(lb.pid, main), time.monotonic()
     if poller:
@@ -200,7 +201,7 @@ def run_load(sc, lb, seconds, polling, tag):
     run_ns, wait_ns = w1[0] - w0[0], w1[1] - w0[1]
     f = {
         "polling": polling, "requests": r["requests"], "rps": round(r["rps"], 1),
-        "errors": lib.client_errors(r),
+        "errors": lib.client_errors(r), "errors_by_kind": lib.fmt_errors(r),
         "p99_ms": r["latency_us"]["p99"] / 1000.0,
         "worker_cpu_us_per_req": round(run_ns / n / 1000, 3),
         "worker_running_pct": round(100 * run_ns / wall_ns, 1),
@@ -217,18 +218,22 @@ def run_load(sc, lb, seconds, polling, tag):
 
 
 def summary(runs):
+    """Medians of the runs without and with the poller, and the medians of the
+    on/off ratios of each pair (runs[0], runs[1]), (runs[2], runs[3]), ..."""
     off = [r for r in runs if not r["polling"]]
     on = [r for r in runs if r["polling"]]
 
     def med(rs, k):
         return statistics.median(r[k] for r in rs)
 
+    def ratio(k):
+        return round(statistics.median(b[k] / a[k] for a, b in zip(off, on) if a[k]), 3)
+
     keys = ("rps", "worker_cpu_us_per_req", "worker_running_pct", "worker_runnable_pct", "worker_sleeping_pct",
             "main_cpu_pct")
     s = {"off": {k: med(off, k) for k in keys}, "on": {k: med(on, k) for k in keys}}
-    s["rps_ratio"] = round(s["on"]["rps"] / s["off"]["rps"], 3) if s["off"]["rps"] else None
-    s["worker_cpu_per_req_ratio"] = (round(s["on"]["worker_cpu_us_per_req"] / s["off"]["worker_cpu_us_per_req"], 3)
-                                     if s["off"]["worker_cpu_us_per_req"] else None)
+    s["rps_ratio"] = ratio("rps")
+    s["worker_cpu_per_req_ratio"] = ratio("worker_cpu_us_per_req")
     return s
 
 
@@ -250,7 +255,7 @@ def tables(costs, runs, s, meta, settings, elapsed):
                                                                 "met" if c["goal_met"] else "MISSED"))
     L.append("")
     L.append("# lb-load -c %d keep-alive, %d s runs, without and with a poller (GET /stats.json then /metrics "
-             "every %d ms), interleaved" % (CONNS, settings["seconds"], POLL_MS))
+             "every %d ms), in pairs" % (CONNS, settings["seconds"], POLL_MS))
     L.append("# worker: its wall time running / runnable, waiting for the CPU / sleeping (blocked or idle)")
     L.append("%-8s %8s %8s %8s %14s %22s %10s %7s %s" % ("poller", "req/s", "p99 ms", "errors", "worker us/req",
                                                       "worker run/wait/sleep%", "main cpu%", "polls",
@@ -262,10 +267,14 @@ def tables(costs, runs, s, meta, settings, elapsed):
             "%.1f/%.1f/%.1f" % (r["worker_running_pct"], r["worker_runnable_pct"], r["worker_sleeping_pct"]),
             r["main_cpu_pct"], r.get("polls", "-"),
             "%s, %s" % (pm["/stats.json"]["median"], pm["/metrics"]["median"]) if pm else "-"))
-    L.append("medians: req/s %.0f without, %.0f with the poller (ratio %.3f); worker us/req %.2f without, %.2f "
-             "with (ratio %.3f); main thread %.1f%% of a CPU with the poller" % (
+    L.append("medians: req/s %.0f without, %.0f with the poller (pairs' ratio %.3f); worker us/req %.2f "
+             "without, %.2f with (pairs' ratio %.3f); main thread %.1f%% of a CPU with the poller" % (
                  s["off"]["rps"], s["on"]["rps"], s["rps_ratio"], s["off"]["worker_cpu_us_per_req"],
                  s["on"]["worker_cpu_us_per_req"], s["worker_cpu_per_req_ratio"], s["on"]["main_cpu_pct"]))
+    for r in runs:
+        if r["errors"]:
+            L.append("FLAGGED: a run with the poller %s had %d client errors (%s)" % (
+                "on" if r["polling"] else "off", r["errors"], r["errors_by_kind"]))
     L.append("# %.0f s" % elapsed)
     return "\n".join(L) + "\n"
 
@@ -279,8 +288,8 @@ def main(outdir):
             os.sched_setaffinity(0, {0})  # this process (reads and the poller) with the clients
         nb = env_int("BENCH_STATS_BACKENDS", 1000, 2, 100000)
         reads = env_int("BENCH_STATS_READS", 50, 1, 10000)
-        seconds = env_int("BENCH_STATS_SECONDS", 5, 1, 120)
-        rounds = env_int("BENCH_STATS_ROUNDS", 2, 1, 20)
+        seconds = env_int("BENCH_STATS_SECONDS", 3, 1, 120)
+        rounds = env_int("BENCH_STATS_ROUNDS", 4, 1, 20)
         real = [lib.Backend(sc, "r%d" % i) for i in range(1, REAL_BACKENDS + 1)]
         entries = [{"name": "be%04d" % i, "address": real[i % REAL_BACKENDS].address} for i in range(nb)]
         lb = sc.lb(real, backend_entries=entries, pool={"health": {"type": "off"}, "slow_start": "0s"},
@@ -296,6 +305,7 @@ def main(outdir):
             c = costs[p]
             progress("stats: GET %-11s median %.2f ms, p99 %.2f ms, %d bytes, lb main thread %.2f ms of CPU a read"
                      % (p, c["median_ms"], c["p99_ms"], c["bytes"], c["main_cpu_ms_per_read"]))
+        sc.load(lb, seconds=WARMUP_S, conns=CONNS, tag="warmup").wait()
         runs = []
         for rnd in range(rounds):
             for polling in (False, True):
@@ -303,7 +313,7 @@ def main(outdir):
                 runs.append(f)
                 progress("stats: poller %-3s %6.0f req/s, worker %.2f us/req, main thread %.1f%% CPU%s" % (
                     "on" if polling else "off", f["rps"], f["worker_cpu_us_per_req"], f["main_cpu_pct"],
-                    "  ERRORS %d" % f["errors"] if f["errors"] else ""))
+                    "  ERRORS %d (%s)" % (f["errors"], f["errors_by_kind"]) if f["errors"] else ""))
         s = summary(runs)
         settings = {"backends": nb, "real_backends": REAL_BACKENDS, "reads": reads, "seconds": seconds,
                     "rounds": rounds, "connections": CONNS, "poll_ms": POLL_MS, "goal_ms": GOAL_MS,
