@@ -115,7 +115,9 @@ unit: $(UNITS) $(REPLAYS)
 # Debian packages each target needs; installed when missing (as root), or the
 # exact command is printed.
 PKGS_BUILD := gcc make pkg-config libev-dev libconfig-dev libssl-dev libcmocka-dev
-PKGS_TEST  := $(PKGS_BUILD) python3 curl openssl clang libclang-rt-14-dev systemd procps chromium
+# chromium: the stats page tests drive it headless. prometheus: its promtool
+# checks /metrics, systemd/prometheus-alerts.yml and the dashboard's queries.
+PKGS_TEST  := $(PKGS_BUILD) python3 curl openssl clang libclang-rt-14-dev systemd procps chromium prometheus
 PKGS_BENCH := $(PKGS_BUILD) haproxy nginx-light wrk python3 openssl
 PKGS_SCENARIOS := $(PKGS_BUILD) python3 openssl testssl.sh
 

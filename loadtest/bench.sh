@@ -6,8 +6,10 @@
 # ...), each started fresh for each measurement; the report gives the medians,
 # the proxy's CPU time per request and the ratios to HAProxy. Then the reload
 # storm: each proxy reloaded every 100 ms under open-loop load, failed requests
-# side by side. Last, bin/lb alone on locality tiers and consistent hashing
-# (loadtest/bench/locality.py). See loadtest/README.md, "make bench".
+# side by side. Then bin/lb alone on locality tiers and consistent hashing
+# (loadtest/bench/locality.py), and last what reading its stats costs with
+# 1,000 backends (loadtest/bench/stats_cost.py). See loadtest/README.md,
+# "make bench".
 #
 # Knobs (environment):
 #   BENCH_ROUNDS=3        measurements per proxy and workload
@@ -44,6 +46,10 @@
 #   BENCH_LOCALITY=1      the locality and hash runs of bin/lb alone (0: skip them; about 1 min)
 #   BENCH_LOCALITY_SECONDS=5  seconds per measurement there (after 1 s of warm-up)
 #   BENCH_LOCALITY_RATE=2000  their open-loop rate, req/s
+#   BENCH_STATS=1         the cost of /stats.json and /metrics with many backends, and
+#                         keep-alive req/s with and without a stats poller (0: skip; about 40 s)
+#   BENCH_STATS_BACKENDS=1000  backends in its pool
+#   BENCH_STATS_SECONDS=3 seconds per load run there (four pairs: without, with the poller)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -75,6 +81,7 @@ HELPER=$ROOT/loadtest/bench/bench.py
 TEMPLATES=${BENCH_TEMPLATES:-$ROOT/loadtest/bench}
 RESULTS=${BENCH_RESULTS:-$ROOT/loadtest/results}
 LOCALITY=${BENCH_LOCALITY:-1}
+STATS=${BENCH_STATS:-1}
 
 die() { echo "bench: $*" >&2; exit 1; }
 log() { echo "bench: $*" >&2; }
@@ -92,6 +99,11 @@ done
     die "BENCH_LOCALITY_SECONDS must be 1..120 (is '${BENCH_LOCALITY_SECONDS:-}')"
 [[ ${BENCH_LOCALITY_RATE:-2000} =~ ^[1-9][0-9]*$ ]] || die "BENCH_LOCALITY_RATE must be a positive integer (req/s)"
 [[ $IDLE_CONNS =~ ^[0-9]+$ && $IDLE_CONNS -le 10000 ]] || die "BENCH_IDLE_CONNS must be 0..10000 (is '$IDLE_CONNS')"
+[[ $STATS == 0 || $STATS == 1 ]] || die "BENCH_STATS is 0 or 1 (is '$STATS')"
+[[ ${BENCH_STATS_BACKENDS:-1000} =~ ^[1-9][0-9]*$ && ${BENCH_STATS_BACKENDS:-1000} -ge 2 && ${BENCH_STATS_BACKENDS:-1000} -le 100000 ]] ||
+    die "BENCH_STATS_BACKENDS must be 2..100000 (is '${BENCH_STATS_BACKENDS:-}')"
+[[ ${BENCH_STATS_SECONDS:-3} =~ ^[1-9][0-9]*$ && ${BENCH_STATS_SECONDS:-3} -le 120 ]] ||
+    die "BENCH_STATS_SECONDS must be 1..120 (is '${BENCH_STATS_SECONDS:-}')"
 
 # --- prerequisites -----------------------------------------------------------
 need() { command -v "$1" >/dev/null 2>&1 || die "$1 not found ($2)"; }
@@ -150,7 +162,11 @@ if [[ $LOCALITY == 1 && ,$PROXIES, != *,lb,* ]]; then
     log "note: no locality and hash runs: they measure lb, which is not among BENCH_PROXIES"
     LOCALITY=0
 fi
-[[ $LOCALITY == 0 || -x bin/lb-backend ]] || die "bin/lb-backend missing (the locality runs need it): run make"
+if [[ $STATS == 1 && ,$PROXIES, != *,lb,* ]]; then
+    log "note: no stats step: it measures lb, which is not among BENCH_PROXIES"
+    STATS=0
+fi
+[[ $LOCALITY == 0 && $STATS == 0 || -x bin/lb-backend ]] || die "bin/lb-backend missing (the locality runs and the stats step need it): run make"
 case $BACKEND in
 lb-backend) [[ -x bin/lb-backend ]] || die "bin/lb-backend missing: run make" ;;
 nginx) need nginx "apt-get install nginx-light"; log "WARNING: nginx stand-in backends (BENCH_BACKEND=nginx), not lb-backend" ;;
@@ -295,7 +311,7 @@ mkdir -p "$WORK/bin"
 cp bin/lb "$WORK/bin/lb"
 cp bin/lb-load "$WORK/bin/lb-load"
 LOAD=$WORK/bin/lb-load
-[[ $BACKEND == lb-backend || $LOCALITY == 1 ]] && cp bin/lb-backend "$WORK/bin/lb-backend"
+[[ $BACKEND == lb-backend || $LOCALITY == 1 || $STATS == 1 ]] && cp bin/lb-backend "$WORK/bin/lb-backend"
 LB=$WORK/bin/lb
 export BENCH_LB_BIN=$LB
 LB_BASE=
@@ -535,6 +551,7 @@ log "$n_total runs of ${DURATION}s (+${WARMUP}s warm-up): workloads ${WORKLOADS}
 [[ ${#IDLE[@]} -gt 0 ]] && log "then memory: $IDLE_CONNS idle keep-alive connections (${IDLE_MODES}) per proxy"
 [[ ${#STORM[@]} -gt 0 ]] && log "then the reload storm: ${STORM_MODES} x ${PROXIES}, ${STORM_SECONDS}s each, a reload every ${STORM_INTERVAL_MS} ms"
 [[ $LOCALITY == 1 ]] && log "then lb alone: 4 locality runs and 5 hash runs of ${BENCH_LOCALITY_SECONDS:-5}s (+1s warm-up) at ${BENCH_LOCALITY_RATE:-2000} req/s"
+[[ $STATS == 1 ]] && log "then lb alone with ${BENCH_STATS_BACKENDS:-1000} backends: the cost of reading /stats.json and /metrics, and req/s with and without a stats poller"
 
 # The open-loop rate: BENCH_OPEN_FRACTION of HAProxy's median keepalive req/s
 # in this run (or BENCH_OPEN_RATE); the same for every proxy.
@@ -676,6 +693,21 @@ if [[ $LOCALITY == 1 ]]; then
     PIDS+=("$lpid")
     wait "$lpid" || die "the locality and hash runs failed (their work directory is kept, see above)"
     forget_pid "$lpid"
+fi
+
+# --- the cost of reading stats (bin/lb alone) -------------------------------------------
+# One lb with BENCH_STATS_BACKENDS backends over four lb-backends: GET /stats.json and
+# /metrics timed one at a time, then keep-alive load with and without a poller
+# reading both every 100 ms. Processes, pinning and priority as for the locality runs.
+if [[ $STATS == 1 ]]; then
+    snice=0
+    [[ $BOOST == 1 ]] && snice=$NICE
+    SCENARIO_BIN=$WORK/bin SCENARIO_PIN=$PIN SCENARIO_NICE=$snice SCENARIO_WORKERS=0 \
+        SCENARIO_KEEP=${BENCH_KEEP:-0} BENCH_STAMP=$BENCH_STAMP "$PY" "$ROOT/loadtest/bench/stats_cost.py" "$RESULTS" &
+    spid=$!
+    PIDS+=("$spid")
+    wait "$spid" || die "the stats step failed (its work directory is kept, see above)"
+    forget_pid "$spid"
 fi
 OK=1
 echo "elapsed: $(($(date +%s) - START)) s"

@@ -7,8 +7,9 @@ run.py - run the black-box integration tests of bin/lb.
 Each test function test_* in tests/integration/test_*.py runs in a process of
 its own (a new session, so a time-out kills it and everything it started),
 with its own range of ports and its own temporary directory. Output: one line
-per test, `ok   NAME (0.3s)` or `FAIL NAME: reason` (followed by the tail of
-lb's stderr), then `N passed, N failed`. Exit status 0 only when none failed.
+per test, `ok   NAME (0.3s)`, `skip NAME: reason` (a tool it needs is missing)
+or `FAIL NAME: reason` (followed by the tail of lb's stderr), then `N passed,
+N failed` (after `N skipped` when any were). Exit status 0 only when none failed.
 
 Environment: LB_BIN and BACKEND_BIN override the binaries (the options win),
 LB_SLOW multiplies every time limit (default 2.5 for a sanitizer build, else 1),
