@@ -67,6 +67,9 @@ $(BUILD)/%.o: %.c $(FLAGS_STAMP)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
 
+# `lb -V` reports the flags the binary was built with
+$(BUILD)/lb/version.o: CPPFLAGS += -DLB_BUILD_FLAGS='"$(strip $(CFLAGS) $(SAN))"'
+
 $(LIB): $(call obj,$(LIB_SRC))
 	@$(if $(Q),echo "  AR      $@")
 	$(Q)rm -f $@ && ar rcs $@ $^

@@ -25,9 +25,11 @@
 #include "lb/notify.h"
 #include "lb/sampler.h"
 #include "lb/tls.h"
+#include "lb/version.h"
 #include "lb/worker.h"
 
 #define STOP_POLL_S  0.02
+#define OPT_VERBOSE  1000 /* --verbose: only with --version */
 #define TLS_ROTATE_S 3600.0 /* session ticket keys: a new one every hour */
 
 struct main_ctx {
@@ -65,10 +67,34 @@ static struct cfg *load(const char *path, struct tls_keys *keys, struct tls_set 
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: lb [-c FILE] [-t] [-v]\n"
-               "  -c FILE  configuration file (default config/lb.conf)\n"
-               "  -t       check the configuration and exit (0 valid, 1 invalid)\n"
-               "  -v       print the version and exit\n");
+    fprintf(f,
+            "usage: lb [-c FILE] [-t] [-v | -V] [-h]\n"
+            "  -c, --config FILE  configuration file (default " LB_CONF_DEFAULT ", or\n"
+            "                     " LB_CONF_TREE " in the working directory when that does\n"
+            "                     not exist)\n"
+            "  -t, --check        check the configuration and exit (0 valid, 1 invalid)\n"
+            "  -v, --version      print the version and exit\n"
+            "  -V, --version --verbose\n"
+            "                     print the build: compiler, flags, libraries, features\n"
+            "  -h, --help         print this help and exit\n"
+            "signals: HUP reload, TERM/INT graceful stop, USR1 reopen logs\n");
+}
+
+/*
+ * The file to read without -c: LB_CONF_DEFAULT, or the source tree's demo
+ * when that does not exist and the working directory has one (said on
+ * stderr, so nobody runs the demo by surprise).
+ */
+static const char *default_conf(void)
+{
+    if (access(LB_CONF_DEFAULT, F_OK) == 0 || errno != ENOENT)
+        return LB_CONF_DEFAULT;
+    if (access(LB_CONF_TREE, F_OK) == 0) {
+        fprintf(stderr, "lb: no " LB_CONF_DEFAULT "; using " LB_CONF_TREE
+                        " of the working directory (choose a file with -c)\n");
+        return LB_CONF_TREE;
+    }
+    return LB_CONF_DEFAULT;
 }
 
 static void print_errors(const struct cfg_errors *errs)
@@ -515,10 +541,18 @@ static void stop(struct main_ctx *m)
 
 int main(int argc, char **argv)
 {
-    const char *path = "config/lb.conf";
-    bool check = false;
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"check", no_argument, NULL, 't'},
+        {"version", no_argument, NULL, 'v'},
+        {"verbose", no_argument, NULL, OPT_VERBOSE},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *path = NULL;
+    bool check = false, version = false, verbose = false;
     int opt;
-    while ((opt = getopt(argc, argv, "c:tvh")) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:tvVh", longopts, NULL)) != -1) {
         switch (opt) {
         case 'c':
             path = optarg;
@@ -527,8 +561,14 @@ int main(int argc, char **argv)
             check = true;
             break;
         case 'v':
-            printf("lb %s\n", LB_VERSION);
-            return 0;
+            version = true;
+            break;
+        case 'V':
+            version = verbose = true;
+            break;
+        case OPT_VERBOSE:
+            verbose = true;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -541,6 +581,16 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (version) {
+        if (verbose)
+            version_print_build(stdout);
+        else
+            version_print(stdout);
+        return 0;
+    }
+    bool implicit = !path;
+    if (implicit)
+        path = default_conf();
     static struct main_ctx m;
     if (tls_keys_init(&m.lb.tls_keys) == -1) {
         log_err("cannot make session ticket keys: no randomness");
@@ -552,6 +602,8 @@ int main(int argc, char **argv)
     if (!cfg) {
         print_errors(&errs);
         cfg_errors_free(&errs);
+        if (implicit && access(path, F_OK) == -1)
+            fprintf(stderr, "lb: no configuration file; name one with -c FILE (see lb --help)\n");
         return 1;
     }
     if (check) {

@@ -32,6 +32,15 @@ class TestFailure(AssertionError):
     pass
 
 
+class TestSkipped(Exception):
+    """Raised by skip(): the test cannot run on this machine (a tool is missing)."""
+
+
+def skip(reason):
+    """End the test as skipped, saying why; run.py counts it apart from passes."""
+    raise TestSkipped(reason)
+
+
 def fail(msg):
     raise TestFailure(msg)
 

@@ -7,8 +7,9 @@ run.py - run the black-box integration tests of bin/lb.
 Each test function test_* in tests/integration/test_*.py runs in a process of
 its own (a new session, so a time-out kills it and everything it started),
 with its own range of ports and its own temporary directory. Output: one line
-per test, `ok   NAME (0.3s)` or `FAIL NAME: reason` (followed by the tail of
-lb's stderr), then `N passed, N failed`. Exit status 0 only when none failed.
+per test, `ok   NAME (0.3s)`, `skip NAME: why` (a tool this machine lacks) or
+`FAIL NAME: reason` (followed by the tail of lb's stderr), then
+`N passed, N failed` (and `, N skipped` when any were). Exit status 0 only when none failed.
 
 Environment: LB_BIN and BACKEND_BIN override the binaries (the options win),
 LB_SLOW multiplies every time limit (default 2.5 for a sanitizer build, else 1),
@@ -69,6 +70,8 @@ def child(args):
     try:
         mod = importlib.import_module(modname)
         getattr(mod, fname)(ctx)
+    except harness.TestSkipped as e:
+        result = {"ok": True, "skipped": str(e), "reason": "", "details": ""}
     except harness.TestFailure as e:
         result = {"ok": False, "reason": str(e), "details": _where(e)}
     except Exception as e:
@@ -179,12 +182,12 @@ def main():
     # the long ones (a time limit above the default) first, so the short ones fill in around them
     pending = sorted(tests, key=lambda x: -x[2]) if args.j > 1 else list(tests)
     running = {}  # Popen -> (name, tmpdir, resultfile, start, limit)
-    passed = failed = 0
+    passed = failed = skipped = 0
     failures = []
     t_start = time.monotonic()
 
     def finish(p, name, d, resf, start, timed_out):
-        nonlocal passed, failed
+        nonlocal passed, failed, skipped
         el = time.monotonic() - start
         res = None
         if not timed_out:
@@ -203,7 +206,12 @@ def main():
                 out = "(its output is gone: %s)" % e
             res = {"ok": False, "reason": "test process died (status %s)" % p.returncode,
                    "details": out[-3000:] + "\n" + tails_of(d)}
-        if res["ok"]:
+        if res["ok"] and res.get("skipped"):
+            skipped += 1
+            print("skip %s: %s (%.1fs)" % (name, res["skipped"], el))
+            if not args.keep:
+                shutil.rmtree(d, ignore_errors=True)
+        elif res["ok"]:
             passed += 1
             print("ok   %s (%.1fs)" % (name, el))
             if not args.keep:
@@ -252,7 +260,7 @@ def main():
     else:
         shutil.rmtree(snap, ignore_errors=True)
     print("# total %.1fs" % (time.monotonic() - t_start))
-    print("%d passed, %d failed" % (passed, failed))
+    print("%d passed, %d failed%s" % (passed, failed, ", %d skipped" % skipped if skipped else ""))
     return 0 if failed == 0 else 1
 
 

@@ -2,11 +2,14 @@
 
 import json
 import os
+import re
+import shutil
 import signal
 import socket
+import subprocess
 import time
 
-from harness import check, config_text, eq, fail, wait_until
+from harness import check, config_text, eq, fail, skip, wait_until
 
 
 def _write(t, name, text):
@@ -220,3 +223,81 @@ def test_check_refuses_what_lb_would_not_start(t):
           "no 'tls.conf:%d: ... tls ...' line in %r" % (line, out))
     code, out = t.run_lb(["-c", "tls.conf"])
     eq(code, 1, "exit status of lb started with the same file (output %r)" % out)
+
+
+def test_long_options_help_and_version(t):
+    """--help and --version as well as -h and -v; -V and --version --verbose print the build."""
+    outs = {}
+    for args in (["-h"], ["--help"], ["-v"], ["--version"], ["-V"], ["--version", "--verbose"]):
+        code, out = t.run_lb(args)
+        eq(code, 0, "exit status of lb %s (output %r)" % (" ".join(args), out))
+        outs[" ".join(args)] = out
+    eq(outs["-h"], outs["--help"], "-h and --help")
+    for opt in ("--config", "--check", "--version", "--help", "/etc/lb/lb.conf"):
+        check(opt in outs["--help"], "lb --help does not mention %s: %r" % (opt, outs["--help"]))
+    eq(outs["-v"], outs["--version"], "-v and --version")
+    check(re.fullmatch(r"lb \d+\.\d+\.\d+\n", outs["-v"]) is not None, "lb -v printed %r" % outs["-v"])
+    eq(outs["-V"], outs["--version --verbose"], "-V and --version --verbose")
+    build = outs["-V"]
+    check(build.startswith(outs["-v"]), "lb -V does not start with the version line: %r" % build)
+    fields = dict(ln.split(":", 1) for ln in build.splitlines()[1:] if ":" in ln)
+    for k in ("compiler", "flags", "linked", "libev", "OpenSSL", "libconfig", "features"):
+        check(k in fields, "lb -V has no %s line: %r" % (k, build))
+    check(re.search(r"(gcc|clang) \d", fields["compiler"]), "compiler line %r" % fields["compiler"])
+    check(re.search(r"\b4\.\d+ \(running 4\.\d+\)", fields["libev"]), "libev line %r" % fields["libev"])
+    check("OpenSSL 3." in fields["OpenSSL"], "OpenSSL line %r" % fields["OpenSSL"])
+    check(re.search(r"\b1\.\d+\.\d+", fields["libconfig"]), "libconfig line %r" % fields["libconfig"])
+    eq(fields["linked"].strip(), "dynamic", "how the test binary is linked")
+    if t.asan:
+        check("-fsanitize=address" in fields["flags"], "ASan build's flags line %r" % fields["flags"])
+        check("asan" in fields["features"].split(), "ASan build's features %r" % fields["features"])
+    code, out = t.run_lb(["--no-such-option"])
+    eq(code, 2, "exit status of an unknown option (output %r)" % out)
+    check("usage:" in out, "unknown option without usage: %r" % out)
+
+
+def _unshare_ok():
+    return os.geteuid() == 0 and shutil.which("unshare") is not None
+
+
+def test_default_config_path(t):
+    """Without -c, lb reads /etc/lb/lb.conf; when that does not exist it falls back to
+    config/lb.conf of the working directory and says so; with neither it says how to
+    name one. /etc is replaced by an empty tmpfs in a mount namespace of the test's own
+    (root only), so the machine's /etc/lb is neither read nor touched."""
+    if not _unshare_ok():
+        skip("needs root and unshare(1) for a private /etc")
+    b1 = t.backend("b1")
+    good = config_text(t.config(backends=[b1]))
+    etc_conf = good.replace("workers = 1;", "workers = 1; zone = \"from-etc\";")
+    check(etc_conf != good, "config layout changed")
+    tree = os.path.join(t.tmp, "tree")
+    os.makedirs(os.path.join(tree, "config"))
+    _write(t, "tree/config/lb.conf", good)
+    _write(t, "etc.conf", etc_conf)
+    bare = os.path.join(t.tmp, "bare")
+    os.makedirs(bare)
+
+    def run(setup, cwd):
+        script = "mount -t tmpfs tmpfs /etc && %s && exec \"$0\" -t" % setup
+        p = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, t.lb_bin],
+                           cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=10 * t.slow)
+        return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+    # /etc/lb/lb.conf exists: it is read, even from a directory with config/lb.conf
+    code, out, err = run("mkdir /etc/lb && cp %s /etc/lb/lb.conf" % os.path.join(t.tmp, "etc.conf"), tree)
+    eq((code, out.strip()), (0, "configuration OK"), "lb -t with /etc/lb/lb.conf (stderr %r)" % err)
+    check("using config/lb.conf" not in err, "fell back although /etc/lb/lb.conf exists: %r" % err)
+    code, out, err = run("mkdir /etc/lb && printf 'lb = {\\n workers = x;\\n};\\n' > /etc/lb/lb.conf", tree)
+    eq(code, 1, "lb -t with a broken /etc/lb/lb.conf (stdout %r)" % out)
+    check(err.startswith("/etc/lb/lb.conf:2:"), "error not about /etc/lb/lb.conf line 2: %r" % err)
+    # no /etc/lb/lb.conf: the tree's file, said on stderr
+    code, out, err = run("true", tree)
+    eq((code, out.strip()), (0, "configuration OK"), "lb -t from the tree (stderr %r)" % err)
+    check("no /etc/lb/lb.conf; using config/lb.conf" in err, "fallback not said: %r" % err)
+    # neither: the error names /etc/lb/lb.conf and tells how to give one
+    code, out, err = run("true", bare)
+    eq(code, 1, "lb -t without any configuration (stdout %r)" % out)
+    check(err.startswith("/etc/lb/lb.conf: cannot open: No such file or directory"), "stderr %r" % err)
+    check("-c FILE" in err, "no hint to use -c: %r" % err)
