@@ -38,6 +38,7 @@ struct main_ctx {
     ev_signal sig_term, sig_int, sig_hup, sig_usr1;
     ev_timer stop_poll;
     ev_tstamp stop_deadline;
+    ev_timer grace; /* timeouts.shutdown_grace: accepting on, /healthz 503 */
     ev_timer reload_poll; /* waits for every worker to adopt a new configuration */
     struct hc *hc;        /* the health checker thread */
     struct notify notify; /* sd_notify, when run by systemd */
@@ -127,6 +128,31 @@ static void on_stop_poll(struct ev_loop *loop, ev_timer *w, int revents)
     }
 }
 
+/* Close the listeners and let the connections finish, for at most timeouts.drain. */
+static void drain_start(struct main_ctx *m, struct ev_loop *loop)
+{
+    log_info("draining: listeners closed; finishing %lld connections",
+             (long long)atomic_load(&m->lb.conns_current));
+    atomic_store(&m->lb.draining, true);
+    notify_status(&m->notify, "draining");
+    for (int i = 0; i < m->lb.nworkers; i++)
+        worker_stop(&m->lb.workers[i]);
+    m->stop_deadline = ev_now(loop) + atomic_load(&m->lb.rt)->cfg->drain_ms / 1000.0;
+    ev_timer_init(&m->stop_poll, on_stop_poll, STOP_POLL_S, STOP_POLL_S);
+    ev_timer_start(loop, &m->stop_poll);
+}
+
+static void on_grace_end(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    drain_start(container_of(w, struct main_ctx, grace), loop);
+}
+
+/*
+ * SIGTERM or SIGINT: /healthz turns 503 at once. With timeouts.shutdown_grace
+ * the listeners keep accepting that long, so a balancer in front that polls
+ * /healthz stops sending before connections are refused; then the drain.
+ */
 static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
     (void)revents;
@@ -137,15 +163,20 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
                  (long long)atomic_load(&m->lb.conns_current));
         _exit(0);
     }
-    log_info("%s: stopping; finishing %lld connections", strsignal(w->signum),
-             (long long)atomic_load(&m->lb.conns_current));
     atomic_store(&m->lb.stopping, true);
-    notify_stopping(&m->notify, "draining");
-    for (int i = 0; i < m->lb.nworkers; i++)
-        worker_stop(&m->lb.workers[i]);
-    m->stop_deadline = ev_now(loop) + atomic_load(&m->lb.rt)->cfg->drain_ms / 1000.0;
-    ev_timer_init(&m->stop_poll, on_stop_poll, STOP_POLL_S, STOP_POLL_S);
-    ev_timer_start(loop, &m->stop_poll);
+    uint32_t grace = atomic_load(&m->lb.rt)->cfg->shutdown_grace_ms;
+    if (grace == 0) {
+        log_info("%s: stopping", strsignal(w->signum));
+        notify_stopping(&m->notify, "draining");
+        drain_start(m, loop);
+        return;
+    }
+    log_info("%s: stopping; /healthz answers 503, still accepting for %ums "
+             "(timeouts.shutdown_grace), then draining",
+             strsignal(w->signum), grace);
+    notify_stopping(&m->notify, "shutdown grace: still accepting, /healthz 503");
+    ev_timer_init(&m->grace, on_grace_end, grace / 1000.0, 0.);
+    ev_timer_start(loop, &m->grace);
 }
 
 static void on_tls_rotate(struct ev_loop *loop, ev_timer *w, int revents)

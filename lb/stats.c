@@ -259,8 +259,11 @@ void stats_json(struct lb *lb, struct sbuf *o)
     }
     sbuf_printf(o, "{\"version\":\"%s\",\"uptime_s\":%.3f,\"pid\":%d,\"workers\":%d,", LB_VERSION,
                 ev_time() - lb->start_time, (int)getpid(), lb->nworkers);
-    sbuf_printf(o, "\"stopping\":%s,\"reloads\":{\"ok\":%llu,\"failed\":%llu,\"last_error\":",
-                atomic_load(&lb->stopping) ? "true" : "false", (unsigned long long)lb->reloads_ok,
+    sbuf_printf(o,
+                "\"stopping\":%s,\"draining\":%s,\"reloads\":{\"ok\":%llu,\"failed\":%llu,"
+                "\"last_error\":",
+                atomic_load(&lb->stopping) ? "true" : "false",
+                atomic_load(&lb->draining) ? "true" : "false", (unsigned long long)lb->reloads_ok,
                 (unsigned long long)lb->reloads_failed);
     sbuf_json_str(o, lb->last_error);
     sbuf_printf(o, ",\"last\":\"%s\",\"generation\":%llu",

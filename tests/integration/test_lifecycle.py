@@ -9,7 +9,7 @@ import socket
 import subprocess
 import time
 
-from harness import check, config_text, eq, fail, skip, wait_until
+from harness import check, config_text, eq, fail, skip, timeout, wait_until
 
 
 def _write(t, name, text):
@@ -301,3 +301,52 @@ def test_default_config_path(t):
     eq(code, 1, "lb -t without any configuration (stdout %r)" % out)
     check(err.startswith("/etc/lb/lb.conf: cannot open: No such file or directory"), "stderr %r" % err)
     check("-c FILE" in err, "no hint to use -c: %r" % err)
+
+
+@timeout(40)
+def test_shutdown_grace_keeps_accepting_then_drains(t):
+    """timeouts.shutdown_grace: after SIGTERM /healthz answers 503 at once, but new
+    connections are still accepted and served for the grace; then the listener closes
+    and a request that started during the grace finishes in the drain."""
+    grace = 3.0
+    b1 = t.backend("b1")
+    lb = t.lb(t.config(backends=[b1], timeouts={"shutdown_grace": "3s", "drain": "10s", "backend": "10s",
+                                                "client_idle": "30s"}))
+    keep = lb.conn()
+    eq(keep.request("GET", "/").status, 200, "keep-alive request before SIGTERM")
+    t0 = time.monotonic()
+    lb.signal(signal.SIGTERM)
+    wait_until(lambda: _healthz_status(lb) == 503, 1.0, interval=0.02, what="/healthz 503 right after SIGTERM")
+    s = lb.stats()
+    eq((s["stopping"], s["draining"]), (True, False), "stopping/draining during the grace")
+    # a connection opened during the grace is accepted and served
+    fresh = lb.conn()
+    r = fresh.request("GET", "/")
+    eq((r.status, r.header("X-Backend")), (200, "b1"), "a new connection during the grace")
+    eq(keep.request("GET", "/").status, 200, "the keep-alive connection during the grace")
+    # a slow request started in the grace runs past its end
+    slow = lb.conn()
+    slow.send(b"GET /sleep/4500 HTTP/1.1\r\nHost: x\r\n\r\n")
+    wait_until(lambda: lb.backend_stats("api", "b1")["inflight"] == 1, 2 * t.slow, what="the slow request at b1")
+    late = [0]
+
+    def refused():
+        if time.monotonic() - t0 < grace - 0.2:
+            late[0] += _accepts(lb.port)  # still accepting, as it should: count the proofs
+            return False
+        return not _accepts(lb.port)
+
+    wait_until(refused, grace + 2 * t.slow, interval=0.05, what="the listener to close after the grace")
+    closed_at = time.monotonic() - t0
+    check(closed_at >= grace - 0.2, "listener closed %.2fs after SIGTERM, before the %.1fs grace" % (closed_at, grace))
+    check(late[0] > 0, "no connection was tried while the grace ran")
+    check(lb.stats()["draining"] is True, "stats do not say draining after the grace")
+    r = slow.read_response(timeout=10 * t.slow)
+    eq((r.status, r.header("X-Backend")), (200, "b1"), "the request that started during the grace")
+    check("close" in (r.header("Connection") or "").lower(), "response finished in the drain without Connection: close")
+    try:
+        lb.proc.wait(5 * t.slow)
+    except Exception:
+        fail("lb still running %.1fs after SIGTERM" % (time.monotonic() - t0))
+    eq(lb.proc.returncode, 0, "exit status after the grace and drain")
+    check("still accepting for 3000ms" in lb.stderr_text(), "the grace is not logged")

@@ -70,7 +70,8 @@ static const char full_text[] =
     "log: { level = \"debug\"; access = \"stdout\"; format = \"json\"; };\n"
     "admin: { listen = \"0.0.0.0:9901\"; token = \"s3cret\"; };\n"
     "timeouts: { connect = \"250ms\"; client_header = \"5s\"; client_idle = \"2m\";\n" /* 5 */
-    "            backend = \"1.5s\"; drain = \"1h\"; tunnel = \"90s\"; backend_idle = \"45s\"; };\n"
+    "            backend = \"1.5s\"; drain = \"1h\"; tunnel = \"90s\"; backend_idle = \"45s\";"
+    " shutdown_grace = \"15s\"; };\n"
     "listeners = (\n"
     "  { name = \"web\"; listen = \"*:8080\"; pool = \"api\";\n" /* 8 */
     "    routes = ( { host = \"reports.example.com\"; path_prefix = \"/v2/\"; pool = \"reports\"; },\n"
@@ -125,6 +126,8 @@ static void test_full_top_level(void **state)
     assert_int_equal(cfg->drain_ms, 3600000);
     assert_int_equal(cfg->tunnel_ms, 90000);
     assert_int_equal(cfg->backend_idle_ms, 45000);
+    assert_int_equal(cfg->shutdown_grace_ms, 15000);
+    assert_null(cfg->admin_token_file);
     cfg_free(cfg);
 }
 
@@ -286,6 +289,8 @@ static void assert_top_defaults(const struct cfg *cfg)
     assert_int_equal(cfg->drain_ms, 30000);
     assert_int_equal(cfg->tunnel_ms, 3600000);
     assert_int_equal(cfg->backend_idle_ms, 10000);
+    assert_int_equal(cfg->shutdown_grace_ms, 0);
+    assert_null(cfg->admin_token_file);
 }
 
 static void assert_pool_defaults(const struct cfg_pool *p)
@@ -984,6 +989,73 @@ static void test_admin_token_length(void **state)
     cfg_errors_free(&e);
 }
 
+/* admin.token_file: the token is the file less its line end, read next to
+ * the configuration; problems name the setting's line; never from a string. */
+static void test_admin_token_file(void **state)
+{
+    char dir[] = "/tmp/test_cfg.XXXXXX", conf[64], tok[64], text[512];
+    struct cfg_errors e = {0};
+    struct cfg *cfg;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(conf, sizeof(conf), "%s/lb.conf", dir);
+    snprintf(tok, sizeof(tok), "%s/token", dir);
+    write_file(tok, "s3cret-from-a-secret\n");
+    snprintf(text, sizeof(text),
+             LISTENERS_OK POOLS_OK "admin: { listen = \"0.0.0.0:9900\";\n token_file = \"token\"; };\n");
+    write_file(conf, text);
+    cfg = cfg_load(conf, &e);
+    print_errors(&e);
+    assert_non_null(cfg);
+    assert_string_equal(cfg->admin_token, "s3cret-from-a-secret");
+    assert_string_equal(cfg->admin_token_file, tok);
+    cfg_free(cfg);
+
+    write_file(tok, "two words\n");
+    assert_null(cfg_load(conf, &e));
+    assert_int_equal(e.n, 1);
+    snprintf(text, sizeof(text), "%s:4: admin.token_file: must be printable ASCII without spaces",
+             conf);
+    assert_string_equal(e.msgs[0], text);
+    cfg_errors_free(&e);
+
+    write_file(tok, "\n");
+    assert_null(cfg_load(conf, &e));
+    assert_int_equal(e.n, 1);
+    snprintf(text, sizeof(text), "%s:4: admin.token_file: \"%s\" is empty", conf, tok);
+    assert_string_equal(e.msgs[0], text);
+    cfg_errors_free(&e);
+
+    unlink(tok);
+    assert_null(cfg_load(conf, &e));
+    assert_int_equal(e.n, 1);
+    snprintf(text, sizeof(text),
+             "%s:4: admin.token_file: cannot read \"%s\": No such file or directory", conf, tok);
+    assert_string_equal(e.msgs[0], text);
+    cfg_errors_free(&e);
+
+    write_file(conf, LISTENERS_OK POOLS_OK "admin: { token = \"a\";\n token_file = \"token\"; };\n");
+    write_file(tok, "b\n");
+    assert_null(cfg_load(conf, &e));
+    assert_int_equal(e.n, 1);
+    snprintf(text, sizeof(text),
+             "%s:4: admin.token_file: set admin.token or admin.token_file, not both", conf);
+    assert_string_equal(e.msgs[0], text);
+    cfg_errors_free(&e);
+
+    assert_null(cfg_load_string(LISTENERS_OK POOLS_OK "admin: { token_file = \"/etc/passwd\"; };\n",
+                                NAME, &e));
+    assert_int_equal(e.n, 1);
+    assert_string_equal(e.msgs[0], "t.conf:3: admin.token_file: files cannot be read when loading "
+                                   "from a string");
+    cfg_errors_free(&e);
+
+    unlink(tok);
+    unlink(conf);
+    rmdir(dir);
+}
+
 /* ------------------------------------------------------------------------ */
 /* the value parsers                                                         */
 
@@ -1244,6 +1316,7 @@ int main(void)
         cmocka_unit_test(test_tls_files),
         cmocka_unit_test(test_admin_exposure_allowed),
         cmocka_unit_test(test_admin_token_length),
+        cmocka_unit_test(test_admin_token_file),
         cmocka_unit_test(test_parse_duration),
         cmocka_unit_test(test_parse_addr),
         cmocka_unit_test(test_parse_status_set),
