@@ -1732,6 +1732,7 @@ static const struct cfg_key lb_keys[] = {
     C("region", key_label, region),
     C("max_connections", key_u32, max_connections, .lo = 1, .hi = CFG_BIG_MAX),
     C("user", key_text, user),
+    C("watch_config", key_bool, watch_config),
 };
 
 static const struct cfg_key log_keys[] = {
@@ -1795,6 +1796,7 @@ static void cfg_set_defaults(struct cfg *c)
     c->tunnel_ms = 3600000;
     c->backend_idle_ms = 10000;
     c->shutdown_grace_ms = 0;
+    c->watch_config = false;
 }
 
 static void unknown_key(struct cfg_loader *ld, const config_setting_t *s,

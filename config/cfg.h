@@ -199,6 +199,7 @@ struct cfg {
     const char *region; /* "" when not given */
     uint32_t max_connections;
     const char *user; /* NULL: do not drop privileges */
+    bool watch_config; /* reload by itself when the file (or admin.token_file) changes */
 
     /* log */
     enum cfg_level log_level;

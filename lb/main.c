@@ -26,6 +26,7 @@
 #include "lb/sampler.h"
 #include "lb/tls.h"
 #include "lb/version.h"
+#include "lb/watch.h"
 #include "lb/worker.h"
 
 #define STOP_POLL_S  0.02
@@ -46,6 +47,7 @@ struct main_ctx {
     ev_tstamp reload_start;
     struct sampler sampler; /* tier shares and panic, once a second */
     ev_timer tls_rotate;    /* a new session ticket key every hour */
+    struct watch watch;     /* lb.watch_config: reload when the file changes */
 };
 
 /*
@@ -417,6 +419,16 @@ fail:
     return -1;
 }
 
+/* Follow the files of the running configuration when it asks to (lb.watch_config). */
+static void watch_update(struct main_ctx *m)
+{
+    const struct cfg *c = atomic_load(&m->lb.rt)->cfg;
+    const char *files[WATCH_FILES] = {m->lb.conf_path, c->admin_token_file};
+    char err[300];
+    if (watch_set(&m->watch, files, c->watch_config ? WATCH_FILES : 0, err, sizeof(err)) == -1)
+        log_err("lb.watch_config: %s; changes take a SIGHUP", err);
+}
+
 static void reload(struct main_ctx *m)
 {
     struct lb *lb = &m->lb;
@@ -448,9 +460,18 @@ static void reload(struct main_ctx *m)
     const struct cfg *c = atomic_load(&lb->rt)->cfg;
     log_info("reload: %s applied (%d listeners, %d pools), generation %llu", lb->conf_path,
              c->nlisteners, c->npools, (unsigned long long)lb->gen);
+    watch_update(m);
     ev_timer_stop(lb->main_loop, &m->reload_poll);
     ev_timer_set(&m->reload_poll, 0.001, 0.002);
     ev_timer_start(lb->main_loop, &m->reload_poll);
+}
+
+static void on_config_changed(struct watch *w, void *arg)
+{
+    (void)w;
+    struct main_ctx *m = arg;
+    log_info("%s changed: reloading (lb.watch_config)", m->lb.conf_path);
+    reload(m);
 }
 
 static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
@@ -684,10 +705,13 @@ int main(int argc, char **argv)
     ev_timer_init(&m.tls_rotate, on_tls_rotate, TLS_ROTATE_S, TLS_ROTATE_S);
     ev_timer_start(loop, &m.tls_rotate);
     m.lb.sampler = &m.sampler;
+    watch_init(&m.watch, loop, on_config_changed, &m);
+    watch_update(&m);
     char st[200];
     serving_status(&m, st, sizeof(st), "serving");
     notify_ready(&m.notify, st); /* listeners bound, workers running, first checks done */
     ev_run(loop, 0);
+    watch_stop(&m.watch);
     sampler_stop(&m.sampler, loop);
     stop(&m);
     notify_deinit(&m.notify);

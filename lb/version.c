@@ -56,7 +56,7 @@ void version_print_build(FILE *f)
             OpenSSL_version(OPENSSL_VERSION));
     fprintf(f, "libconfig: %d.%d.%d\n", LIBCONFIG_VER_MAJOR, LIBCONFIG_VER_MINOR,
             LIBCONFIG_VER_REVISION);
-    fprintf(f, "features:  tls sni session-tickets backend-tls sd_notify"
+    fprintf(f, "features:  tls sni session-tickets backend-tls sd_notify watch_config(inotify)"
 #ifdef LB_ASAN
                " asan"
 #endif

@@ -66,7 +66,7 @@ static uint32_t ipv4_of(const struct cfg_addr *a)
 /* clang-format off */
 static const char full_text[] =
     "lb: { workers = 3; zone = \"zone-b\"; region = \"eu-1\"; max_connections = 500;\n" /* 1 */
-    "      user = \"nobody\"; };\n"
+    "      user = \"nobody\"; watch_config = true; };\n"
     "log: { level = \"debug\"; access = \"stdout\"; format = \"json\"; };\n"
     "admin: { listen = \"0.0.0.0:9901\"; token = \"s3cret\"; };\n"
     "timeouts: { connect = \"250ms\"; client_header = \"5s\"; client_idle = \"2m\";\n" /* 5 */
@@ -127,6 +127,7 @@ static void test_full_top_level(void **state)
     assert_int_equal(cfg->tunnel_ms, 90000);
     assert_int_equal(cfg->backend_idle_ms, 45000);
     assert_int_equal(cfg->shutdown_grace_ms, 15000);
+    assert_true(cfg->watch_config);
     assert_null(cfg->admin_token_file);
     cfg_free(cfg);
 }
@@ -290,6 +291,7 @@ static void assert_top_defaults(const struct cfg *cfg)
     assert_int_equal(cfg->tunnel_ms, 3600000);
     assert_int_equal(cfg->backend_idle_ms, 10000);
     assert_int_equal(cfg->shutdown_grace_ms, 0);
+    assert_false(cfg->watch_config);
     assert_null(cfg->admin_token_file);
 }
 
