@@ -12,6 +12,7 @@
  * The libconfig tree is destroyed before cfg_load() returns.
  */
 #include "config/cfg.h"
+#include "config/cfg_syntax.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -1919,8 +1920,7 @@ static uint32_t workers_default(void)
  * Walk a parsed libconfig tree into a new snapshot. Returns it, or NULL
  * with the errors appended to ERRS.
  */
-static struct cfg *cfg_build(config_t *lc, const char *name, bool files_ok,
-                             struct cfg_errors *errs)
+static struct cfg *cfg_build(config_t *lc, const char *name, bool files_ok, struct cfg_errors *errs)
 {
     struct cfg_loader *ld;
     struct cfg *cfg = NULL;
@@ -1967,22 +1967,30 @@ fail_oom:
     return NULL;
 }
 
-/* "FILE:LINE: syntax error[: detail]" from libconfig's report. */
-static void syntax_error(const config_t *lc, const char *name, struct cfg_errors *errs)
+/*
+ * "FILE:LINE: syntax error[: detail]" from libconfig's report. In the main
+ * file (TEXT), a common mistake found around the reported line moves the
+ * line to where the mistake is and says what it probably is.
+ */
+static void syntax_error(const config_t *lc, const char *name, const char *text,
+                         struct cfg_errors *errs)
 {
     const char *file = config_error_file(lc) ? config_error_file(lc) : name, *sep;
     const char *dir = file_dir(config_get_include_dir(lc), name, file, &sep);
-    const char *text = config_error_text(lc) ? config_error_text(lc) : "syntax error";
+    const char *detail = config_error_text(lc) ? config_error_text(lc) : "syntax error";
+    struct cfg_syntax_hint hint;
 
     if (config_error_type(lc) == CONFIG_ERR_FILE_IO) {
-        errs_push(errs, fmt("%s%s%s: cannot read: %s", dir, sep, file, text));
+        errs_push(errs, fmt("%s%s%s: cannot read: %s", dir, sep, file, detail));
         return;
     }
-    if (strcmp(text, "syntax error") == 0)
-        errs_push(errs, fmt("%s%s%s:%d: syntax error", dir, sep, file, config_error_line(lc)));
+    if (strcmp(detail, "syntax error") != 0) /* libconfig knows better */
+        errs_push(errs, fmt("%s%s%s:%d: syntax error: %s", dir, sep, file, config_error_line(lc),
+                            detail));
+    else if (!config_error_file(lc) && cfg_syntax_explain(text, config_error_line(lc), &hint))
+        errs_push(errs, fmt("%s:%d: syntax error: %s", name, hint.line, hint.text));
     else
-        errs_push(errs,
-                  fmt("%s%s%s:%d: syntax error: %s", dir, sep, file, config_error_line(lc), text));
+        errs_push(errs, fmt("%s%s%s:%d: syntax error", dir, sep, file, config_error_line(lc)));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -2163,7 +2171,7 @@ static struct cfg *load_text(const char *text, const char *name, const char *pat
     if (path && set_include_dir(&lc, path) == -1)
         errs_push(errs, fmt("%s: out of memory while loading the configuration", name));
     else if (config_read_string(&lc, text) != CONFIG_TRUE)
-        syntax_error(&lc, name, errs);
+        syntax_error(&lc, name, text, errs);
     else if (check_int_literals(text, name, errs) == 0)
         cfg = cfg_build(&lc, name, path != NULL, errs);
     config_destroy(&lc);

@@ -30,7 +30,7 @@
 #include "lb/worker.h"
 
 #define STOP_POLL_S  0.02
-#define OPT_VERBOSE  1000 /* --verbose: only with --version */
+#define OPT_VERBOSE  1000   /* --verbose: only with --version */
 #define TLS_ROTATE_S 3600.0 /* session ticket keys: a new one every hour */
 
 struct main_ctx {
@@ -39,7 +39,7 @@ struct main_ctx {
     ev_signal sig_term, sig_int, sig_hup, sig_usr1;
     ev_timer stop_poll;
     ev_tstamp stop_deadline;
-    ev_timer grace; /* timeouts.shutdown_grace: accepting on, /healthz 503 */
+    ev_timer grace;       /* timeouts.shutdown_grace: accepting on, /healthz 503 */
     ev_timer reload_poll; /* waits for every worker to adopt a new configuration */
     struct hc *hc;        /* the health checker thread */
     struct notify notify; /* sd_notify, when run by systemd */
@@ -70,17 +70,16 @@ static struct cfg *load(const char *path, struct tls_keys *keys, struct tls_set 
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: lb [-c FILE] [-t] [-v | -V] [-h]\n"
-            "  -c, --config FILE  configuration file (default " LB_CONF_DEFAULT ", or\n"
-            "                     " LB_CONF_TREE " in the working directory when that does\n"
-            "                     not exist)\n"
-            "  -t, --check        check the configuration and exit (0 valid, 1 invalid)\n"
-            "  -v, --version      print the version and exit\n"
-            "  -V, --version --verbose\n"
-            "                     print the build: compiler, flags, libraries, features\n"
-            "  -h, --help         print this help and exit\n"
-            "signals: HUP reload, TERM/INT graceful stop, USR1 reopen logs\n");
+    fprintf(f, "usage: lb [-c FILE] [-t] [-v | -V] [-h]\n"
+               "  -c, --config FILE  configuration file (default " LB_CONF_DEFAULT ", or\n"
+               "                     " LB_CONF_TREE " in the working directory when that does\n"
+               "                     not exist)\n"
+               "  -t, --check        check the configuration and exit (0 valid, 1 invalid)\n"
+               "  -v, --version      print the version and exit\n"
+               "  -V, --version --verbose\n"
+               "                     print the build: compiler, flags, libraries, features\n"
+               "  -h, --help         print this help and exit\n"
+               "signals: HUP reload, TERM/INT graceful stop, USR1 reopen logs\n");
 }
 
 /*
@@ -593,6 +592,7 @@ static void stop(struct main_ctx *m)
 
 int main(int argc, char **argv)
 {
+    /* clang-format off */
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
         {"check", no_argument, NULL, 't'},
@@ -601,6 +601,7 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
+    /* clang-format on */
     const char *path = NULL;
     bool check = false, version = false, verbose = false;
     int opt;

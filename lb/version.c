@@ -61,6 +61,5 @@ void version_print_build(FILE *f)
                " asan"
 #endif
                "\n");
-    fprintf(f, "config:    %s (else %s in the working directory)\n", LB_CONF_DEFAULT,
-            LB_CONF_TREE);
+    fprintf(f, "config:    %s (else %s in the working directory)\n", LB_CONF_DEFAULT, LB_CONF_TREE);
 }

@@ -21,9 +21,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define WATCH_FILES   2    /* the configuration file and admin.token_file */
-#define WATCH_DIRS    4    /* each file's directory, and its target's when a symlink */
-#define WATCH_SETTLE  0.2  /* seconds of quiet after an event before looking */
+#define WATCH_FILES  2   /* the configuration file and admin.token_file */
+#define WATCH_DIRS   4   /* each file's directory, and its target's when a symlink */
+#define WATCH_SETTLE 0.2 /* seconds of quiet after an event before looking */
 
 struct watch;
 typedef void (*watch_cb)(struct watch *w, void *arg);

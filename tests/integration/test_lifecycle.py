@@ -350,3 +350,44 @@ def test_shutdown_grace_keeps_accepting_then_drains(t):
         fail("lb still running %.1fs after SIGTERM" % (time.monotonic() - t0))
     eq(lb.proc.returncode, 0, "exit status after the grace and drain")
     check("still accepting for 3000ms" in lb.stderr_text(), "the grace is not logged")
+
+
+def test_check_syntax_errors_name_the_line_of_the_mistake(t):
+    """The three common slips, each at the line where it is (libconfig itself reports
+    the end of the file for a missing brace), with a hint saying what it is."""
+    cfg = t.config(backends=[{"name": "b1", "address": "127.0.0.1:1"}, {"name": "b2", "address": "127.0.0.1:2"}])
+    lines = config_text(cfg).split("\n")
+
+    def at(pred, what):
+        for i, ln in enumerate(lines):
+            if pred(ln):
+                return i
+        fail("config layout changed: no line with %s" % what)
+
+    def check_file(name, text, want):
+        _write(t, name, text)
+        code, out = t.run_lb(["-t", "-c", name])
+        eq(code, 1, "exit status of lb -t on %s (output %r)" % (name, out))
+        eq(out.strip(), want, "lb -t on %s" % name)
+
+    # 1. an address without quotes
+    bad = list(lines)
+    i = at(lambda ln: '"127.0.0.1:1"' in ln, "b1's address")
+    bad[i] = bad[i].replace('"127.0.0.1:1"', "127.0.0.1:1")
+    check_file("unquoted.conf", "\n".join(bad),
+               'unquoted.conf:%d: syntax error: 127.0.0.1:1 needs double quotes: address = "127.0.0.1:1"' % (i + 1))
+
+    # 2. the separator between two backends left out
+    bad = list(lines)
+    i = at(lambda ln: '"127.0.0.1:1"' in ln, "b1's address") + 1
+    eq(bad[i].strip(), "},", "the line closing b1")
+    bad[i] = bad[i].replace("},", "}")
+    check_file("separator.conf", "\n".join(bad),
+               "separator.conf:%d: syntax error: ',' missing between two elements of a list" % (i + 2))
+
+    # 3. a group's closing brace left out: libconfig alone says the last line
+    bad = list(lines)
+    eq((bad[0], bad[2]), ("lb = {", "};"), "the lb group's first and last lines")
+    del bad[2]
+    check_file("brace.conf", "\n".join(bad),
+               "brace.conf:3: syntax error: '}' missing before this line: the '{' of line 1 is not closed")

@@ -244,6 +244,7 @@ def test_watch_config_reloads_once_per_change(t):
         f.write(config_text(new).replace('"127.0.0.1:%d"' % b1.port, "127.0.0.1:%d" % b1.port))
     r = _wait_reloads(t, lb, 2, 1)
     check(r["last_error"].startswith(lb.conf_path + ":"), "last_error without the file: %r" % r["last_error"])
+    check("needs double quotes" in r["last_error"], "last_error without the hint: %r" % r["last_error"])
     _quiet_reloads(t, lb, 2, 1)
     c = lb.conn()
     eq((c.request("GET", "/").status, _weight(lb)), (200, 70), "serving after the broken edit")

@@ -724,7 +724,7 @@ static const struct err_case err_cases[] = {
 
     /* libconfig's own errors */
     {"syntax_error", .text = "listeners = (\n  { name = \"web\"; listen = ; }\n);\n",
-     .want = {"t.conf:2: syntax error"}},
+     .want = {"t.conf:2: syntax error: listen has no value"}},
     {"duplicate_setting", .text = LISTENERS_OK POOLS_OK "lb: { workers = 1; workers = 2; };\n",
      .want = {"t.conf:3: syntax error: duplicate setting name"}},
     {"include_refused", .text = "listeners = ();\n  @include \"/etc/passwd\"\n",
@@ -840,6 +840,111 @@ static void test_errors_append_and_free(void **state)
 }
 
 /* ------------------------------------------------------------------------ */
+/* syntax errors: the line of the mistake, not where libconfig gave up       */
+
+struct syntax_case {
+    const char *name;
+    const char *text;
+    const char *want;
+};
+
+/* clang-format off */
+static const struct syntax_case syntax_cases[] = {
+    {"unquoted_address",
+     "listeners = (\n"
+     "  { name = \"web\"; listen = 127.0.0.1:8080; pool = \"api\"; }\n"
+     ");\n" POOLS_OK,
+     "t.conf:2: syntax error: 127.0.0.1:8080 needs double quotes: listen = \"127.0.0.1:8080\""},
+    {"unquoted_v6_address", LISTENERS_OK POOLS_OK "admin: {\n  listen = [::1]:9900;\n};\n",
+     "t.conf:4: syntax error: [::1]:9900 needs double quotes: listen = \"[::1]:9900\""},
+    {"unquoted_word", LISTENERS_OK POOLS_OK "lb: { zone = zone-a; };\n",
+     "t.conf:3: syntax error: zone-a needs double quotes: zone = \"zone-a\""},
+    {"single_quotes", LISTENERS_OK POOLS_OK "lb: { zone = 'a'; };\n",
+     "t.conf:3: syntax error: 'a' needs double quotes: zone = \"a\""},
+    {"no_value", LISTENERS_OK POOLS_OK "lb: {\n  workers = ;\n};\n",
+     "t.conf:4: syntax error: workers has no value"},
+    {"missing_comma_between_backends",
+     LISTENERS_OK
+     "pools = (\n"                                                      /* 2 */
+     "  { name = \"api\";\n"
+     "    backends = (\n"
+     "      { name = \"b1\"; address = \"127.0.0.1:9001\"; }\n"        /* 5 */
+     "      { name = \"b2\"; address = \"127.0.0.1:9002\"; }\n"        /* 6 */
+     "    );\n"
+     "  }\n"
+     ");\n",
+     "t.conf:6: syntax error: ',' missing between two elements of a list"},
+    {"semicolon_in_list",
+     LISTENERS_OK
+     "pools = (\n"
+     "  { name = \"api\"; backends = ( { name = \"b1\"; address = \"127.0.0.1:9001\"; } ); };\n"
+     "  { name = \"r\"; backends = ( { name = \"b1\"; address = \"127.0.0.1:9001\"; } ); }\n"
+     ");\n",
+     "t.conf:3: syntax error: elements of a list are separated by ',', not ';'"},
+    /* libconfig gives up at the end of the file (line 11): the mistake is before line 4 */
+    {"missing_brace_of_group",
+     "lb: {\n"                                                          /* 1 */
+     "  workers = 2;\n"
+     "\n"
+     "log: {\n"                                                         /* 4 */
+     "  level = \"info\";\n"
+     "};\n" LISTENERS_OK POOLS_OK
+     "timeouts: {\n"
+     "  drain = \"5s\";\n"
+     "};\n",
+     "t.conf:4: syntax error: '}' missing before this line: the '{' of line 1 is not closed"},
+    /* the health group is not closed: libconfig gives up at the last line (9) */
+    {"missing_brace_inside_pool",
+     LISTENERS_OK
+     "pools = (\n"                                                      /* 2 */
+     "  { name = \"api\";\n"
+     "    health: {\n"                                                  /* 4 */
+     "      type = \"http\";\n"
+     "    backends = (\n"                                               /* 6 */
+     "      { name = \"b1\"; address = \"127.0.0.1:9001\"; }\n"
+     "    );\n"
+     "  }\n"
+     ");\n",
+     "t.conf:6: syntax error: '}' missing before this line: the '{' of line 4 is not closed"},
+    {"missing_brace_before_paren",
+     "listeners = (\n"
+     "  { name = \"web\"; listen = \"127.0.0.1:8080\"; pool = \"api\";\n"
+     ");\n" POOLS_OK,
+     "t.conf:3: syntax error: '}' missing before this ')': the '{' of line 2 is not closed"},
+    {"missing_paren",
+     "listeners = (\n"
+     "  { name = \"web\"; listen = \"127.0.0.1:8080\"; pool = \"api\"; }\n"
+     "\n" POOLS_OK,
+     "t.conf:4: syntax error: ')' missing before this line: the '(' of line 1 is not closed"},
+    {"unclosed_string", LISTENERS_OK POOLS_OK "lb: {\n  zone = \"zone-a;\n  region = \"r\";\n};\n",
+     "t.conf:4: syntax error: the string opened on this line runs past its end: is its closing "
+     "'\"' missing?"},
+    /* unindented but balanced groups are not taken for missing braces */
+    {"flat_style_other_error",
+     "lb: {\nworkers = 2;\n};\n" LISTENERS_OK POOLS_OK "log: {\nlevel = \"info\" }}\n",
+     "t.conf:7: syntax error: '}' closes nothing that is open"},
+    /* nothing to say: libconfig's line stands */
+    {"no_hint", LISTENERS_OK POOLS_OK "lb { workers = 2; };\n", "t.conf:3: syntax error"},
+};
+/* clang-format on */
+
+static void test_syntax_hints(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(syntax_cases) / sizeof(syntax_cases[0]); i++) {
+        const struct syntax_case *c = &syntax_cases[i];
+        struct cfg_errors e = {0};
+
+        print_message("case %s\n", c->name);
+        assert_null(load(c->text, &e));
+        print_errors(&e);
+        assert_int_equal(e.n, 1);
+        assert_string_equal(e.msgs[0], c->want);
+        cfg_errors_free(&e);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
 /* files                                                                     */
 
 static void test_missing_file(void **state)
@@ -898,7 +1003,7 @@ static void test_file_include_and_errors(void **state)
     write_file(main_path, LISTENERS_OK POOLS_OK "lb: {\n  workers = ;\n  zone = \"a\"; };\n");
     assert_null(cfg_load(main_path, &e));
     assert_int_equal(e.n, 1);
-    snprintf(want, sizeof(want), "%s:4: syntax error", main_path);
+    snprintf(want, sizeof(want), "%s:4: syntax error: workers has no value", main_path);
     assert_string_equal(e.msgs[0], want);
     cfg_errors_free(&e);
 
@@ -1319,6 +1424,7 @@ int main(void)
         cmocka_unit_test(test_admin_exposure_allowed),
         cmocka_unit_test(test_admin_token_length),
         cmocka_unit_test(test_admin_token_file),
+        cmocka_unit_test(test_syntax_hints),
         cmocka_unit_test(test_parse_duration),
         cmocka_unit_test(test_parse_addr),
         cmocka_unit_test(test_parse_status_set),
