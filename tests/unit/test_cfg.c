@@ -401,8 +401,9 @@ static void test_demo_conf(void **state)
     assert_int_equal(cfg->listeners[0].nroutes, 1);
     assert_string_equal(cfg->listeners[0].routes[0].path_prefix, "/reports/");
     assert_int_equal(cfg->listeners[0].routes[0].pool, cfg_pool_index(cfg, "reports"));
-    assert_null(cfg->admin_token);
+    assert_string_equal(cfg->admin_token, "demo-token"); /* make run prints it */
     assert_string_equal(cfg->admin_listen.text, "127.0.0.1:9900");
+    assert_string_equal(cfg->zone, ""); /* the comments say what setting it does */
     api = &cfg->pools[cfg_pool_index(cfg, "api")];
     assert_int_equal(api->balance, CFG_BAL_ROUND_ROBIN);
     assert_int_equal(api->health.type, CFG_HC_HTTP);
