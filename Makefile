@@ -8,7 +8,7 @@
 #   make fuzz     libFuzzer runs of the parser and config loader, then the network
 #                 fuzzer against the ASan+UBSan lb (FUZZ_SECONDS each)
 #   make bench    side by side with HAProxy and nginx
-#   make install  binary, config, systemd unit (PREFIX, DESTDIR)
+#   make install  binary, config, systemd unit, man page, logrotate (PREFIX, DESTDIR)
 
 CC       ?= cc
 OPT      ?= -O2
@@ -108,7 +108,8 @@ unit: $(UNITS) $(REPLAYS)
 # Debian packages each target needs; installed when missing (as root), or the
 # exact command is printed.
 PKGS_BUILD := gcc make pkg-config libev-dev libconfig-dev libssl-dev libcmocka-dev
-PKGS_TEST  := $(PKGS_BUILD) python3 curl clang libclang-rt-14-dev systemd procps
+PKGS_TEST  := $(PKGS_BUILD) python3 curl clang libclang-rt-14-dev systemd procps \
+              python3-yaml python3-kubernetes groff-base man-db logrotate
 PKGS_BENCH := $(PKGS_BUILD) haproxy nginx-light wrk python3
 
 define ensure_pkgs
@@ -182,13 +183,35 @@ scenarios: deps
 
 # The unit names /usr/local/bin/lb (the default PREFIX) so that the file in
 # the tree verifies as it is; the installed copy names $(PREFIX)/bin/lb. An
-# existing /etc/lb/lb.conf is the operator's and is never overwritten.
+# existing /etc/lb/lb.conf is the operator's and is never overwritten; a new
+# one is the demo with a random admin token in place of the demo's, mode 0640
+# (it holds that token), group lb when that group exists. Installing to the
+# machine itself (no DESTDIR) as root also creates the lb user first.
+MANDIR    ?= $(PREFIX)/share/man
+CONF_DEST := $(DESTDIR)/etc/lb/lb.conf
 install: all
 	install -D -m 0755 $(BIN)/lb $(DESTDIR)$(PREFIX)/bin/lb
-	[ -e $(DESTDIR)/etc/lb/lb.conf ] || install -D -m 0644 config/lb.conf $(DESTDIR)/etc/lb/lb.conf
 	sed 's|/usr/local/bin/lb|$(PREFIX)/bin/lb|g' systemd/lb.service > $(BUILD)/lb.service
 	install -D -m 0644 $(BUILD)/lb.service $(DESTDIR)/lib/systemd/system/lb.service
 	install -D -m 0644 systemd/lb.sysusers $(DESTDIR)/usr/lib/sysusers.d/lb.conf
+	install -D -m 0644 deploy/lb.8 $(DESTDIR)$(MANDIR)/man8/lb.8
+	install -D -m 0644 deploy/lb.logrotate $(DESTDIR)/etc/logrotate.d/lb
+	$(Q)if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && ! getent group lb >/dev/null && \
+	    command -v systemd-sysusers >/dev/null; then \
+	  echo "systemd-sysusers /usr/lib/sysusers.d/lb.conf"; systemd-sysusers /usr/lib/sysusers.d/lb.conf; \
+	fi
+	$(Q)if [ -e $(CONF_DEST) ]; then \
+	  echo "$(CONF_DEST) exists: kept as it is"; \
+	else \
+	  token=$$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n'); \
+	  [ $${#token} -eq 32 ] || { echo "no random token"; exit 1; }; \
+	  sed "s/token = \"demo-token\";/token = \"$$token\";/" config/lb.conf > $(BUILD)/lb.conf.install; \
+	  grep -q "token = \"$$token\";" $(BUILD)/lb.conf.install || { echo "config/lb.conf has no demo token to replace"; exit 1; }; \
+	  install -D -m 0640 $(BUILD)/lb.conf.install $(CONF_DEST); \
+	  rm -f $(BUILD)/lb.conf.install; \
+	  if [ -z "$(DESTDIR)" ] && getent group lb >/dev/null; then chgrp lb $(CONF_DEST); fi; \
+	  echo "installed $(CONF_DEST) (mode 0640) with a new random admin.token"; \
+	fi
 
 format:
 	clang-format -i $(wildcard */*.c */*.h */*/*.c */*/*.h)
