@@ -317,6 +317,8 @@ def test_shutdown_grace_keeps_accepting_then_drains(t):
     t0 = time.monotonic()
     lb.signal(signal.SIGTERM)
     wait_until(lambda: _healthz_status(lb) == 503, 1.0, interval=0.02, what="/healthz 503 right after SIGTERM")
+    live = lb.admin_get("/livez")
+    eq((live.status, live.body), (200, b"alive\n"), "/livez during the grace (a liveness probe must pass)")
     s = lb.stats()
     eq((s["stopping"], s["draining"]), (True, False), "stopping/draining during the grace")
     # a connection opened during the grace is accepted and served
