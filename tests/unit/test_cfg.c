@@ -1111,7 +1111,8 @@ static void test_admin_token_file(void **state)
     snprintf(tok, sizeof(tok), "%s/token", dir);
     write_file(tok, "s3cret-from-a-secret\n");
     snprintf(text, sizeof(text),
-             LISTENERS_OK POOLS_OK "admin: { listen = \"0.0.0.0:9900\";\n token_file = \"token\"; };\n");
+             LISTENERS_OK POOLS_OK
+             "admin: { listen = \"0.0.0.0:9900\";\n token_file = \"token\"; };\n");
     write_file(conf, text);
     cfg = cfg_load(conf, &e);
     print_errors(&e);
@@ -1143,7 +1144,8 @@ static void test_admin_token_file(void **state)
     assert_string_equal(e.msgs[0], text);
     cfg_errors_free(&e);
 
-    write_file(conf, LISTENERS_OK POOLS_OK "admin: { token = \"a\";\n token_file = \"token\"; };\n");
+    write_file(conf,
+               LISTENERS_OK POOLS_OK "admin: { token = \"a\";\n token_file = \"token\"; };\n");
     write_file(tok, "b\n");
     assert_null(cfg_load(conf, &e));
     assert_int_equal(e.n, 1);
