@@ -78,6 +78,12 @@ def wait_until(pred, timeout_s, interval=0.02, what="condition"):
         time.sleep(interval)
 
 
+def make_env():
+    """The environment for running make from a test, without what an outer
+    `make test` passes down to its sub-makes (its command-line variables)."""
+    return {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
+
+
 def pattern_bytes(offset, n):
     """The lb-backend /bytes pattern: byte i is 'a' + i % 26."""
     start = offset % 26

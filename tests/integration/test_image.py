@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import tarfile
 
-from harness import ROOT, check, eq, skip, timeout
+from harness import ROOT, check, eq, make_env, skip, timeout
 
 EXPECTED = {"etc/passwd", "etc/group", "etc/ssl/certs/ca-certificates.crt", "usr/bin/lb"}
 MAX_BYTES = 12 * 1024 * 1024
@@ -39,7 +39,8 @@ def test_make_image_builds_a_minimal_image(t):
         _run(t, ["podman", "rmi", "-f", image])
 
     t.on_cleanup(cleanup)
-    code, out, err = _run(t, ["make", "--no-print-directory", "image", "IMAGE=" + image], limit_s=120, cwd=ROOT)
+    code, out, err = _run(t, ["make", "--no-print-directory", "image", "IMAGE=" + image], limit_s=120, cwd=ROOT,
+                          env=make_env())
     eq(code, 0, "make image status (stdout %r, stderr %r)" % (out[-2000:], err[-2000:]))
     check(("built %s" % image) in out, "make image did not report the image: %r" % out[-500:])
 

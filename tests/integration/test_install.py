@@ -9,7 +9,7 @@ import shutil
 import stat
 import subprocess
 
-from harness import ROOT, check, eq, timeout
+from harness import ROOT, check, eq, make_env, timeout
 
 MODES = {
     "usr/bin/lb": 0o755,
@@ -25,7 +25,7 @@ def _install(t, dest):
     p = subprocess.run(["make", "--no-print-directory", "-s", "-o", "all", "install",
                         "BIN=" + os.path.dirname(t.lb_bin), "BUILD=" + os.path.join(t.tmp, "build"),
                         "DESTDIR=" + dest, "PREFIX=/usr"],
-                       cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       cwd=ROOT, env=make_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                        timeout=60 * t.slow)
     out = p.stdout.decode("utf-8", "replace")
     eq(p.returncode, 0, "make install status (output %r)" % out)
