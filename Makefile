@@ -49,7 +49,8 @@ PROGS     := $(BIN)/lb $(if $(BACK_SRC),$(BIN)/lb-backend) $(if $(LOAD_SRC),$(BI
 UNITS     := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 REPLAYS   := $(patsubst tests/fuzz/fuzz_%.c,$(BUILD)/tests/replay_%,$(FUZZ_SRC))
 
-.PHONY: all deps test asan unit fuzz bench run install clean scenarios format image static
+.PHONY: all deps deps-test deps-bench deps-scenarios deps-image test asan unit fuzz bench run install clean \
+        scenarios format image static
 .DEFAULT_GOAL := all
 
 all: $(PROGS)
@@ -109,9 +110,10 @@ unit: $(UNITS) $(REPLAYS)
 # Debian packages each target needs; installed when missing (as root), or the
 # exact command is printed.
 PKGS_BUILD := gcc make pkg-config libev-dev libconfig-dev libssl-dev libcmocka-dev
-PKGS_TEST  := $(PKGS_BUILD) python3 curl clang libclang-rt-14-dev systemd procps \
+PKGS_TEST  := $(PKGS_BUILD) python3 curl openssl clang libclang-rt-14-dev systemd procps \
               python3-yaml python3-kubernetes groff-base man-db logrotate
-PKGS_BENCH := $(PKGS_BUILD) haproxy nginx-light wrk python3
+PKGS_BENCH := $(PKGS_BUILD) haproxy nginx-light wrk python3 openssl
+PKGS_SCENARIOS := $(PKGS_BUILD) python3 openssl testssl.sh
 PKGS_IMAGE := $(PKGS_BUILD) podman ca-certificates
 
 define ensure_pkgs
@@ -137,6 +139,9 @@ deps-test:
 
 deps-bench:
 	$(call ensure_pkgs,$(PKGS_BENCH))
+
+deps-scenarios:
+	$(call ensure_pkgs,$(PKGS_SCENARIOS))
 
 deps-image:
 	$(call ensure_pkgs,$(PKGS_IMAGE))
@@ -182,7 +187,7 @@ bench: deps-bench
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)loadtest/bench.sh
 
-scenarios: deps
+scenarios: deps-scenarios
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)loadtest/scenarios/run-all.sh
 

@@ -1519,6 +1519,13 @@ static const struct cfg_key breaker_keys[] = {
 #undef B
 };
 
+static const struct cfg_key outlier_keys[] = {
+#define O(...) CFG_KEY(struct cfg_outlier, __VA_ARGS__)
+    O("eject", key_bool, eject),
+    O("max_ejected", key_double, max_ejected, .lo = 0, .hi = 1),
+#undef O
+};
+
 static const struct cfg_key limits_keys[] = {
 #define L(...) CFG_KEY(struct cfg_limits, __VA_ARGS__)
     L("max_connections", key_u32, max_connections, .lo = 1, .hi = CFG_BIG_MAX),
@@ -1551,6 +1558,7 @@ static const struct cfg_key health_keys[] = {
 };
 
 static const struct cfg_group breaker_group = {breaker_keys, CFG_NKEYS(breaker_keys)};
+static const struct cfg_group outlier_group = {outlier_keys, CFG_NKEYS(outlier_keys)};
 static const struct cfg_group limits_group = {limits_keys, CFG_NKEYS(limits_keys)};
 static const struct cfg_group retry_group = {retry_keys, CFG_NKEYS(retry_keys)};
 static const struct cfg_group health_group = {health_keys, CFG_NKEYS(health_keys)};
@@ -1565,6 +1573,7 @@ static const struct cfg_key pool_keys[] = {
     P("panic_threshold", key_double, panic_threshold, .lo = 0, .hi = 1),
     P("slow_start", key_duration, slow_start_ms, .lo = 0),
     P("breaker", key_group, breaker, .arg = &breaker_group),
+    P("outlier", key_group, outlier, .arg = &outlier_group),
     P("limits", key_group, limits, .arg = &limits_group),
     P("retry", key_group, retry, .arg = &retry_group),
     P("health", key_group, health, .arg = &health_group),
@@ -1583,6 +1592,8 @@ static void pool_set_defaults(struct cfg_pool *p)
     p->locality = CFG_LOC_ZONE_AWARE;
     p->panic_threshold = 0.5;
     p->slow_start_ms = 10000;
+    p->outlier.eject = false;
+    p->outlier.max_ejected = 0.2;
 
     p->breaker.consecutive_failures = 5;
     p->breaker.failure_rate = 0.5;

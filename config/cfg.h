@@ -135,6 +135,12 @@ struct cfg_breaker {
     struct cfg_status_set failure_statuses;
 };
 
+/* Outlier detection (lb/outlier.h): always on; ejection is the operator's choice. */
+struct cfg_outlier {
+    bool eject;         /* let the breaker open a flagged backend */
+    double max_ejected; /* 0..1: share of the pool that may be ejected at once (at least one) */
+};
+
 struct cfg_limits {
     uint32_t max_connections; /* per backend, all workers together */
     uint32_t max_inflight;
@@ -181,6 +187,7 @@ struct cfg_pool {
     double panic_threshold; /* 0..1 */
     uint32_t slow_start_ms;
     struct cfg_breaker breaker;
+    struct cfg_outlier outlier;
     struct cfg_limits limits;
     struct cfg_retry retry;
     struct cfg_health health;

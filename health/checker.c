@@ -176,16 +176,27 @@ static const char *hc_reason(const struct hc_check *c, enum hc_fail f, char *out
     return out;
 }
 
+/* Health changed from BEFORE now: stamp it, and add a down period that ended to the total. */
+static void hc_changed(struct hc_status *s, enum hc_state before)
+{
+    int64_t now = clock_wall_ms();
+    int64_t since = atomic_load_explicit(&s->last_change_ms, memory_order_relaxed);
+    if (before == HC_DOWN && since && now > since)
+        atomic_fetch_add_explicit(&s->down_ms, (uint64_t)(now - since), memory_order_relaxed);
+    atomic_store_explicit(&s->last_change_ms, now, memory_order_relaxed);
+}
+
 /* Set health from outside the rise/fall run (maint -> unknown, off -> up). */
 static void hc_force(struct hc_check *c, enum hc_state h, const char *why)
 {
     struct hc_status *s = c->state;
 
-    if (atomic_load_explicit(&s->health, memory_order_relaxed) == (int)h)
+    enum hc_state before = atomic_load_explicit(&s->health, memory_order_relaxed);
+    if (before == h)
         return;
     atomic_store_explicit(&s->health, (int)h, memory_order_relaxed);
     atomic_store_explicit(&s->counter, 0, memory_order_relaxed);
-    atomic_store_explicit(&s->last_change_ms, clock_wall_ms(), memory_order_relaxed);
+    hc_changed(s, before);
     cnt_add(&s->transitions, 1);
     log_info("health %s for %s/%s: %s", hc_state_name(h), c->pool, c->name, why);
     event_add(EVK_HEALTH, LOGL_INFO, c->pool, c->name, "health %s: %s", hc_state_name(h), why);
@@ -204,8 +215,8 @@ static void hc_log_change(const struct hc_check *c, enum hc_state before, enum h
     } else if (f == HCF_NONE) {
         log_info("health up for %s/%s: %u consecutive passing checks", c->pool, c->name,
                  c->cfg.rise);
-        event_add(EVK_HEALTH, LOGL_INFO, c->pool, c->name, "health up: %u consecutive passing checks",
-                  c->cfg.rise);
+        event_add(EVK_HEALTH, LOGL_INFO, c->pool, c->name,
+                  "health up: %u consecutive passing checks", c->cfg.rise);
     } else if (before == HC_UNKNOWN) {
         hc_reason(c, f, why, sizeof(why));
         log_warn("health down for %s/%s: first check failed (%s)", c->pool, c->name, why);
@@ -227,12 +238,14 @@ static void hc_record(struct hc_check *c, enum hc_fail f, uint32_t duration_us)
     enum hc_state before = atomic_load_explicit(&s->health, memory_order_relaxed);
 
     atomic_store_explicit(&s->last_duration_us, duration_us, memory_order_relaxed);
+    atomic_store_explicit(&s->last_check_ms, clock_wall_ms(), memory_order_relaxed);
+    atomic_store_explicit(&s->last_ok, f == HCF_NONE, memory_order_relaxed);
     if (c->cfg.type == CFG_HC_HTTP)
         atomic_store_explicit(&s->last_status, c->status, memory_order_relaxed);
     if (f != HCF_NONE)
         atomic_store_explicit(&s->last_fail, (int)f, memory_order_relaxed);
     if (hc_account(s, f == HCF_NONE, c->cfg.rise, c->cfg.fall)) {
-        atomic_store_explicit(&s->last_change_ms, clock_wall_ms(), memory_order_relaxed);
+        hc_changed(s, before);
         hc_log_change(c, before, f);
     } else if (log_enabled(LOGL_DEBUG)) {
         char why[192];

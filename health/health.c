@@ -35,6 +35,9 @@ void hc_status_init(struct hc_status *s, enum hc_state initial)
     atomic_init(&s->last_status, 0);
     atomic_init(&s->last_change_ms, 0);
     atomic_init(&s->last_duration_us, 0);
+    atomic_init(&s->last_check_ms, 0);
+    atomic_init(&s->last_ok, false);
+    atomic_init(&s->down_ms, 0);
 }
 
 /* Bring a counter back into the range of HEALTH for RISE/FALL. */

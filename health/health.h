@@ -87,6 +87,9 @@ struct hc_status {
     _Atomic int last_status;           /* HTTP status of the last HTTP check, 0 if none */
     _Atomic int64_t last_change_ms;    /* CLOCK_REALTIME ms of the last health change, 0: never */
     _Atomic uint32_t last_duration_us; /* how long the last check took */
+    _Atomic int64_t last_check_ms;     /* CLOCK_REALTIME ms the last check ended, 0: none yet */
+    _Atomic bool last_ok;              /* the last check passed */
+    _Atomic uint64_t down_ms;          /* time spent down before the current state, ms */
 };
 
 /* Everything zero, health = INITIAL: HC_UNKNOWN for http/tcp checks, HC_UP for "off". */

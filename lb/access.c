@@ -86,12 +86,24 @@ static size_t text_clean(char *out, size_t cap, const char *s, size_t len)
     return n;
 }
 
+/* A copy for a quoted text field: spaces kept, quotes, backslashes and control bytes '?'. */
+static size_t text_quoted(char *out, size_t cap, const char *s)
+{
+    size_t n = 0;
+    for (; *s && n + 1 < cap; s++) {
+        unsigned char ch = (unsigned char)*s;
+        out[n++] = (ch < 0x20 || ch >= 0x7f || ch == '"' || ch == '\\') ? '?' : (char)ch;
+    }
+    out[n] = 0;
+    return n;
+}
+
 void access_write(const struct access_rec *r)
 {
     int fd = atomic_load_explicit(&access_log.fd, memory_order_relaxed);
     if (fd == -1)
         return;
-    char line[ACCESS_LINE_MAX], ts[40], meth[40], path[1024];
+    char line[ACCESS_LINE_MAX], ts[40], meth[40], path[1024], host[300], ua[400];
     log_fmt_time(ts, sizeof(ts), r->time);
     size_t n;
     const char *pool = r->pool ? r->pool : "-";
@@ -110,6 +122,14 @@ void access_write(const struct access_rec *r)
                              ts, r->client, (int)ml, meth, (int)pl, path, r->status,
                              (unsigned long long)r->bytes, pool, be, r->upstream_ms, r->total_ms,
                              r->request_id);
+        size_t hl = json_escape(host, sizeof(host), r->host, strlen(r->host));
+        size_t ul = json_escape(ua, sizeof(ua), r->user_agent, strlen(r->user_agent));
+        if (n < sizeof(line))
+            n += (size_t)snprintf(line + n, sizeof(line) - n,
+                                  ",\"host\":\"%.*s\",\"user_agent\":\"%.*s\","
+                                  "\"http_version\":\"1.%d\",\"retries\":%u,\"termination\":\"%s\"",
+                                  (int)hl, host, (int)ul, ua, r->http_minor, r->retries,
+                                  r->termination);
         if (r->tls_version && n < sizeof(line)) {
             char jsni[256];
             size_t sl =
@@ -124,10 +144,15 @@ void access_write(const struct access_rec *r)
     } else {
         size_t ml = text_clean(meth, sizeof(meth), r->method, r->method_len);
         size_t pl = text_clean(path, sizeof(path), r->path, r->path_len);
+        text_quoted(host, sizeof(host), r->host);
+        text_quoted(ua, sizeof(ua), r->user_agent);
         n = (size_t)snprintf(line, sizeof(line),
-                             "%s %s \"%.*s %.*s\" %d %llu %s/%s %.3fms %.3fms %s", ts, r->client,
-                             (int)ml, meth, (int)pl, path, r->status, (unsigned long long)r->bytes,
-                             pool, be, r->upstream_ms, r->total_ms, r->request_id);
+                             "%s %s \"%.*s %.*s HTTP/1.%d\" %d %llu %s/%s %.3fms %.3fms %s %u %s "
+                             "\"%s\" \"%s\"",
+                             ts, r->client, (int)ml, meth, (int)pl, path, r->http_minor, r->status,
+                             (unsigned long long)r->bytes, pool, be, r->upstream_ms, r->total_ms,
+                             r->request_id, r->retries, r->termination, host[0] ? host : "-",
+                             ua[0] ? ua : "-");
         if (r->tls_version && n < sizeof(line)) /* version, cipher and SNI name, last */
             n += (size_t)snprintf(line + n, sizeof(line) - n, " %s %s %s", r->tls_version,
                                   r->tls_cipher ? r->tls_cipher : "-", sni);

@@ -30,6 +30,11 @@ struct access_rec {
     double upstream_ms;  /* request sent to response head, -1 if none */
     double total_ms;
     const char *request_id;
+    const char *host;        /* the request's Host, "" if none */
+    const char *user_agent;  /* its User-Agent, "" if none */
+    int http_minor;          /* HTTP/1.<minor> */
+    unsigned retries;        /* attempts on other backends */
+    const char *termination; /* "ok", or why it ended early (README, "Access log") */
     const char *tls_version; /* "TLSv1.3", NULL without TLS */
     const char *tls_cipher;
     const char *tls_sni; /* the server name the client asked for, NULL if none */

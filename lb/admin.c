@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "lb/core/container.h"
+#include "lb/core/events.h"
 #include "lb/core/h1.h"
 #include "lb/core/net.h"
 #include "lb/core/xprt.h"
@@ -197,6 +198,8 @@ static void handle_post(struct admin_conn *ac, const struct h1_request *req, con
         int old = rt_backend_set_admin(be, s);
         log_info("admin: %s/%s state %s -> %s by %s", pool, name, cfg_admin_state_name(old),
                  cfg_admin_state_name(s), ac->peer);
+        event_add(EVK_ADMIN, LOGL_INFO, pool, name, "state %s -> %s by %s",
+                  cfg_admin_state_name(old), cfg_admin_state_name(s), ac->peer);
         if (s != CFG_ADMIN_ACTIVE)
             for (int w = 0; w < lb->nworkers; w++)
                 worker_sweep_idle(&lb->workers[w]);
@@ -210,6 +213,7 @@ static void handle_post(struct admin_conn *ac, const struct h1_request *req, con
         }
         uint32_t old = atomic_exchange(&be->weight, (uint32_t)w);
         log_info("admin: %s/%s weight %u -> %ld by %s", pool, name, old, w, ac->peer);
+        event_add(EVK_ADMIN, LOGL_INFO, pool, name, "weight %u -> %ld by %s", old, w, ac->peer);
         int idx;
         struct rt_pool *rp = rt_pool_of(atomic_load(&lb->rt), pool, name, &idx);
         if (rp && rp->bal->weight_changed)
@@ -306,6 +310,59 @@ static bool host_allowed(struct admin_conn *ac, const struct h1_request *req)
     return false;
 }
 
+/* The value of "after=N" in QUERY (without the '?'), 0 when absent or not a number. */
+static uint64_t query_after(const char *q, size_t len)
+{
+    while (len) {
+        const char *amp = memchr(q, '&', len);
+        size_t n = amp ? (size_t)(amp - q) : len;
+        if (n > 6 && memcmp(q, "after=", 6) == 0) {
+            uint64_t v = 0;
+            for (size_t i = 6; i < n; i++) {
+                if (q[i] < '0' || q[i] > '9' || v > UINT64_MAX / 10 - 1)
+                    return 0;
+                v = v * 10 + (uint64_t)(q[i] - '0');
+            }
+            return v;
+        }
+        if (!amp)
+            break;
+        len -= n + 1;
+        q = amp + 1;
+    }
+    return 0;
+}
+
+/* GET /api/pools[/POOL[/backends[/NAME]]]: true when PATH is one (answered in BODY or 404). */
+static bool api_read(struct admin_conn *ac, const char *path, struct sbuf *body, int *status)
+{
+    struct lb *lb = ac->adm->lb;
+    char p[CFG_NAME_MAX], b[CFG_NAME_MAX], rest[2];
+    int end = 0;
+    if (strcmp(path, "/api/pools") == 0 || strcmp(path, "/api/pools/") == 0) {
+        stats_pools_json(lb, body);
+        return true;
+    }
+    if (strncmp(path, "/api/pools/", 11) != 0)
+        return false;
+    int k = sscanf(path, "/api/pools/%63[^/]/backends/%63[^/]%1s", p, b, rest);
+    if (k == 2) {
+        struct rt_backend *be = rt_find_backend(atomic_load(&lb->rt), p, b);
+        if (be) {
+            stats_backend_json(lb, be, body);
+            sbuf_put(body, "\n", 1);
+            return true;
+        }
+    } else if (sscanf(path, "/api/pools/%63[^/]%n", p, &end) == 1 &&
+               (path[end] == 0 || strcmp(path + end, "/") == 0)) {
+        if (stats_pool_json(lb, p, body))
+            return true;
+    }
+    *status = 404;
+    sbuf_puts(body, "no such pool or backend\n");
+    return true;
+}
+
 static void handle(struct admin_conn *ac, const struct h1_request *req)
 {
     struct lb *lb = ac->adm->lb;
@@ -355,6 +412,13 @@ static void handle(struct admin_conn *ac, const struct h1_request *req)
     } else if (strcmp(path, "/stats") == 0 || strcmp(path, "/") == 0) {
         stats_html(&body);
         ctype = "text/html; charset=utf-8";
+    } else if (strcmp(path, "/api/history") == 0) {
+        stats_history_json(lb, q ? query_after(q + 1, req->target_len - pl - 1) : 0, &body);
+    } else if (strcmp(path, "/api/events") == 0) {
+        stats_events_json(q ? query_after(q + 1, req->target_len - pl - 1) : 0, &body);
+    } else if (api_read(ac, path, &body, &status)) {
+        if (status != 200)
+            ctype = "text/plain; charset=utf-8";
     } else {
         respond_text(ac, 404, "not found\n");
         return;

@@ -3,10 +3,11 @@
  * Zadimoghaddam, 2018) on the request's hash key.
  *
  * The ring is built once per config snapshot and shared read-only by the
- * workers: each backend gets points in proportion to its configured weight,
- * at hashes of its name, so removing one of N backends moves only the keys
- * it held (about 1/N of them) and a reload that keeps a backend keeps its
- * points. A pick finds the key's place on the ring (binary search) and walks
+ * workers: each backend gets points in proportion to its configured weight
+ * relative to the mean weight, at hashes of its name, so with equal weights
+ * removing one of N backends moves only the keys it held (about 1/N of
+ * them) and a reload that keeps a backend keeps its points (unequal weights:
+ * a change of the mean moves some keys between the others too). A pick finds the key's place on the ring (binary search) and walks
  * clockwise to the first backend that can take the request and is under its
  * bound: no backend carries more than ceil(hash_balance x (in flight + 1) /
  * eligible backends) requests, counted over the candidates: the whole pool,

@@ -145,7 +145,7 @@ static uint32_t brk_doubled(uint32_t cur, const struct cfg_breaker *cfg)
  * From closed the period is open_for; from half-open (a re-trip) it doubles.
  * WHY is the reason without figures that depend on the period.
  */
-static void brk_open(struct brk *b, const struct cfg_breaker *cfg, int64_t now_ms, int from,
+static bool brk_open(struct brk *b, const struct cfg_breaker *cfg, int64_t now_ms, int from,
                      const char *why, uint32_t rnd, const char *pool, const char *name)
 {
     char reason[sizeof(b->reason)], t[32];
@@ -153,7 +153,7 @@ static void brk_open(struct brk *b, const struct cfg_breaker *cfg, int64_t now_m
 
     if (!atomic_compare_exchange_strong_explicit(&b->state, &from, BRK_TO_OPEN,
                                                  memory_order_acq_rel, RLX))
-        return;
+        return false;
     if (from == BRK_HALF_OPEN) {
         d = brk_doubled(atomic_load_explicit(&b->open_ms, RLX), cfg);
         snprintf(reason, sizeof(reason), "%s; open for %s", why, brk_fmt_ms(d, t, sizeof(t)));
@@ -172,12 +172,13 @@ static void brk_open(struct brk *b, const struct cfg_breaker *cfg, int64_t now_m
 
     log_warn("breaker open for %s/%s: %s", pool, name, reason);
     event_add(EVK_BREAKER, LOGL_WARN, pool, name, "breaker open: %s", reason);
+    return true;
 }
 
 /* Open whose period is over -> half-open, if this thread wins the CAS; the
  * winner is the first probe. Returns whether it won. */
-static bool brk_half_open(struct brk *b, const struct cfg_breaker *cfg, int64_t now_ms,
-                          bool admit, const char *pool, const char *name)
+static bool brk_half_open(struct brk *b, const struct cfg_breaker *cfg, int64_t now_ms, bool admit,
+                          const char *pool, const char *name)
 {
     int from = BRK_OPEN;
     uint32_t n = cfg->half_open_probes ? cfg->half_open_probes : 1;
@@ -348,6 +349,12 @@ void brk_record(struct brk *b, const struct cfg_breaker *cfg, int64_t now_ms, bo
     char why[sizeof(b->reason)];
     if (brk_should_trip(b, cfg, now_ms, failure, c, why, sizeof(why)))
         brk_open(b, cfg, now_ms, BRK_CLOSED, why, rnd, pool, name);
+}
+
+bool brk_eject(struct brk *b, const struct cfg_breaker *cfg, int64_t now_ms, const char *why,
+               uint32_t rnd, const char *pool, const char *name)
+{
+    return brk_open(b, cfg, now_ms, BRK_CLOSED, why, rnd, pool, name);
 }
 
 void brk_abandon(struct brk *b, bool probe)

@@ -177,6 +177,14 @@ void brk_record(struct brk *b, const struct cfg_breaker *cfg, int64_t now_ms, bo
                 bool slow, bool probe, uint32_t rnd, const char *pool, const char *name);
 
 /*
+ * Open a closed breaker from outside its triggers (outlier ejection): for
+ * open_for, then half-open and closed by probes as after any trip. WHY is
+ * the reason shown. False when it was not closed (nothing changed).
+ */
+bool brk_eject(struct brk *b, const struct cfg_breaker *cfg, int64_t now_ms, const char *why,
+               uint32_t rnd, const char *pool, const char *name);
+
+/*
  * An admitted request ended with no verdict on the backend (the client
  * aborted, the worker shut down): a probe gives its slot back so that
  * another request can probe; anything else is a no-op.

@@ -341,6 +341,7 @@ static MUST_USE enum step conn_expired(struct conn *c)
         if (!c->tx.resp_head)
             return forward_failed(c, RF_TIMEOUT, NULL);
         forward_count_failure(c, RF_TIMEOUT);
+        c->tx.term = "backend_timeout";
         return reply_abort(c);
     default: /* idle, tunnel, error, linger */
         break;
@@ -448,6 +449,7 @@ void conn_cut_drained(struct worker *wk)
             int64_t since = atomic_load_explicit(&c->tx.be->drain_since_ms, memory_order_relaxed);
             if (since && now - since >= limit) {
                 forward_log_failure(c, "drain took longer than timeouts.drain: request cut");
+                c->tx.term = "drain_timeout";
                 conn_resume(c, reply_abort(c)); /* dead: freed right there */
             }
         }

@@ -145,7 +145,8 @@ static MUST_USE enum step start_upstream(struct conn *c)
     struct upstream *up = upstream_get(&c->wk->ups, t->be, tls.ctx ? &tls : NULL, t->retried,
                                        forward_on_upstream, c, &err);
     if (!t->inflight) {
-        atomic_fetch_add_explicit(&t->be->inflight, 1, memory_order_relaxed);
+        peak_raise(&t->be->inflight_max,
+                   atomic_fetch_add_explicit(&t->be->inflight, 1, memory_order_relaxed) + 1);
         struct rt_pool *p = &t->rt->pools[t->pool];
         if (p->bal == &bal_hash) {
             atomic_fetch_add_explicit(&p->inflight, 1, memory_order_relaxed);
@@ -197,7 +198,7 @@ enum step forward_dispatch(struct conn *c)
     if (r == PICK_NONE)
         return reply_error(c, OWN_NO_BACKEND);
     return reply_error(c, c->tx.rt->cfg->pools[c->tx.pool].limits.max_pending ? OWN_QUEUE_FULL
-                                                                               : OWN_AT_LIMITS);
+                                                                              : OWN_AT_LIMITS);
 }
 
 /*
@@ -234,13 +235,14 @@ enum step forward_retry(struct conn *c)
     double budget = t->rt->cfg->pools[t->pool].retry.budget;
     if (!rb_take_retry(&c->wk->pools[t->pool].rb, ev_now(c->wk->loop), budget)) {
         brk_abandon(&next->brk, probe); /* admitted for nothing: its probe slot goes back */
-        cnt_add(&t->rt->pools[t->pool].cnt[c->wk->id].retries_denied, 1);
+        cnt_add(&t->rt->pools[t->pool].stats->cnt[c->wk->id].retries_denied, 1);
         log_debug("retry budget of pool %s spent: request %s not retried", next->pool, t->rid);
         return STEP_WAIT;
     }
     log_debug("retrying request %s on %s/%s after %s/%s failed", t->rid, next->pool, next->name,
               t->be->pool, t->be->name);
-    cnt_add(&t->rt->pools[t->pool].cnt[c->wk->id].retries, 1);
+    cnt_add(&t->rt->pools[t->pool].stats->cnt[c->wk->id].retries, 1);
+    cnt_add(&t->be->cnt[c->wk->id].retried, 1);
     forward_drop_inflight(c);
     forward_release(c, false);
     buf_put(&c->wk->bufs, &c->out); /* interim answers of the failed attempt, not yet sent */

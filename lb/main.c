@@ -17,6 +17,7 @@
 #include "lb/access.h"
 #include "lb/admin.h"
 #include "lb/core/container.h"
+#include "lb/core/events.h"
 #include "config/cfg.h"
 #include "health/health.h"
 #include "lb/lb.h"
@@ -209,6 +210,7 @@ static void reload_failed(struct main_ctx *m, const char *msg)
     m->lb.last_reload_time = ev_time();
     snprintf(m->lb.last_error, sizeof(m->lb.last_error), "%s", msg);
     log_err("reload failed: %s; still running the previous configuration", msg);
+    event_add(EVK_RELOAD, LOGL_ERROR, NULL, NULL, "reload failed: %s", msg);
     /* a reload always ends with READY=1, or systemd stays in "reloading" */
     notify_ready(&m->notify, "reload failed; running the previous configuration");
 }
@@ -349,6 +351,8 @@ static int reload_apply(struct main_ctx *m, struct cfg *cfg, struct tls_set *tls
     struct lb *lb = &m->lb;
     struct rt *old = atomic_load(&lb->rt);
     const struct cfg *ocfg = old->cfg;
+    char changes[EVENT_TEXT_MAX];
+    rt_describe_changes(ocfg, cfg, changes, sizeof(changes));
     if (cfg->workers != (uint32_t)lb->nworkers)
         log_warn("reload: lb.workers changes from %d to %u only with a restart", lb->nworkers,
                  cfg->workers);
@@ -411,6 +415,9 @@ static int reload_apply(struct main_ctx *m, struct cfg *cfg, struct tls_set *tls
     }
     fds_free(fds, lb->nworkers, nls); /* what no worker took */
     rt_unref(old);                    /* last: ocfg points into it */
+    log_info("reload: %s", changes);
+    event_add(EVK_RELOAD, LOGL_INFO, NULL, NULL, "generation %llu: %s", (unsigned long long)lb->gen,
+              changes);
     return 0;
 fail:
     if (admin_fd != -1)

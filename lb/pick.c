@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "lb/core/clock.h"
+#include "lb/core/events.h"
 #include "lb/core/log.h"
 
 #define PICK_REFUSALS_MAX 32 /* breaker refusals remembered within one pick */
@@ -159,12 +160,19 @@ void pick_note_panic(struct rt_pool *pool, bool panic)
     bool was = atomic_load_explicit(&pool->panic, memory_order_relaxed);
     if (was == panic || !atomic_compare_exchange_strong(&pool->panic, &was, panic))
         return;
-    if (panic)
+    if (panic) {
         log_warn("pool %s in panic: eligible weight below panic_threshold %.2f; ignoring health "
                  "and breakers, spreading over every active backend",
                  pool->cfg->name, pool->cfg->panic_threshold);
-    else
+        event_add(EVK_PANIC, LOGL_WARN, pool->cfg->name, NULL,
+                  "in panic: eligible weight below panic_threshold %.2f, serving on every active "
+                  "backend",
+                  pool->cfg->panic_threshold);
+    } else {
         log_info("pool %s out of panic: enough backends are eligible again", pool->cfg->name);
+        event_add(EVK_PANIC, LOGL_INFO, pool->cfg->name, NULL,
+                  "out of panic: enough backends are eligible again");
+    }
 }
 
 /* Try the algorithm on the candidates of CTX, going past breakers that

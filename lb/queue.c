@@ -25,7 +25,8 @@ void queue_add(struct conn *c)
     else
         wk->qhead = c;
     wk->qtail = c;
-    atomic_fetch_add(&c->tx.rt->pools[c->tx.pool].pending, 1);
+    struct rt_pool *p = &c->tx.rt->pools[c->tx.pool];
+    peak_raise(&p->pending_max, atomic_fetch_add(&p->pending, 1) + 1);
     if (!ev_is_active(&wk->queue_poll))
         ev_timer_again(wk->loop, &wk->queue_poll);
     conn_enter(c, CS_QUEUED);

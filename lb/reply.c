@@ -53,7 +53,7 @@ enum step reply_error(struct conn *c, enum own_reason why)
     t->own = (uint8_t)(why + 1);
     cnt_add(&c->wk->lsc[c->ls].own[why], 1);
     if (t->rt && t->pool >= 0)
-        cnt_add(&t->rt->pools[t->pool].cnt[c->wk->id].own[why], 1);
+        cnt_add(&t->rt->pools[t->pool].stats->cnt[c->wk->id].own[why], 1);
     if (t->resp_bytes > 0 || t->resp_head)
         return reply_abort(c);
     forward_drop_inflight(c);

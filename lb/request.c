@@ -280,6 +280,7 @@ enum step request_read(struct conn *c)
     }
     /* the client left in the middle of its request: not the backend's fault */
     log_debug("client %s closed during the request body", c->peer);
+    c->tx.term = "client_closed";
     return reply_abort(c);
 }
 
@@ -292,9 +293,17 @@ enum step request_finish(struct conn *c)
     struct ls_counters *lsc = &wk->lsc[c->ls];
     if (t->status) {
         uint64_t us = (uint64_t)((ev_now(wk->loop) - t->t_start) * 1e6);
-        cnt_add(&lsc->resp[txn_resp_class(t->status)], 1);
+        int rc = txn_resp_class(t->status);
+        cnt_add(&lsc->resp[rc], 1);
         hist_record(&lsc->latency, us);
         cnt_add(&lsc->latency_sum_us, us);
+        if (t->rt && t->pool >= 0) {
+            struct pool_counters *pc = &t->rt->pools[t->pool].stats->cnt[wk->id];
+            cnt_add(&pc->requests, 1);
+            cnt_add(&pc->resp[rc], 1);
+            hist_record(&pc->latency, us);
+            cnt_add(&pc->latency_sum_us, us);
+        }
     }
     txn_log(t, c->peer, &c->x, ev_now(wk->loop));
     forward_drop_inflight(c);

@@ -54,8 +54,10 @@ enum step response_parse(struct conn *c)
         return forward_failed(c, RF_INVALID, "response head over the 15 KiB limit");
     if (r < 0)
         return forward_failed(c, RF_INVALID, NULL);
-    if (!c->out && !(c->out = buf_get(&c->wk->bufs)))
+    if (!c->out && !(c->out = buf_get(&c->wk->bufs))) {
+        t->term = "out_of_memory";
         return reply_abort(c);
+    }
     if (resp->status < 200 && resp->status != 101) {
         /* interim: 100 Continue, 103 Early Hints go to HTTP/1.1 clients as they came */
         if (t->minor == 1)
@@ -165,12 +167,14 @@ enum step response_send(struct conn *c)
     if (t->resp_head && scan_response_body(c) == -1) {
         forward_count_failure(c, RF_INVALID);
         forward_log_failure(c, "invalid chunked response body");
+        t->term = "backend_invalid";
         return reply_abort(c);
     }
     const char *body = t->resp_ready ? buf_head(c->up->in) : NULL;
     ssize_t b = conn_send(c, body, t->resp_ready);
     if (b < 0) {
         log_debug("client %s went away while sending the response", c->peer);
+        t->term = "client_closed";
         return reply_abort(c);
     }
     if (b > 0) {
@@ -211,6 +215,7 @@ enum step response_read(struct conn *c)
     }
     forward_count_failure(c, RF_RESET);
     forward_log_failure(c, "closed in the middle of a response");
+    c->tx.term = reset ? "backend_reset" : "backend_closed";
     /* send what we have, then cut the client off */
     if (up->in && buf_len(up->in) && response_send(c) == STEP_MOVED)
         return STEP_MOVED; /* the client went away meanwhile */

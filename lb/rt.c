@@ -3,12 +3,13 @@
  */
 #include "lb/rt.h"
 
-#include "lb/bal.h"
-#include "lb/tls.h"
-
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "lb/bal.h"
+#include "lb/tls.h"
 
 /* Is the state of OLD still that of backend B (same place), so it may be carried over? */
 static bool be_same_place(const struct rt_backend *old, const struct cfg_backend *b)
@@ -52,6 +53,8 @@ static void be_update(struct rt_backend *be, const struct cfg_backend *b)
 int rt_backend_set_admin(struct rt_backend *be, int state)
 {
     int old = atomic_exchange(&be->admin, state);
+    if (old != state)
+        atomic_store(&be->admin_change_ms, clock_wall_ms());
     if (state == CFG_ADMIN_ACTIVE)
         atomic_store(&be->drain_since_ms, 0);
     else if (old == CFG_ADMIN_ACTIVE || !atomic_load(&be->drain_since_ms))
@@ -68,6 +71,91 @@ void rt_mark_removed(const struct rt *old, const struct rt *new)
             if (rt_find_backend(new, be->pool, be->name) != be)
                 atomic_compare_exchange_strong(&be->drain_since_ms, &zero, clock_mono_ms());
         }
+}
+
+static const struct cfg_pool *cfg_pool_named(const struct cfg *c, const char *name)
+{
+    for (int i = 0; i < c->npools; i++)
+        if (strcmp(c->pools[i].name, name) == 0)
+            return &c->pools[i];
+    return NULL;
+}
+
+static const struct cfg_backend *cfg_backend_named(const struct cfg_pool *p, const char *name)
+{
+    for (int i = 0; p && i < p->nbackends; i++)
+        if (strcmp(p->backends[i].name, name) == 0)
+            return &p->backends[i];
+    return NULL;
+}
+
+/* Append to OUT (of CAP, holding *LEN); once full, end it with "..." and ignore the rest. */
+static void say(char *out, size_t cap, size_t *len, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void say(char *out, size_t cap, size_t *len, const char *fmt, ...)
+{
+    if (*len >= cap)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(out + *len, cap - *len, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= cap - *len) {
+        if (cap >= 4)
+            memcpy(out + cap - 4, "...", 4);
+        *len = cap;
+        return;
+    }
+    *len += (size_t)n;
+}
+
+void rt_describe_changes(const struct cfg *old, const struct cfg *new, char *out, size_t cap)
+{
+    size_t len = 0;
+    if (!cap)
+        return;
+    out[0] = 0;
+    for (int i = 0; i < new->npools; i++) {
+        const struct cfg_pool *np = &new->pools[i], *op = cfg_pool_named(old, np->name);
+        if (!op) {
+            say(out, cap, &len, "%spool %s added (%d backends)", len ? "; " : "", np->name,
+                np->nbackends);
+            continue;
+        }
+        size_t mark = len;
+        bool any = false;
+        say(out, cap, &len, "%spool %s:", len ? "; " : "", np->name);
+        for (int j = 0; j < np->nbackends; j++) {
+            const struct cfg_backend *nb = &np->backends[j], *ob = cfg_backend_named(op, nb->name);
+            if (!ob) {
+                say(out, cap, &len, " +%s", nb->name);
+                any = true;
+                continue;
+            }
+            if (ob->weight != nb->weight) {
+                say(out, cap, &len, " %s weight %u->%u", nb->name, ob->weight, nb->weight);
+                any = true;
+            }
+            if (!cfg_addr_equal(&ob->addr, &nb->addr)) {
+                say(out, cap, &len, " %s address %s->%s", nb->name, ob->addr.text, nb->addr.text);
+                any = true;
+            }
+        }
+        for (int j = 0; j < op->nbackends; j++)
+            if (!cfg_backend_named(np, op->backends[j].name)) {
+                say(out, cap, &len, " -%s", op->backends[j].name);
+                any = true;
+            }
+        if (!any && len < cap) { /* nothing to say of this pool */
+            len = mark;
+            out[len] = 0;
+        }
+    }
+    for (int i = 0; i < old->npools; i++)
+        if (!cfg_pool_named(new, old->pools[i].name))
+            say(out, cap, &len, "%spool %s removed", len ? "; " : "", old->pools[i].name);
+    if (!len)
+        snprintf(out, cap, "no change to pools or backends");
 }
 
 struct rt_backend *rt_find_backend(const struct rt *rt, const char *pool, const char *name)
@@ -122,10 +210,16 @@ int own_status(enum own_reason r)
 const char *own_name(enum own_reason r)
 {
     static const char *const names[OWN_COUNT] = {
-        "bad_request",    "bad_body",   "plain_http", "header_timeout",
-        "header_too_large", "backend_failed", "no_backend", "at_limits",
-        "queue_full",     "queue_timeout", "backend_timeout"};
+        "bad_request",      "bad_body",       "plain_http",     "header_timeout",
+        "header_too_large", "backend_failed", "no_backend",     "at_limits",
+        "queue_full",       "queue_timeout",  "backend_timeout"};
     return (unsigned)r < OWN_COUNT ? names[r] : "other";
+}
+
+static void pool_stats_unref(struct rt_pool_stats *s)
+{
+    if (s && atomic_fetch_sub(&s->refs, 1) == 1)
+        free(s);
 }
 
 static void rt_free(struct rt *rt)
@@ -135,7 +229,7 @@ static void rt_free(struct rt *rt)
             rt->pools[i].bal->pool_free(rt->pools[i].bal_pool);
         free(rt->pools[i].members);
         free(rt->pools[i].tier_of);
-        free(rt->pools[i].cnt);
+        pool_stats_unref(rt->pools[i].stats);
         for (int j = 0; j < rt->pools[i].n; j++)
             rt_backend_unref(rt->pools[i].be[j]);
         free(rt->pools[i].be);
@@ -192,27 +286,25 @@ static int tiers_build(struct rt_pool *rp, const struct cfg *cfg)
     return 0;
 }
 
-/* The pool's counters, carried over from the pool of the same name in OLD. */
-static int pool_counters_new(struct rt_pool *rp, const struct rt *old, int nworkers)
+/* The pool's counters: those of the pool of the same name in OLD, or new ones. */
+static int pool_stats_attach(struct rt_pool *rp, const struct rt *old, int nworkers)
 {
+    for (int i = 0; old && i < old->npools; i++)
+        if (strcmp(old->pools[i].cfg->name, rp->cfg->name) == 0) {
+            rp->stats = old->pools[i].stats;
+            atomic_fetch_add(&rp->stats->refs, 1);
+            return 0;
+        }
     int n = nworkers > 0 ? nworkers : 1;
-    if (posix_memalign((void **)&rp->cnt, 64, (size_t)n * sizeof(*rp->cnt)) != 0) {
-        rp->cnt = NULL;
+    size_t sz = sizeof(*rp->stats) + (size_t)n * sizeof(rp->stats->cnt[0]);
+    if (posix_memalign((void **)&rp->stats, 64, sz) != 0) {
+        rp->stats = NULL;
         return -1;
     }
-    memset(rp->cnt, 0, (size_t)n * sizeof(*rp->cnt));
-    rp->nworkers = n;
-    for (int i = 0; old && i < old->npools; i++) {
-        const struct rt_pool *op = &old->pools[i];
-        if (strcmp(op->cfg->name, rp->cfg->name) != 0)
-            continue;
-        for (int w = 0; w < n && w < op->nworkers; w++) {
-            for (int k = 0; k < OWN_COUNT; k++)
-                atomic_init(&rp->cnt[w].own[k], cnt_get(&op->cnt[w].own[k]));
-            atomic_init(&rp->cnt[w].retries, cnt_get(&op->cnt[w].retries));
-            atomic_init(&rp->cnt[w].retries_denied, cnt_get(&op->cnt[w].retries_denied));
-        }
-    }
+    memset(rp->stats, 0, sz);
+    snprintf(rp->stats->name, sizeof(rp->stats->name), "%s", rp->cfg->name);
+    atomic_init(&rp->stats->refs, 1);
+    rp->stats->nworkers = n;
     return 0;
 }
 
@@ -250,7 +342,7 @@ struct rt *rt_new(struct cfg *cfg, const struct rt *old, int nworkers)
             rp->be[j] = be;
             rp->n = j + 1;
         }
-        if (tiers_build(rp, cfg) == -1 || pool_counters_new(rp, old, nworkers) == -1)
+        if (tiers_build(rp, cfg) == -1 || pool_stats_attach(rp, old, nworkers) == -1)
             goto fail_rt;
         rp->bal = bal_for(p);
         if (rp->bal->pool_new && !(rp->bal_pool = rp->bal->pool_new(rp)))

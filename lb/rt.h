@@ -48,12 +48,28 @@ enum own_reason {
 int own_status(enum own_reason r);
 const char *own_name(enum own_reason r);
 
-/* A pool's counters on one worker (summed for stats). */
+/* A pool's counters on one worker (summed for stats): what its clients saw. */
 struct pool_counters {
+    _Atomic uint64_t requests;       /* requests routed to the pool, answered */
+    _Atomic uint64_t resp[RC_COUNT]; /* responses to its clients by class (own answers too) */
     _Atomic uint64_t own[OWN_COUNT]; /* answers the proxy made for the pool's requests */
     _Atomic uint64_t retries;        /* requests sent to another backend */
     _Atomic uint64_t retries_denied; /* retries the budget refused */
+    _Atomic uint64_t latency_sum_us;
+    struct hist latency; /* request head complete -> response done, microseconds */
 } __attribute__((aligned(64)));
+
+/*
+ * A pool's counters outlive snapshots like its backends do: a reload that
+ * keeps the pool's name hands the same object to the new table, so a
+ * request still finishing on the old table counts where the new one reads.
+ */
+struct rt_pool_stats {
+    char name[CFG_NAME_MAX];
+    _Atomic int refs;
+    int nworkers;
+    struct pool_counters cnt[]; /* [nworkers] */
+};
 
 /* Why a request to a backend failed (no usable response). */
 enum rt_fail { RF_CONNECT, RF_RESET, RF_TIMEOUT, RF_INVALID, RF_STATUS, RF_COUNT };
@@ -67,6 +83,7 @@ struct be_counters {
     _Atomic uint64_t bytes_out;      /* request bytes to the backend */
     struct hist latency;             /* request sent -> response head, microseconds */
     _Atomic uint64_t latency_sum_us; /* the sum of those latencies */
+    _Atomic uint64_t retried;        /* requests that failed here and went to another backend */
 } __attribute__((aligned(64)));
 
 struct rt_backend {
@@ -79,13 +96,15 @@ struct rt_backend {
     char host[NET_HOST_MAX]; /* its address without the port: what TLS verifies by default */
     char zone[CFG_NAME_MAX];
 
-    _Atomic int admin;   /* enum cfg_admin_state */
-    struct hc_status hc; /* health: written by the checker thread only */
-    struct brk brk;      /* circuit breaker, shared by all workers */
+    _Atomic int admin;               /* enum cfg_admin_state */
+    _Atomic int64_t admin_change_ms; /* CLOCK_REALTIME ms of the last change; 0: as at start */
+    struct hc_status hc;             /* health: written by the checker thread only */
+    struct brk brk;                  /* circuit breaker, shared by all workers */
     _Atomic uint32_t weight;
-    _Atomic int32_t inflight; /* requests in flight, all workers */
-    _Atomic int32_t conns;    /* open upstream connections, all workers */
-    int64_t added_ms;         /* monotonic ms when a reload added it; 0 if there from the start */
+    _Atomic int32_t inflight;     /* requests in flight, all workers */
+    _Atomic int32_t inflight_max; /* the most there were at once */
+    _Atomic int32_t conns;        /* open upstream connections, all workers */
+    int64_t added_ms; /* monotonic ms when a reload added it; 0 if there from the start */
     _Atomic int64_t drain_since_ms; /* monotonic ms it stopped taking requests (drain, maint,
                                      * removed by a reload); 0 while active */
     struct log_rl fail_log;         /* failures of this backend: one log line per second */
@@ -97,6 +116,13 @@ struct rt_backend {
     _Atomic uint32_t ewma_epoch; /* health transitions + breaker closings at that sample */
     uint64_t req_hist[RT_HIST];  /* requests at each of the last sampler ticks (main thread) */
     struct window *win;          /* recent latency and history, made by the sampler (main thread) */
+    struct rt_outlier {          /* outlier detection (lb/outlier.h), main thread only */
+        int kind;                /* enum outlier_kind */
+        double value, pool_value;
+        double since;    /* unix seconds it was flagged */
+        bool ejected;    /* its breaker was opened for it, and is not closed yet */
+        int64_t hold_ms; /* monotonic ms before which it is not ejected again */
+    } outlier;
 
     int nworkers;
     struct be_counters cnt[]; /* [nworkers] */
@@ -123,7 +149,8 @@ struct rt_pool {
     const struct bal_ops *bal; /* its balancing algorithm */
     void *bal_pool;            /* the algorithm's shared state for this snapshot, or NULL */
     _Atomic bool panic; /* eligible weight below panic_threshold: health and breakers ignored */
-    _Atomic int32_t pending;  /* requests queued for a backend under its limits */
+    _Atomic int32_t pending;     /* requests queued for a backend under its limits */
+    _Atomic int32_t pending_max; /* the most there were at once (this table) */
     _Atomic int32_t inflight; /* requests in flight to its backends (kept for balance = "hash") */
     _Atomic int32_t tier_inflight[RT_TIERS]; /* the same per tier (hash: a tier's bound) */
     struct rt_backend **be;                  /* [cfg->nbackends], same order as the snapshot */
@@ -132,8 +159,7 @@ struct rt_pool {
     uint8_t *tier_of; /* [n]: the tier of each backend */
     struct rt_tier tiers[RT_TIERS];
     int ntiers;
-    struct pool_counters *cnt; /* [nworkers]; carried over by name on reload */
-    int nworkers;
+    struct rt_pool_stats *stats; /* shared with the pool of the same name in other tables */
 };
 
 struct tls_set;
@@ -163,6 +189,14 @@ int rt_backend_set_admin(struct rt_backend *be, int state);
 
 /* Backends of OLD that NEW does not have are draining from now on. */
 void rt_mark_removed(const struct rt *old, const struct rt *new);
+
+/*
+ * What a reload changed, in words for the log and the events: pools added
+ * and removed, and per pool the backends added, removed, and whose weight
+ * or address the file changed ("pool api: +b4 -b2 b1 weight 100->50").
+ * "no change to pools or backends" when none. Truncated to CAP with "...".
+ */
+void rt_describe_changes(const struct cfg *old, const struct cfg *new, char *out, size_t cap);
 
 /* Upstream connections pin their backend across reloads. */
 void rt_backend_ref(struct rt_backend *be);

@@ -1,5 +1,6 @@
 /*
- * stats.c - rendering the process's figures for the admin port.
+ * stats.c - the process's figures as JSON: /stats.json, the /api read
+ * endpoints, the history behind the page's charts, the recent events.
  */
 #include "lb/stats.h"
 
@@ -10,46 +11,19 @@
 
 #include "lb/bal.h"
 #include "lb/core/clock.h"
+#include "lb/core/events.h"
+#include "lb/outlier.h"
 #include "lb/pick.h"
 #include "lb/sampler.h"
+#include "lb/tally.h"
 #include "lb/tls.h"
+#include "lb/window.h"
 #include "lb/worker.h"
 
-static const char *const class_names[RC_COUNT] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
-static const char *const fail_names[RF_COUNT] = {"connect", "reset", "timeout", "invalid",
-                                                 "status"};
+const char *const stats_class_names[RC_COUNT] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
+const char *const stats_fail_names[RF_COUNT] = {"connect", "reset", "timeout", "invalid", "status"};
 
-struct be_sum {
-    uint64_t requests;
-    uint64_t resp[RC_COUNT];
-    uint64_t fail[RF_COUNT];
-    uint64_t failures;
-    uint64_t conns_opened;
-    uint64_t bytes_in;
-    uint64_t bytes_out;
-    uint64_t hist[HIST_BUCKETS];
-};
-
-static void be_sum(const struct rt_backend *be, struct be_sum *s)
-{
-    memset(s, 0, sizeof(*s));
-    for (int w = 0; w < be->nworkers; w++) {
-        const struct be_counters *c = &be->cnt[w];
-        s->requests += cnt_get(&c->requests);
-        for (int i = 0; i < RC_COUNT; i++)
-            s->resp[i] += cnt_get(&c->resp[i]);
-        for (int i = 0; i < RF_COUNT; i++)
-            s->fail[i] += cnt_get(&c->fail[i]);
-        s->conns_opened += cnt_get(&c->conns_opened);
-        s->bytes_in += cnt_get(&c->bytes_in);
-        s->bytes_out += cnt_get(&c->bytes_out);
-        hist_sum(s->hist, &c->latency);
-    }
-    for (int i = 0; i < RF_COUNT; i++)
-        s->failures += s->fail[i];
-}
-
-static uint64_t rss_bytes(void)
+uint64_t stats_rss_bytes(void)
 {
     FILE *f = fopen("/proc/self/statm", "r");
     unsigned long size = 0, rss = 0;
@@ -61,11 +35,149 @@ static uint64_t rss_bytes(void)
     return (uint64_t)rss * (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
+const char *stats_backend_state(const struct rt_backend *be)
+{
+    int admin = atomic_load(&be->admin);
+    if (admin == CFG_ADMIN_MAINT)
+        return "maint";
+    if (admin == CFG_ADMIN_DRAIN)
+        return "drain";
+    int h = atomic_load(&be->hc.health);
+    if (h == HC_DOWN)
+        return "down";
+    enum brk_state b = brk_state_now(&be->brk);
+    if (b != BRK_CLOSED)
+        return brk_state_name(b);
+    return h == HC_UP ? "up" : "unknown";
+}
+
+bool stats_serving_in_panic(const struct rt_pool *p, const struct rt_backend *be)
+{
+    return atomic_load(&p->panic) && atomic_load(&be->admin) == CFG_ADMIN_ACTIVE &&
+           atomic_load(&be->weight) > 0 &&
+           (atomic_load(&be->hc.health) != HC_UP || brk_state_now(&be->brk) != BRK_CLOSED);
+}
+
+/* Unix seconds of a monotonic ms stamp; 0 stays 0 (never). */
+static double wall_of_mono(int64_t mono_ms, int64_t now_mono, double now_wall)
+{
+    return mono_ms ? now_wall - (double)(now_mono - mono_ms) / 1000.0 : 0;
+}
+
+/* Since when BE has been in the state stats_backend_state() names (unix seconds). */
+static double state_since(const struct lb *lb, const struct rt_backend *be, const char *state)
+{
+    double now = clock_wall_s();
+    double admin = atomic_load(&be->admin_change_ms) / 1000.0;
+    double health = atomic_load(&be->hc.last_change_ms) / 1000.0;
+    double brk = wall_of_mono(atomic_load(&be->brk.last_change_ms), clock_mono_ms(), now);
+    double t;
+    if (!strcmp(state, "maint") || !strcmp(state, "drain"))
+        t = admin;
+    else if (!strcmp(state, "down") || !strcmp(state, "unknown"))
+        t = health;
+    else if (!strcmp(state, "open") || !strcmp(state, "half-open"))
+        t = brk;
+    else /* up: since the last of the changes that made it so */
+        t = admin > health ? (admin > brk ? admin : brk) : (health > brk ? health : brk);
+    return t > 0 ? t : lb->start_time;
+}
+
+/* "key":{"p50":..,"p90":..,"p99":..,"count":N} from a coarse window histogram. */
+static void win_lat(struct sbuf *o, const char *key, const struct win_hist *h)
+{
+    sbuf_printf(o, "\"%s\":{\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,\"count\":%llu}", key,
+                win_quantile(h, 0.5) / 1000, win_quantile(h, 0.9) / 1000,
+                win_quantile(h, 0.99) / 1000, (unsigned long long)win_count(h));
+}
+
+/*
+ * "latency_ms": percentiles over the last 10 s, the last 5 min (from the
+ * window W, which may be NULL before the first sample) and since start
+ * (from the fine histogram FINE). The top-level p50/p90/p99 are those since
+ * start, as they always were.
+ */
+static void latency_json(struct sbuf *o, const struct window *w, const uint64_t *fine)
+{
+    uint64_t n = 0;
+    for (int i = 0; i < HIST_BUCKETS; i++)
+        n += fine[i];
+    double p50 = hist_quantile(fine, 0.5) / 1000, p90 = hist_quantile(fine, 0.9) / 1000,
+           p99 = hist_quantile(fine, 0.99) / 1000;
+    struct win_hist h10 = {{0}}, h300 = {{0}};
+    if (w) {
+        window_last(w, 10, &h10);
+        window_last(w, 300, &h300);
+    }
+    sbuf_printf(o, "\"latency_ms\":{\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,", p50, p90, p99);
+    win_lat(o, "last_10s", &h10);
+    sbuf_put(o, ",", 1);
+    win_lat(o, "last_5m", &h300);
+    sbuf_printf(o, ",\"since_start\":{\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,\"count\":%llu}}", p50,
+                p90, p99, (unsigned long long)n);
+}
+
+/* "rates": requests per second and the share of errors over the last 10 s and 5 min. */
+static void rates_json(struct sbuf *o, const struct window *w)
+{
+    static const int secs[] = {10, 300};
+    static const char *const keys[] = {"last_10s", "last_5m"};
+    sbuf_puts(o, "\"rates\":{");
+    for (int k = 0; k < 2; k++) {
+        uint64_t req = 0, err = 0;
+        int span = 0;
+        if (w) {
+            window_counts(w, secs[k], &req, &err);
+            span = w->ticks < (uint64_t)secs[k] ? (int)w->ticks : secs[k];
+        }
+        sbuf_printf(o,
+                    "%s\"%s\":{\"requests\":%llu,\"errors\":%llu,\"requests_per_s\":%.3f,"
+                    "\"error_pct\":%.3f}",
+                    k ? "," : "", keys[k], (unsigned long long)req, (unsigned long long)err,
+                    span ? (double)req / span : 0.0, req ? 100.0 * (double)err / (double)req : 0.0);
+    }
+    sbuf_put(o, "}", 1);
+}
+
+/* "proxy_responses": {"400": {"bad_request": n, ...}, "408": {...}, ...}, every reason. */
+static void own_json(struct sbuf *o, const uint64_t *own)
+{
+    sbuf_puts(o, "\"proxy_responses\":{");
+    int last = 0;
+    for (int r = 0; r < OWN_COUNT; r++) {
+        int st = own_status((enum own_reason)r);
+        if (st != last)
+            sbuf_printf(o, "%s\"%d\":{", last ? "}," : "", st);
+        else
+            sbuf_put(o, ",", 1);
+        sbuf_printf(o, "\"%s\":%llu", own_name((enum own_reason)r), (unsigned long long)own[r]);
+        last = st;
+    }
+    sbuf_puts(o, "}}");
+}
+
+static void classes_json(struct sbuf *o, const uint64_t *resp)
+{
+    sbuf_puts(o, "\"responses\":{");
+    for (int i = 0; i < RC_COUNT; i++)
+        sbuf_printf(o, "%s\"%s\":%llu", i ? "," : "", stats_class_names[i],
+                    (unsigned long long)resp[i]);
+    sbuf_put(o, "}", 1);
+}
+
+static const struct rt_pool *pool_of(const struct rt *rt, const struct rt_backend *be)
+{
+    int idx;
+    return rt_pool_of(rt, be->pool, be->name, &idx);
+}
+
 void stats_backend_json(struct lb *lb, const struct rt_backend *be, struct sbuf *o)
 {
-    (void)lb;
+    struct rt *rt = atomic_load(&lb->rt);
+    const struct rt_pool *p = pool_of(rt, be);
+    const struct cfg_pool *pc = p ? p->cfg : NULL;
     struct be_sum s;
-    be_sum(be, &s);
+    tally_backend(be, &s);
     sbuf_put(o, "{\"name\":", 8);
     sbuf_json_str(o, be->name);
     sbuf_put(o, ",\"address\":", 11);
@@ -73,48 +185,75 @@ void stats_backend_json(struct lb *lb, const struct rt_backend *be, struct sbuf 
     sbuf_put(o, ",\"zone\":", 8);
     sbuf_json_str(o, be->zone);
     int32_t inflight = atomic_load(&be->inflight);
-    sbuf_printf(o,
-                ",\"weight\":%u,\"admin_state\":\"%s\",\"health\":\"%s\",\"breaker\":\"%s\","
-                "\"drained\":%s,\"inflight\":%d,\"connections\":%d,\"requests\":%llu,"
-                "\"failures\":%llu,",
-                atomic_load(&be->weight), cfg_admin_state_name(atomic_load(&be->admin)),
-                hc_state_name(atomic_load(&be->hc.health)), brk_state_name(brk_state_now(&be->brk)),
-                atomic_load(&be->admin) != CFG_ADMIN_ACTIVE && inflight == 0 ? "true" : "false",
-                inflight, atomic_load(&be->conns), (unsigned long long)s.requests,
-                (unsigned long long)s.failures);
-    sbuf_put(o, "\"responses\":{", 13);
-    for (int i = 0; i < RC_COUNT; i++)
-        sbuf_printf(o, "%s\"%s\":%llu", i ? "," : "", class_names[i],
-                    (unsigned long long)s.resp[i]);
-    sbuf_put(o, "},\"failures_by_kind\":{", 22);
+    const char *state = stats_backend_state(be);
+    sbuf_printf(
+        o,
+        ",\"weight\":%u,\"admin_state\":\"%s\",\"health\":\"%s\",\"breaker\":\"%s\","
+        "\"state\":\"%s\",\"state_since\":%.3f,\"serving_in_panic\":%s,"
+        "\"drained\":%s,\"inflight\":%d,\"inflight_max\":%d,\"max_inflight\":%u,"
+        "\"connections\":%d,\"max_connections\":%u,\"requests\":%llu,\"failures\":%llu,"
+        "\"retried\":%llu,",
+        atomic_load(&be->weight), cfg_admin_state_name(atomic_load(&be->admin)),
+        hc_state_name(atomic_load(&be->hc.health)), brk_state_name(brk_state_now(&be->brk)), state,
+        state_since(lb, be, state), p && stats_serving_in_panic(p, be) ? "true" : "false",
+        atomic_load(&be->admin) != CFG_ADMIN_ACTIVE && inflight == 0 ? "true" : "false", inflight,
+        atomic_load(&be->inflight_max), pc ? pc->limits.max_inflight : 0, atomic_load(&be->conns),
+        pc ? pc->limits.max_connections : 0, (unsigned long long)s.requests,
+        (unsigned long long)s.failures, (unsigned long long)s.retried);
+    classes_json(o, s.resp);
+    sbuf_puts(o, ",\"failures_by_kind\":{");
     for (int i = 0; i < RF_COUNT; i++)
-        sbuf_printf(o, "%s\"%s\":%llu", i ? "," : "", fail_names[i], (unsigned long long)s.fail[i]);
-    sbuf_printf(o,
-                "},\"latency_ms\":{\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f},"
-                "\"connections_opened\":%llu,\"bytes_in\":%llu,\"bytes_out\":%llu,",
-                hist_quantile(s.hist, 0.5) / 1000, hist_quantile(s.hist, 0.9) / 1000,
-                hist_quantile(s.hist, 0.99) / 1000, (unsigned long long)s.conns_opened,
-                (unsigned long long)s.bytes_in, (unsigned long long)s.bytes_out);
+        sbuf_printf(o, "%s\"%s\":%llu", i ? "," : "", stats_fail_names[i],
+                    (unsigned long long)s.fail[i]);
+    sbuf_put(o, "},", 2);
+    latency_json(o, be->win, s.hist);
+    sbuf_put(o, ",", 1);
+    rates_json(o, be->win);
+    sbuf_printf(o, ",\"connections_opened\":%llu,\"bytes_in\":%llu,\"bytes_out\":%llu,",
+                (unsigned long long)s.conns_opened, (unsigned long long)s.bytes_in,
+                (unsigned long long)s.bytes_out);
     const struct hc_status *h = &be->hc;
+    int health = atomic_load(&h->health);
+    int64_t changed = atomic_load(&h->last_change_ms), now_ms = clock_wall_ms();
+    uint64_t down_ms = atomic_load(&h->down_ms);
+    if (health == HC_DOWN && changed && now_ms > changed)
+        down_ms += (uint64_t)(now_ms - changed); /* the current period too */
+    int64_t last_check = atomic_load(&h->last_check_ms);
     sbuf_printf(o,
                 "\"health_checks\":{\"ok\":%llu,\"failed\":%llu,\"transitions\":%llu,"
-                "\"last_failure\":\"%s\",\"last_status\":%d,\"last_change\":%.3f},",
+                "\"last_failure\":\"%s\",\"last_status\":%d,\"last_change\":%.3f,"
+                "\"last_check\":%.3f,\"last_result\":\"%s\",\"last_duration_ms\":%.3f,"
+                "\"down_s\":%.3f},",
                 (unsigned long long)atomic_load(&h->checks_ok),
                 (unsigned long long)atomic_load(&h->checks_failed),
                 (unsigned long long)atomic_load(&h->transitions),
                 hc_fail_name(atomic_load(&h->last_fail)), atomic_load(&h->last_status),
-                atomic_load(&h->last_change_ms) / 1000.0);
+                changed / 1000.0, last_check / 1000.0,
+                !last_check                ? "none"
+                : atomic_load(&h->last_ok) ? "passed"
+                                           : "failed",
+                atomic_load(&h->last_duration_us) / 1000.0, down_ms / 1000.0);
     const struct brk *b = &be->brk;
     sbuf_printf(o,
                 "\"breaker_transitions\":{\"opened\":%llu,\"half_opened\":%llu,\"closed\":%llu},"
-                "\"breaker_reason\":",
+                "\"breaker_since\":%.3f,\"breaker_reason\":",
                 (unsigned long long)atomic_load(&b->opened),
                 (unsigned long long)atomic_load(&b->half_opened),
-                (unsigned long long)atomic_load(&b->closed));
+                (unsigned long long)atomic_load(&b->closed),
+                wall_of_mono(atomic_load(&b->last_change_ms), clock_mono_ms(), clock_wall_s()));
     char reason[sizeof(b->reason)];
     memcpy(reason, b->reason, sizeof(reason)); /* may be mid-update: bounded and terminated */
     reason[sizeof(reason) - 1] = 0;
     sbuf_json_str(o, reason);
+    const struct rt_outlier *out = &be->outlier;
+    if (out->kind == OUTLIER_NONE)
+        sbuf_puts(o, ",\"outlier\":null");
+    else
+        sbuf_printf(o,
+                    ",\"outlier\":{\"kind\":\"%s\",\"value\":%.4f,\"pool_value\":%.4f,"
+                    "\"since\":%.3f,\"ejected\":%s}",
+                    outlier_kind_name((enum outlier_kind)out->kind), out->value, out->pool_value,
+                    out->since, out->ejected ? "true" : "false");
     uint32_t ewma = bal_ewma_estimate(be, clock_mono_ms());
     if (ewma)
         sbuf_printf(o, ",\"ewma_ms\":%.3f", ewma / 1000.0);
@@ -157,43 +296,78 @@ static void tiers_json(const struct lb *lb, struct rt_pool *p, struct sbuf *o)
     sbuf_put(o, "]", 1);
 }
 
-static void prom_label(struct sbuf *o, const char *v);
-
-/* A listener's counters summed over the workers. */
-struct ls_sum {
-    uint64_t conns, requests, tls_full, tls_resumed, tls_failed[TLSF_COUNT];
-};
-
-static void ls_sum(struct lb *lb, int i, struct ls_sum *s)
+static void pool_json(struct lb *lb, struct rt_pool *p, struct sbuf *o)
 {
-    memset(s, 0, sizeof(*s));
-    for (int w = 0; w < lb->nworkers; w++) {
-        const struct worker *wk = &lb->workers[w];
-        if (!wk->lsc || i >= wk->nls)
-            continue;
-        const struct ls_counters *c = &wk->lsc[i];
-        s->conns += cnt_get(&c->conns);
-        s->requests += cnt_get(&c->requests);
-        s->tls_full += cnt_get(&c->tls_full);
-        s->tls_resumed += cnt_get(&c->tls_resumed);
-        for (int f = 0; f < TLSF_COUNT; f++)
-            s->tls_failed[f] += cnt_get(&c->tls_failed[f]);
+    const struct cfg_pool *c = p->cfg;
+    struct pool_sum s;
+    tally_pool(p->stats, &s);
+    int32_t inflight = 0, conns = 0;
+    int serving = 0, outliers = 0;
+    for (int j = 0; j < p->n; j++) {
+        inflight += atomic_load(&p->be[j]->inflight);
+        conns += atomic_load(&p->be[j]->conns);
+        serving += stats_serving_in_panic(p, p->be[j]);
+        outliers += p->be[j]->outlier.kind != OUTLIER_NONE;
     }
+    sbuf_puts(o, "{\"name\":");
+    sbuf_json_str(o, c->name);
+    sbuf_printf(o,
+                ",\"balance\":\"%s\",\"locality\":\"%s\",\"panic\":%s,\"serving_in_panic\":%d,"
+                "\"pending\":%d,\"pending_max\":%d,\"max_pending\":%u,\"inflight\":%d,"
+                "\"connections\":%d,\"requests\":%llu,",
+                cfg_balance_name(c->balance),
+                c->locality == CFG_LOC_ZONE_AWARE ? "zone-aware" : "off",
+                atomic_load(&p->panic) ? "true" : "false", serving, atomic_load(&p->pending),
+                atomic_load(&p->pending_max), c->limits.max_pending, inflight, conns,
+                (unsigned long long)s.requests);
+    classes_json(o, s.resp);
+    sbuf_put(o, ",", 1);
+    own_json(o, s.own);
+    sbuf_printf(o, ",\"retries\":{\"sent\":%llu,\"denied\":%llu},", (unsigned long long)s.retries,
+                (unsigned long long)s.retries_denied);
+    const struct window *w = lb->sampler ? sampler_pool_window(lb->sampler, c->name) : NULL;
+    latency_json(o, w, s.hist);
+    sbuf_put(o, ",", 1);
+    rates_json(o, w);
+    sbuf_printf(o,
+                ",\"outliers\":%d,\"ejected\":%d,\"outlier_detection\":{\"eject\":%s,"
+                "\"max_ejected\":%.3f}",
+                outliers, outlier_ejected(p), c->outlier.eject ? "true" : "false",
+                c->outlier.max_ejected);
+    tiers_json(lb, p, o);
+    sbuf_put(o, ",\"backends\":[", 13);
+    for (int j = 0; j < p->n; j++) {
+        if (j)
+            sbuf_put(o, ",", 1);
+        stats_backend_json(lb, p->be[j], o);
+    }
+    sbuf_put(o, "]}", 2);
 }
 
 static void listeners_json(struct lb *lb, const struct cfg *cfg, struct sbuf *o)
 {
     sbuf_put(o, "\"listeners\":[", 13);
     for (int i = 0; i < cfg->nlisteners; i++) {
+        const struct cfg_listener *l = &cfg->listeners[i];
         struct ls_sum s;
-        ls_sum(lb, i, &s);
+        memset(&s, 0, sizeof(s));
+        for (int w = 0; w < lb->nworkers; w++)
+            worker_ls_add(&lb->workers[w], &l->addr, &s);
         sbuf_puts(o, i ? ",{\"name\":" : "{\"name\":");
-        sbuf_json_str(o, cfg->listeners[i].name);
+        sbuf_json_str(o, l->name);
         sbuf_put(o, ",\"address\":", 11);
-        sbuf_json_str(o, cfg->listeners[i].addr.text);
-        sbuf_printf(o, ",\"connections\":%llu,\"requests\":%llu", (unsigned long long)s.conns,
+        sbuf_json_str(o, l->addr.text);
+        sbuf_printf(o, ",\"connections\":%llu,\"requests\":%llu,", (unsigned long long)s.conns,
                     (unsigned long long)s.requests);
-        if (cfg->listeners[i].tls_enabled) {
+        classes_json(o, s.resp);
+        sbuf_put(o, ",", 1);
+        own_json(o, s.own);
+        const struct window *w = lb->sampler ? sampler_listener_window(lb->sampler, l->name) : NULL;
+        sbuf_put(o, ",", 1);
+        latency_json(o, w, s.hist);
+        sbuf_put(o, ",", 1);
+        rates_json(o, w);
+        if (l->tls_enabled) {
             sbuf_printf(o, ",\"tls\":{\"handshakes\":{\"full\":%llu,\"resumed\":%llu},\"failed\":{",
                         (unsigned long long)s.tls_full, (unsigned long long)s.tls_resumed);
             for (int f = 0; f < TLSF_COUNT; f++)
@@ -206,45 +380,15 @@ static void listeners_json(struct lb *lb, const struct cfg *cfg, struct sbuf *o)
     sbuf_put(o, "],", 2);
 }
 
-static void prom_listeners(struct lb *lb, const struct cfg *cfg, struct sbuf *o)
+static void pools_array(struct lb *lb, struct rt *rt, struct sbuf *o)
 {
-    sbuf_puts(o, "# HELP lb_listener_connections_total Client connections accepted.\n"
-                 "# TYPE lb_listener_connections_total counter\n");
-    for (int i = 0; i < cfg->nlisteners; i++) {
-        struct ls_sum s;
-        ls_sum(lb, i, &s);
-        sbuf_puts(o, "lb_listener_connections_total{listener=\"");
-        prom_label(o, cfg->listeners[i].name);
-        sbuf_printf(o, "\"} %llu\n", (unsigned long long)s.conns);
+    sbuf_put(o, "\"pools\":[", 9);
+    for (int i = 0; i < rt->npools; i++) {
+        if (i)
+            sbuf_put(o, ",", 1);
+        pool_json(lb, &rt->pools[i], o);
     }
-    sbuf_puts(o, "# HELP lb_listener_requests_total Requests received.\n"
-                 "# TYPE lb_listener_requests_total counter\n");
-    for (int i = 0; i < cfg->nlisteners; i++) {
-        struct ls_sum s;
-        ls_sum(lb, i, &s);
-        sbuf_puts(o, "lb_listener_requests_total{listener=\"");
-        prom_label(o, cfg->listeners[i].name);
-        sbuf_printf(o, "\"} %llu\n", (unsigned long long)s.requests);
-    }
-    sbuf_puts(o, "# HELP lb_listener_tls_handshakes_total TLS handshakes by result (full, resumed, "
-                 "failed) and the reason of a failure.\n"
-                 "# TYPE lb_listener_tls_handshakes_total counter\n");
-    for (int i = 0; i < cfg->nlisteners; i++) {
-        if (!cfg->listeners[i].tls_enabled)
-            continue;
-        struct ls_sum s;
-        ls_sum(lb, i, &s);
-        for (int r = 0; r < 2 + TLSF_COUNT; r++) {
-            sbuf_puts(o, "lb_listener_tls_handshakes_total{listener=\"");
-            prom_label(o, cfg->listeners[i].name);
-            if (r < 2)
-                sbuf_printf(o, "\",result=\"%s\"} %llu\n", r ? "resumed" : "full",
-                            (unsigned long long)(r ? s.tls_resumed : s.tls_full));
-            else
-                sbuf_printf(o, "\",result=\"failed\",reason=\"%s\"} %llu\n", tls_fail_name(r - 2),
-                            (unsigned long long)s.tls_failed[r - 2]);
-        }
-    }
+    sbuf_put(o, "]", 1);
 }
 
 void stats_json(struct lb *lb, struct sbuf *o)
@@ -259,6 +403,11 @@ void stats_json(struct lb *lb, struct sbuf *o)
     }
     sbuf_printf(o, "{\"version\":\"%s\",\"uptime_s\":%.3f,\"pid\":%d,\"workers\":%d,", LB_VERSION,
                 ev_time() - lb->start_time, (int)getpid(), lb->nworkers);
+    sbuf_printf(o, "\"now\":%.3f,\"zone\":", clock_wall_s());
+    sbuf_json_str(o, cfg->zone);
+    sbuf_printf(o, ",\"tick\":%llu,\"admin_token\":%s,",
+                (unsigned long long)(lb->sampler ? lb->sampler->ticks : 0),
+                cfg->admin_token ? "true" : "false");
     sbuf_printf(o,
                 "\"stopping\":%s,\"draining\":%s,\"reloads\":{\"ok\":%llu,\"failed\":%llu,"
                 "\"last_error\":",
@@ -266,250 +415,128 @@ void stats_json(struct lb *lb, struct sbuf *o)
                 atomic_load(&lb->draining) ? "true" : "false", (unsigned long long)lb->reloads_ok,
                 (unsigned long long)lb->reloads_failed);
     sbuf_json_str(o, lb->last_error);
-    sbuf_printf(o, ",\"last\":\"%s\",\"generation\":%llu",
+    sbuf_printf(o, ",\"last\":\"%s\",\"last_time\":%.3f,\"generation\":%llu",
                 lb->reloads_ok + lb->reloads_failed == 0 ? "none"
                 : lb->last_reload_ok                     ? "ok"
                                                          : "failed",
-                (unsigned long long)lb->gen);
+                lb->last_reload_time, (unsigned long long)lb->gen);
     sbuf_printf(o,
                 "},\"connections\":{\"current\":%lld,\"total\":%llu,\"max\":%u},"
                 "\"requests\":{\"total\":%llu},\"memory\":{\"rss_bytes\":%llu,"
                 "\"buffers_in_use\":%llu,\"buffer_size\":%d},",
                 (long long)atomic_load(&lb->conns_current), (unsigned long long)total,
-                cfg->max_connections, (unsigned long long)reqs, (unsigned long long)rss_bytes(),
-                (unsigned long long)bufs, BUF_SIZE);
+                cfg->max_connections, (unsigned long long)reqs,
+                (unsigned long long)stats_rss_bytes(), (unsigned long long)bufs, BUF_SIZE);
     listeners_json(lb, cfg, o);
-    sbuf_put(o, "\"pools\":[", 9);
-    for (int i = 0; i < rt->npools; i++) {
-        struct rt_pool *p = &rt->pools[i];
-        sbuf_puts(o, i ? ",{\"name\":" : "{\"name\":");
-        sbuf_json_str(o, p->cfg->name);
-        sbuf_printf(o, ",\"balance\":\"%s\",\"locality\":\"%s\",\"panic\":%s,\"pending\":%d",
-                    cfg_balance_name(p->cfg->balance),
-                    p->cfg->locality == CFG_LOC_ZONE_AWARE ? "zone-aware" : "off",
-                    atomic_load(&p->panic) ? "true" : "false", atomic_load(&p->pending));
-        tiers_json(lb, p, o);
-        sbuf_put(o, ",\"backends\":[", 13);
-        for (int j = 0; j < p->n; j++) {
-            if (j)
-                sbuf_put(o, ",", 1);
-            stats_backend_json(lb, p->be[j], o);
-        }
-        sbuf_put(o, "]}", 2);
-    }
-    sbuf_put(o, "]}\n", 3);
+    pools_array(lb, rt, o);
+    sbuf_put(o, "}\n", 2);
 }
 
-/* Prometheus label values: backslash, quote and newline escaped. */
-static void prom_label(struct sbuf *o, const char *v)
+void stats_pools_json(struct lb *lb, struct sbuf *o)
 {
-    for (; *v; v++) {
-        if (*v == '\\' || *v == '"')
-            sbuf_printf(o, "\\%c", *v);
-        else if (*v == '\n')
-            sbuf_put(o, "\\n", 2);
-        else
-            sbuf_put(o, v, 1);
-    }
+    sbuf_put(o, "{", 1);
+    pools_array(lb, atomic_load(&lb->rt), o);
+    sbuf_put(o, "}\n", 2);
 }
 
-static void prom_be(struct sbuf *o, const struct rt_backend *be)
-{
-    sbuf_put(o, "{pool=\"", 7);
-    prom_label(o, be->pool);
-    sbuf_put(o, "\",backend=\"", 11);
-    prom_label(o, be->name);
-    sbuf_put(o, "\"", 1);
-}
-
-typedef void (*prom_value_fn)(struct sbuf *o, const struct rt_backend *be, const struct be_sum *s);
-
-static void prom_family(struct sbuf *o, struct rt *rt, struct be_sum *sums, const char *name,
-                        const char *type, const char *help, prom_value_fn fn)
-{
-    sbuf_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-    int k = 0;
-    for (int i = 0; i < rt->npools; i++)
-        for (int j = 0; j < rt->pools[i].n; j++, k++)
-            fn(o, rt->pools[i].be[j], &sums[k]);
-}
-
-#define PROM_SIMPLE(fname, metric, expr)                                                           \
-    static void fname(struct sbuf *o, const struct rt_backend *be, const struct be_sum *s)         \
-    {                                                                                              \
-        (void)s;                                                                                   \
-        sbuf_put(o, metric, strlen(metric));                                                       \
-        prom_be(o, be);                                                                            \
-        sbuf_printf(o, "} %llu\n", (unsigned long long)(expr));                                    \
-    }
-
-PROM_SIMPLE(pv_requests, "lb_backend_requests_total", s->requests)
-PROM_SIMPLE(pv_inflight, "lb_backend_inflight", atomic_load(&be->inflight))
-PROM_SIMPLE(pv_conns, "lb_backend_connections", atomic_load(&be->conns))
-PROM_SIMPLE(pv_weight, "lb_backend_weight", atomic_load(&be->weight))
-PROM_SIMPLE(pv_up, "lb_backend_up", atomic_load(&be->hc.health) == HC_UP)
-PROM_SIMPLE(pv_bytes_in, "lb_backend_response_bytes_total", s->bytes_in)
-PROM_SIMPLE(pv_bytes_out, "lb_backend_request_bytes_total", s->bytes_out)
-
-static void pv_responses(struct sbuf *o, const struct rt_backend *be, const struct be_sum *s)
-{
-    for (int c = 0; c < RC_COUNT; c++) {
-        sbuf_put(o, "lb_backend_responses_total", 26);
-        prom_be(o, be);
-        sbuf_printf(o, ",class=\"%s\"} %llu\n", class_names[c], (unsigned long long)s->resp[c]);
-    }
-}
-
-static void pv_failures(struct sbuf *o, const struct rt_backend *be, const struct be_sum *s)
-{
-    for (int c = 0; c < RF_COUNT; c++) {
-        sbuf_put(o, "lb_backend_failures_total", 25);
-        prom_be(o, be);
-        sbuf_printf(o, ",kind=\"%s\"} %llu\n", fail_names[c], (unsigned long long)s->fail[c]);
-    }
-}
-
-static void pv_state(struct sbuf *o, const struct rt_backend *be, const struct be_sum *s)
-{
-    (void)s;
-    sbuf_put(o, "lb_backend_state", 16);
-    prom_be(o, be);
-    sbuf_printf(o, ",admin=\"%s\",health=\"%s\",breaker=\"%s\"} 1\n",
-                cfg_admin_state_name(atomic_load(&be->admin)),
-                hc_state_name(atomic_load(&be->hc.health)),
-                brk_state_name(brk_state_now(&be->brk)));
-}
-
-static void pv_latency(struct sbuf *o, const struct rt_backend *be, const struct be_sum *s)
-{
-    static const double qs[] = {0.5, 0.9, 0.99};
-    uint64_t n = 0;
-    for (int i = 0; i < HIST_BUCKETS; i++)
-        n += s->hist[i];
-    for (size_t i = 0; i < sizeof(qs) / sizeof(qs[0]); i++) {
-        sbuf_put(o, "lb_backend_latency_seconds", 26);
-        prom_be(o, be);
-        sbuf_printf(o, ",quantile=\"%g\"} %.6f\n", qs[i], hist_quantile(s->hist, qs[i]) / 1e6);
-    }
-    sbuf_put(o, "lb_backend_latency_seconds_count", 32);
-    prom_be(o, be);
-    sbuf_printf(o, "} %llu\n", (unsigned long long)n);
-}
-
-static void pv_ewma(struct sbuf *o, const struct rt_backend *be, const struct be_sum *s)
-{
-    (void)s;
-    uint32_t e = bal_ewma_estimate(be, clock_mono_ms());
-    if (!e)
-        return;
-    sbuf_put(o, "lb_backend_latency_ewma_seconds", 31);
-    prom_be(o, be);
-    sbuf_printf(o, "} %.6f\n", e / 1e6);
-}
-
-static void prom_tier(struct sbuf *o, const char *metric, const struct rt_pool *p, int k, double v)
-{
-    sbuf_puts(o, metric);
-    sbuf_put(o, "{pool=\"", 7);
-    prom_label(o, p->cfg->name);
-    sbuf_put(o, "\",tier=\"", 9);
-    prom_label(o, p->tiers[k].name);
-    sbuf_printf(o, "\"} %.4f\n", v);
-}
-
-static void prom_pools(const struct lb *lb, struct rt *rt, struct sbuf *o)
-{
-    int n = rt->npools;
-    struct tier_view(*v)[RT_TIERS] = calloc((size_t)(n ? n : 1), sizeof(*v));
-    if (!v) {
-        o->oom = true;
-        return;
-    }
-    for (int i = 0; i < n; i++)
-        tiers_view(lb, &rt->pools[i], v[i]);
-    sbuf_puts(o,
-              "# HELP lb_pool_panic 1 while the pool is in panic (health and breakers ignored).\n"
-              "# TYPE lb_pool_panic gauge\n");
-    for (int i = 0; i < rt->npools; i++) {
-        sbuf_puts(o, "lb_pool_panic{pool=\"");
-        prom_label(o, rt->pools[i].cfg->name);
-        sbuf_printf(o, "\"} %d\n", atomic_load(&rt->pools[i].panic) ? 1 : 0);
-    }
-    sbuf_puts(o, "# HELP lb_pool_tier_health Eligible weight over weight of a locality tier.\n"
-                 "# TYPE lb_pool_tier_health gauge\n");
-    for (int i = 0; i < n; i++)
-        for (int k = 0; k < rt->pools[i].ntiers; k++)
-            prom_tier(o, "lb_pool_tier_health", &rt->pools[i], k, v[i][k].health);
-    sbuf_puts(
-        o, "# HELP lb_pool_tier_share Share of the pool's requests a locality tier took over the "
-           "last 10 s.\n# TYPE lb_pool_tier_share gauge\n");
-    for (int i = 0; i < n; i++)
-        for (int k = 0; k < rt->pools[i].ntiers; k++)
-            prom_tier(o, "lb_pool_tier_share", &rt->pools[i], k, v[i][k].taken);
-    free(v);
-}
-
-void stats_prometheus(struct lb *lb, struct sbuf *o)
+bool stats_pool_json(struct lb *lb, const char *pool, struct sbuf *o)
 {
     struct rt *rt = atomic_load(&lb->rt);
-    int n = 0;
     for (int i = 0; i < rt->npools; i++)
-        n += rt->pools[i].n;
-    struct be_sum *sums = calloc((size_t)(n ? n : 1), sizeof(*sums));
-    if (!sums) {
+        if (strcmp(rt->pools[i].cfg->name, pool) == 0) {
+            pool_json(lb, &rt->pools[i], o);
+            sbuf_put(o, "\n", 1);
+            return true;
+        }
+    return false;
+}
+
+/* "NAME":{"requests":[..],"errors":[..],"p99_ms":[..]}: the last N points of W, oldest first. */
+static void history_series(struct sbuf *o, const char *name, const struct window *w, int n)
+{
+    sbuf_json_str(o, name);
+    sbuf_puts(o, ":{");
+    static const char *const keys[] = {"requests", "errors", "p99_ms"};
+    int have = w ? (int)(w->ticks < (uint64_t)n ? w->ticks : (uint64_t)n) : 0;
+    for (int k = 0; k < 3; k++) {
+        sbuf_printf(o, "%s\"%s\":[", k ? "," : "", keys[k]);
+        for (int i = have - 1; i >= 0; i--) {
+            struct win_point pt;
+            if (!window_point(w, i, &pt))
+                continue;
+            if (k == 0)
+                sbuf_printf(o, "%u", pt.requests);
+            else if (k == 1)
+                sbuf_printf(o, "%u", pt.errors);
+            else
+                sbuf_printf(o, "%.3f", pt.p99_us / 1000.0);
+            if (i)
+                sbuf_put(o, ",", 1);
+        }
+        sbuf_put(o, "]", 1);
+    }
+    sbuf_put(o, "}", 1);
+}
+
+void stats_history_json(struct lb *lb, uint64_t after, struct sbuf *o)
+{
+    struct rt *rt = atomic_load(&lb->rt);
+    const struct sampler *s = lb->sampler;
+    uint64_t ticks = s ? s->ticks : 0;
+    uint64_t want = after < ticks ? ticks - after : 0;
+    int n = want > WIN_POINTS ? WIN_POINTS : (int)want;
+    sbuf_printf(o, "{\"tick\":%llu,\"step_s\":1,\"points\":%d,\"now\":%.3f,\"pools\":{",
+                (unsigned long long)ticks, n, clock_wall_s());
+    for (int i = 0; i < rt->npools; i++) {
+        if (i)
+            sbuf_put(o, ",", 1);
+        history_series(o, rt->pools[i].cfg->name,
+                       s ? sampler_pool_window(s, rt->pools[i].cfg->name) : NULL, n);
+    }
+    sbuf_puts(o, "},\"backends\":{");
+    bool first = true;
+    for (int i = 0; i < rt->npools; i++)
+        for (int j = 0; j < rt->pools[i].n; j++) {
+            const struct rt_backend *be = rt->pools[i].be[j];
+            char key[2 * CFG_NAME_MAX + 2];
+            snprintf(key, sizeof(key), "%s/%s", be->pool, be->name);
+            if (!first)
+                sbuf_put(o, ",", 1);
+            first = false;
+            history_series(o, key, be->win, n);
+        }
+    sbuf_puts(o, "},\"listeners\":{");
+    for (int i = 0; i < rt->cfg->nlisteners; i++) {
+        if (i)
+            sbuf_put(o, ",", 1);
+        const char *name = rt->cfg->listeners[i].name;
+        history_series(o, name, s ? sampler_listener_window(s, name) : NULL, n);
+    }
+    sbuf_puts(o, "}}\n");
+}
+
+void stats_events_json(uint64_t after, struct sbuf *o)
+{
+    struct event *ev = malloc(EVENTS_MAX * sizeof(*ev));
+    if (!ev) {
         o->oom = true;
         return;
     }
-    int k = 0;
-    for (int i = 0; i < rt->npools; i++)
-        for (int j = 0; j < rt->pools[i].n; j++)
-            be_sum(rt->pools[i].be[j], &sums[k++]);
-
-    uint64_t total = 0, reqs = 0;
-    for (int w = 0; w < lb->nworkers; w++) {
-        total += cnt_get(&lb->workers[w].conns_total);
-        reqs += cnt_get(&lb->workers[w].requests_total);
+    int n = events_read(after, ev, EVENTS_MAX);
+    sbuf_printf(o, "{\"last\":%llu,\"events\":[", (unsigned long long)(n ? ev[0].seq : after));
+    for (int i = 0; i < n; i++) {
+        static const char *const levels[] = {"error", "warn", "info", "debug"};
+        sbuf_printf(o, "%s{\"seq\":%llu,\"time\":%.3f,\"kind\":\"%s\",\"level\":\"%s\",\"pool\":",
+                    i ? "," : "", (unsigned long long)ev[i].seq, ev[i].time,
+                    event_kind_name(ev[i].kind),
+                    (unsigned)ev[i].level < 4 ? levels[ev[i].level] : "info");
+        sbuf_json_str(o, ev[i].pool);
+        sbuf_puts(o, ",\"backend\":");
+        sbuf_json_str(o, ev[i].backend);
+        sbuf_puts(o, ",\"text\":");
+        sbuf_json_str(o, ev[i].text);
+        sbuf_put(o, "}", 1);
     }
-    sbuf_printf(o,
-                "# HELP lb_uptime_seconds Seconds since the process started.\n"
-                "# TYPE lb_uptime_seconds gauge\nlb_uptime_seconds %.3f\n"
-                "# HELP lb_connections Client connections open now.\n"
-                "# TYPE lb_connections gauge\nlb_connections %lld\n"
-                "# HELP lb_connections_total Client connections accepted.\n"
-                "# TYPE lb_connections_total counter\nlb_connections_total %llu\n"
-                "# HELP lb_requests_total Requests answered.\n"
-                "# TYPE lb_requests_total counter\nlb_requests_total %llu\n"
-                "# HELP lb_reloads_total Configuration reloads by result.\n"
-                "# TYPE lb_reloads_total counter\nlb_reloads_total{result=\"ok\"} %llu\n"
-                "lb_reloads_total{result=\"failed\"} %llu\n"
-                "# HELP lb_resident_memory_bytes Resident set size.\n"
-                "# TYPE lb_resident_memory_bytes gauge\nlb_resident_memory_bytes %llu\n",
-                ev_time() - lb->start_time, (long long)atomic_load(&lb->conns_current),
-                (unsigned long long)total, (unsigned long long)reqs,
-                (unsigned long long)lb->reloads_ok, (unsigned long long)lb->reloads_failed,
-                (unsigned long long)rss_bytes());
-    prom_family(o, rt, sums, "lb_backend_requests_total", "counter",
-                "Requests sent to the backend.", pv_requests);
-    prom_family(o, rt, sums, "lb_backend_responses_total", "counter",
-                "Responses from the backend by status class.", pv_responses);
-    prom_family(o, rt, sums, "lb_backend_failures_total", "counter",
-                "Failed requests to the backend by kind.", pv_failures);
-    prom_family(o, rt, sums, "lb_backend_inflight", "gauge", "Requests in flight.", pv_inflight);
-    prom_family(o, rt, sums, "lb_backend_connections", "gauge", "Open upstream connections.",
-                pv_conns);
-    prom_family(o, rt, sums, "lb_backend_weight", "gauge", "Current weight.", pv_weight);
-    prom_family(o, rt, sums, "lb_backend_up", "gauge", "1 when health is up.", pv_up);
-    prom_family(o, rt, sums, "lb_backend_state", "gauge",
-                "Admin, health and breaker state (value always 1).", pv_state);
-    prom_family(o, rt, sums, "lb_backend_response_bytes_total", "counter",
-                "Response bytes forwarded from the backend.", pv_bytes_in);
-    prom_family(o, rt, sums, "lb_backend_request_bytes_total", "counter",
-                "Request bytes sent to the backend.", pv_bytes_out);
-    prom_family(o, rt, sums, "lb_backend_latency_seconds", "summary",
-                "Request sent to response head, since start.", pv_latency);
-    prom_family(o, rt, sums, "lb_backend_latency_ewma_seconds", "gauge",
-                "Peak-EWMA of the response head latency (p2c-ewma and hash pools).", pv_ewma);
-    prom_pools(lb, rt, o);
-    prom_listeners(lb, rt->cfg, o);
-    free(sums);
+    sbuf_puts(o, "]}\n");
+    free(ev);
 }

@@ -317,6 +317,16 @@ static SSL_CTX *server_ctx_new(const struct cfg_tls *t, struct tls_keys *keys, s
     return ctx;
 }
 
+/* Why SSL_CTX_use_PrivateKey_file() failed: the key is not the
+ * certificate's (OpenSSL compares them there already, so the check after it
+ * rarely fires), or it could not be read. */
+static bool key_mismatch(void)
+{
+    unsigned long e = ERR_peek_last_error();
+    return ERR_GET_LIB(e) == ERR_LIB_X509 && (ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH ||
+                                              ERR_GET_REASON(e) == X509_R_KEY_TYPE_MISMATCH);
+}
+
 /* Load one certificate and its key into CTX: readable, not expired, matching. */
 static void load_cert(SSL_CTX *ctx, X509 *leaf, const struct cfg_tls_cert *c, struct where *w)
 {
@@ -329,7 +339,10 @@ static void load_cert(SSL_CTX *ctx, X509 *leaf, const struct cfg_tls_cert *c, st
         return;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, c->key, SSL_FILETYPE_PEM) != 1) {
-        fail_at(w, "cannot load key %s for certificate %s", c->key, c->cert);
+        fail_at(w,
+                key_mismatch() ? "key %s does not match certificate %s"
+                               : "cannot load key %s for certificate %s",
+                c->key, c->cert);
         return;
     }
     if (SSL_CTX_check_private_key(ctx) != 1)
@@ -456,7 +469,10 @@ static SSL_CTX *client_build(const struct cfg_backend_tls *t, struct where *w)
         if (SSL_CTX_use_certificate_chain_file(ctx, t->cert) != 1)
             fail_at(w, "cannot load certificate %s%s", t->cert, "");
         else if (SSL_CTX_use_PrivateKey_file(ctx, t->key, SSL_FILETYPE_PEM) != 1)
-            fail_at(w, "cannot load key %s for certificate %s", t->key, t->cert);
+            fail_at(w,
+                    key_mismatch() ? "key %s does not match certificate %s"
+                                   : "cannot load key %s for certificate %s",
+                    t->key, t->cert);
         else if (SSL_CTX_check_private_key(ctx) != 1)
             fail_at(w, "key %s does not match certificate %s", t->key, t->cert);
     }

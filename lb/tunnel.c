@@ -50,16 +50,20 @@ enum step tunnel_step(struct conn *c)
     /* the 101 head first, with whatever the backend sent right behind it */
     if (c->out && buf_len(c->out)) {
         ssize_t b = conn_send(c, NULL, 0);
-        if (b < 0)
+        if (b < 0) {
+            c->tx.term = "client_closed";
             return reply_abort(c);
+        }
         if (buf_len(c->out))
             return STEP_WAIT;
         buf_put(&c->wk->bufs, &c->out);
     }
     int p1 = pump(c, &c->x, &c->in, &c->eof, &up->x, &c->shut_up);
     int p2 = pump(c, &up->x, &up->in, &up->eof, &c->x, &c->shut_client);
-    if (p1 < 0 || p2 < 0)
+    if (p1 < 0 || p2 < 0) {
+        c->tx.term = p1 < 0 ? "tunnel_client_error" : "tunnel_backend_error";
         return reply_abort(c);
+    }
     if (p1 || p2)
         conn_touch(c);
     if (c->eof && up->eof && (!c->in || !buf_len(c->in)) && (!up->in || !buf_len(up->in))) {

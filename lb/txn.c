@@ -18,6 +18,8 @@ void txn_init(struct txn *t)
     t->rid[0] = 0;
     t->lmeth[0] = 0;
     t->lpath_len = 0;
+    t->lhost[0] = 0;
+    t->lua[0] = 0;
     t->pool = -1;
     t->be_idx = -1;
     t->meth = H1_M_OTHER;
@@ -51,6 +53,15 @@ void txn_set_request_id(struct txn *t, const struct h1_header *h, struct rng *rn
     t->rid[32] = 0;
 }
 
+/* The value of H (NULL: none) into OUT of CAP, truncated. */
+static void keep_header(char *out, size_t cap, const struct h1_header *h)
+{
+    size_t n = h ? (h->value_len < cap - 1 ? h->value_len : cap - 1) : 0;
+    if (n)
+        memcpy(out, h->value, n);
+    out[n] = 0;
+}
+
 void txn_remember(struct txn *t, const struct h1_request *req)
 {
     size_t ml = req->method_len < sizeof(t->lmeth) - 1 ? req->method_len : sizeof(t->lmeth) - 1;
@@ -59,6 +70,21 @@ void txn_remember(struct txn *t, const struct h1_request *req)
     size_t pl = req->target_len < sizeof(t->lpath) ? req->target_len : sizeof(t->lpath);
     memcpy(t->lpath, req->target, pl);
     t->lpath_len = (uint16_t)pl;
+    keep_header(t->lhost, sizeof(t->lhost), req->host >= 0 ? &req->headers[req->host] : NULL);
+    const struct h1_header *ua = NULL;
+    for (int i = 0; i < req->nheaders && !ua; i++)
+        if (h1_name_is(&req->headers[i], "user-agent"))
+            ua = &req->headers[i];
+    keep_header(t->lua, sizeof(t->lua), ua);
+}
+
+const char *txn_termination(const struct txn *t)
+{
+    if (t->term)
+        return t->term;
+    if (t->own)
+        return own_name((enum own_reason)(t->own - 1));
+    return "ok";
 }
 
 void txn_log(const struct txn *t, const char *client, const struct xprt *x, ev_tstamp now)
@@ -80,6 +106,11 @@ void txn_log(const struct txn *t, const char *client, const struct xprt *x, ev_t
         .upstream_ms = t->t_resp > 0 && t->t_sent > 0 ? (t->t_resp - t->t_sent) * 1000 : -1,
         .total_ms = (now - t->t_start) * 1000,
         .request_id = t->rid,
+        .host = t->lhost,
+        .user_agent = t->lua,
+        .http_minor = t->minor,
+        .retries = t->attempts,
+        .termination = txn_termination(t),
         .tls_version = ssl ? SSL_get_version(ssl) : NULL,
         .tls_cipher = ssl ? SSL_get_cipher_name(ssl) : NULL,
         .tls_sni = ssl ? SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name) : NULL,

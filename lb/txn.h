@@ -64,6 +64,7 @@ struct txn {
     struct h1_chunk resp_chunk;
     int status;          /* of the response sent to the client */
     uint8_t own;         /* enum own_reason + 1 when the proxy answered itself, else 0 */
+    const char *term;    /* why it ended early ("client_closed", ...); NULL: as it should */
     uint64_t resp_bytes; /* bytes sent to the client for this request */
 
     /* timings, ev_now() */
@@ -80,6 +81,8 @@ struct txn {
     char rid[RW_REQID_MAX + 1]; /* X-Request-Id */
     char lmeth[16];             /* method and target, kept for the access log */
     char lpath[256];
+    char lhost[96]; /* Host and User-Agent (truncated), kept for the access log */
+    char lua[128];
 };
 
 /* A fresh transaction: nothing routed or chosen, no body either way. */
@@ -89,12 +92,15 @@ void txn_deinit(struct txn *t);
 /* Take the client's X-Request-Id (an acceptable one, see rw_scan), or make one when NULL. */
 void txn_set_request_id(struct txn *t, const struct h1_header *client, struct rng *rng);
 
-/* Keep method and target for the access log. */
+/* Keep method, target, Host and User-Agent for the access log. */
 void txn_remember(struct txn *t, const struct h1_request *req);
 
 /* The access log line of the transaction, if the access log is on; X is the client's
  * transport (its TLS version, cipher and server name are logged). */
 void txn_log(const struct txn *t, const char *client, const struct xprt *x, ev_tstamp now);
+
+/* Why T ended: its term, the reason of the proxy's own answer, or "ok". */
+const char *txn_termination(const struct txn *t);
 
 /* The response class (1xx..5xx) of STATUS. */
 enum rt_resp_class txn_resp_class(int status);

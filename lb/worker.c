@@ -213,11 +213,38 @@ static int adopt_listeners(struct worker *wk, struct wk_handover *ho, int *map)
             close(wk->ls[j].fd);
     }
     free(wk->ls);
-    free(wk->lsc);
     wk->ls = ls;
+    pthread_mutex_lock(&wk->ho_lock); /* readers on other threads */
+    free(wk->lsc);
     wk->lsc = lsc;
+    wk->lsc_cfg = ncfg;
     wk->nls = n;
+    pthread_mutex_unlock(&wk->ho_lock);
     return 0;
+}
+
+void worker_ls_add(struct worker *wk, const struct cfg_addr *addr, struct ls_sum *acc)
+{
+    pthread_mutex_lock(&wk->ho_lock);
+    for (int j = 0; wk->lsc && wk->lsc_cfg && j < wk->nls; j++) {
+        if (!cfg_addr_equal(&wk->lsc_cfg->listeners[j].addr, addr))
+            continue;
+        const struct ls_counters *c = &wk->lsc[j];
+        acc->conns += cnt_get(&c->conns);
+        acc->requests += cnt_get(&c->requests);
+        acc->tls_full += cnt_get(&c->tls_full);
+        acc->tls_resumed += cnt_get(&c->tls_resumed);
+        for (int f = 0; f < TLSF_COUNT; f++)
+            acc->tls_failed[f] += cnt_get(&c->tls_failed[f]);
+        for (int k = 0; k < RC_COUNT; k++)
+            acc->resp[k] += cnt_get(&c->resp[k]);
+        for (int k = 0; k < OWN_COUNT; k++)
+            acc->own[k] += cnt_get(&c->own[k]);
+        acc->latency_sum_us += cnt_get(&c->latency_sum_us);
+        hist_sum(acc->hist, &c->latency);
+        break;
+    }
+    pthread_mutex_unlock(&wk->ho_lock);
 }
 
 static void adopt(struct worker *wk)
@@ -305,6 +332,7 @@ static int listeners_open(struct worker *wk)
     wk->nls = cfg->nlisteners;
     wk->ls = calloc((size_t)cfg->nlisteners, sizeof(*wk->ls));
     wk->lsc = calloc((size_t)cfg->nlisteners, sizeof(*wk->lsc));
+    wk->lsc_cfg = cfg;
     if (!wk->ls || !wk->lsc) {
         snprintf(wk->err, sizeof(wk->err), "out of memory");
         return -1;

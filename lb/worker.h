@@ -63,6 +63,13 @@ struct ls_counters {
     struct hist latency; /* request head complete -> response done, microseconds */
 };
 
+/* A listener's counters summed over workers (stats, the sampler). */
+struct ls_sum {
+    uint64_t conns, requests, tls_full, tls_resumed, tls_failed[TLSF_COUNT];
+    uint64_t resp[RC_COUNT], own[OWN_COUNT], latency_sum_us;
+    uint64_t hist[HIST_BUCKETS];
+};
+
 struct worker {
     struct lb *lb;
     int id;
@@ -75,14 +82,15 @@ struct worker {
     _Atomic bool done; /* the loop has returned */
 
     struct rt *rt;               /* the table new requests are routed with */
-    pthread_mutex_t ho_lock;     /* guards pending */
+    pthread_mutex_t ho_lock;     /* guards pending, and lsc for other threads */
     struct wk_handover *pending; /* a configuration not adopted yet */
     _Atomic uint64_t gen;        /* generation of the configuration in use */
     _Atomic bool sweep;          /* close idle upstreams of backends no longer active */
     struct wk_pool *pools;       /* [rt->npools] */
     struct wk_listener *ls;      /* [nls] */
     int nls;
-    struct ls_counters *lsc; /* [nls] */
+    struct ls_counters *lsc;   /* [nls]; swapped, with lsc_cfg, under ho_lock */
+    const struct cfg *lsc_cfg; /* the configuration whose listeners lsc follows */
 
     struct up_pool ups; /* connections to backends, idle ones by backend */
 
@@ -124,6 +132,13 @@ void worker_deinit(struct worker *wk);
 
 /* Idle upstream connections worker WK holds to BE (a struct pick_env's idle()). */
 uint32_t worker_idle_upstreams(const void *wk, const struct rt_backend *be);
+
+/*
+ * Add WK's counters of the listener on ADDR to ACC (any thread). Takes
+ * ho_lock, never held on the request path: the worker takes it only to
+ * swap its counters when it adopts a new configuration.
+ */
+void worker_ls_add(struct worker *wk, const struct cfg_addr *addr, struct ls_sum *acc);
 
 /* A connection closed: accept again if we had paused for max_connections. */
 void worker_conn_closed(struct worker *wk);

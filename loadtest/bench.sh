@@ -14,7 +14,13 @@
 #   BENCH_DURATION=5      seconds per measurement (after BENCH_WARMUP=1 s of warm-up)
 #   BENCH_CONNS=50        client connections (open loop: the most open at once)
 #   BENCH_CLIENT=wrk      closed-loop client: wrk or lb-load (the open loop is always lb-load)
-#   BENCH_WORKLOADS=keepalive,newconn,64k,openloop
+#   BENCH_WORKLOADS=keepalive,newconn,64k,openloop (+ tls-full,tls-resumed,tls-keepalive
+#                         with BENCH_TLS=1)
+#   BENCH_TLS=0           1: add the TLS workloads to the default list and measure the
+#                         memory of idle connections (about 4 minutes more)
+#   BENCH_IDLE_CONNS=N    idle keep-alive connections per proxy and mode for the memory
+#                         measurement (default 2000 with BENCH_TLS=1, else 0: none)
+#   BENCH_IDLE_MODES=tls,plain  which connections to hold idle (plain: for comparison)
 #   BENCH_OPEN_FRACTION=0.5  open-loop rate as a fraction of HAProxy's median keepalive req/s
 #                         measured in this run (so keepalive must come first)
 #   BENCH_OPEN_RATE=R     a fixed open-loop (and storm) rate in req/s instead
@@ -47,7 +53,14 @@ DURATION=${BENCH_DURATION:-5}
 WARMUP=${BENCH_WARMUP:-1}
 CONNS=${BENCH_CONNS:-50}
 CLIENT=${BENCH_CLIENT:-wrk}
-WORKLOADS=${BENCH_WORKLOADS:-keepalive,newconn,64k,openloop}
+TLS=${BENCH_TLS:-0}
+[[ $TLS == 0 || $TLS == 1 ]] || die "BENCH_TLS is 0 or 1 (is '$TLS')"
+DEFAULT_WORKLOADS=keepalive,newconn,64k,openloop
+[[ $TLS == 1 ]] && DEFAULT_WORKLOADS+=,tls-full,tls-resumed,tls-keepalive
+WORKLOADS=${BENCH_WORKLOADS:-$DEFAULT_WORKLOADS}
+IDLE_CONNS=${BENCH_IDLE_CONNS:-0}
+[[ $TLS == 1 ]] && IDLE_CONNS=${BENCH_IDLE_CONNS:-2000}
+IDLE_MODES=${BENCH_IDLE_MODES:-tls,plain}
 OPEN_FRACTION=${BENCH_OPEN_FRACTION:-0.5}
 OPEN_RATE_FIXED=${BENCH_OPEN_RATE:-}
 STORM_SECONDS=${BENCH_STORM_SECONDS:-8}
@@ -78,6 +91,7 @@ done
 [[ ${BENCH_LOCALITY_SECONDS:-5} =~ ^[1-9][0-9]*$ && ${BENCH_LOCALITY_SECONDS:-5} -le 120 ]] ||
     die "BENCH_LOCALITY_SECONDS must be 1..120 (is '${BENCH_LOCALITY_SECONDS:-}')"
 [[ ${BENCH_LOCALITY_RATE:-2000} =~ ^[1-9][0-9]*$ ]] || die "BENCH_LOCALITY_RATE must be a positive integer (req/s)"
+[[ $IDLE_CONNS =~ ^[0-9]+$ && $IDLE_CONNS -le 10000 ]] || die "BENCH_IDLE_CONNS must be 0..10000 (is '$IDLE_CONNS')"
 
 # --- prerequisites -----------------------------------------------------------
 need() { command -v "$1" >/dev/null 2>&1 || die "$1 not found ($2)"; }
@@ -87,6 +101,7 @@ lb-load) ;;
 *) die "BENCH_CLIENT is lb-load or wrk (is '$CLIENT')" ;;
 esac
 need python3 "apt-get install python3"
+need openssl "apt-get install openssl" # the bench's certificate, and s_time
 # the interpreter itself, not a wrapper (pyenv's shim costs 0.2-0.5 s a call)
 PY=$(python3 -c 'import sys; print(sys.executable)') && [[ -x $PY ]] || PY=python3
 need timeout "coreutils"
@@ -94,6 +109,11 @@ need timeout "coreutils"
 [[ -x bin/lb-load ]] || die "bin/lb-load missing: run make"
 IFS=, read -r -a WL <<<"$WORKLOADS"
 IFS=, read -r -a PX <<<"$PROXIES"
+IDLE=()
+[[ $IDLE_CONNS -gt 0 ]] && IFS=, read -r -a IDLE <<<"$IDLE_MODES"
+for m in "${IDLE[@]}"; do
+    case $m in tls | plain) ;; *) die "unknown idle mode '$m' (tls, plain)" ;; esac
+done
 STORM=()
 [[ $STORM_SECONDS -gt 0 ]] && IFS=, read -r -a STORM <<<"$STORM_MODES"
 seen_keepalive=0
@@ -101,11 +121,13 @@ for w in "${WL[@]}"; do
     case $w in
     keepalive) seen_keepalive=1 ;;
     newconn | 64k) ;;
+    tls-full | tls-resumed) ;;
+    tls-keepalive) need wrk "apt-get install wrk" ;;
     openloop)
         # its rate comes from HAProxy's keepalive result of this same run
         [[ -n $OPEN_RATE_FIXED || ($seen_keepalive == 1 && ,$PROXIES, == *,haproxy,*) ]] ||
             die "openloop needs keepalive before it and haproxy among the proxies (or BENCH_OPEN_RATE)" ;;
-    *) die "unknown workload '$w' (keepalive, newconn, 64k, openloop)" ;;
+    *) die "unknown workload '$w' (keepalive, newconn, 64k, openloop, tls-full, tls-resumed, tls-keepalive)" ;;
     esac
 done
 for m in "${STORM[@]}"; do
@@ -282,14 +304,22 @@ if [[ ,$PROXIES, == *,lb-base,* ]]; then
     LB_BASE=$WORK/bin/lb-base
 fi
 
-# Ports: backends, proxy listener, lb admin port.
-read -r B1 B2 PORT APORT <<<"$("$PY" "$HELPER" ports "$BASE_PORT" 4)"
+# Ports: backends, proxy listener, lb admin port, proxy TLS listener.
+read -r B1 B2 PORT APORT TPORT <<<"$("$PY" "$HELPER" ports "$BASE_PORT" 5)"
+
+# One ECDSA P-256 certificate for every proxy's TLS listener (HAProxy wants
+# the certificate and its key in one file).
+mkdir -p "$WORK/tls"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench.test \
+    -addext subjectAltName=DNS:bench.test,IP:127.0.0.1 -keyout "$WORK/tls/site.key" \
+    -out "$WORK/tls/site.pem" >"$WORK/tls/openssl.log" 2>&1 || { cat "$WORK/tls/openssl.log" >&2; die "cannot make the TLS certificate"; }
+cat "$WORK/tls/site.pem" "$WORK/tls/site.key" >"$WORK/tls/site-haproxy.pem"
 
 render() { # template output
     local strip=()
     [[ $PEER_HEADERS == 1 ]] || strip=(-e '/# hdr$/d')
     sed "${strip[@]}" -e "s|@DIR@|$WORK|g" -e "s|@PORT@|$PORT|g" -e "s|@ADMIN_PORT@|$APORT|g" \
-        -e "s|@B1@|$B1|g" -e "s|@B2@|$B2|g" "$1" >"$2"
+        -e "s|@B1@|$B1|g" -e "s|@B2@|$B2|g" -e "s|@TLS_PORT@|$TPORT|g" "$1" >"$2"
 }
 
 accepts() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -390,6 +420,7 @@ start_proxy() { # name [storm]; sets PROXY_PID
     esac
     PROXY_PID=$SPAWNED
     wait_accepting "$PROXY_PID" "$PORT" "$1" "$logf"
+    wait_accepting "$PROXY_PID" "$TPORT" "$1" "$logf"
 }
 
 # --- workloads -------------------------------------------------------------------
@@ -397,7 +428,12 @@ start_proxy() { # name [storm]; sets PROXY_PID
 # lb-load for the open loop. Both end with one line of JSON (wrk's through
 # report.lua, prefixed "BENCH "; lb-load's --json), which result_line reads.
 client_of() { # workload
-    if [[ $1 == openloop ]]; then echo lb-load; else echo "$CLIENT"; fi
+    case $1 in
+    openloop) echo lb-load ;;
+    tls-full | tls-resumed) echo s_time ;;
+    tls-keepalive) echo wrk ;; # (lb-load speaks no TLS)
+    *) echo "$CLIENT" ;;
+    esac
 }
 
 client_cmd() { # workload duration (5s, 1500ms) [rate] -> the command line, one word a line
@@ -406,6 +442,9 @@ client_cmd() { # workload duration (5s, 1500ms) [rate] -> the command line, one 
     # (wrk drops a -H header without a space after its colon: "Connection:close" is never sent)
     newconn) if [[ $(client_of "$1") == wrk ]]; then extra=(-H "Connection: close"); else extra=(--new-conn); fi ;;
     64k) url=http://127.0.0.1:$PORT/bytes/65536 ;;
+    tls-keepalive) url=https://127.0.0.1:$TPORT/ ;;
+    tls-full) printf '%s\n' "$PY" "$HELPER" stime "127.0.0.1:$TPORT" new "${2%s}"; return ;;
+    tls-resumed) printf '%s\n' "$PY" "$HELPER" stime "127.0.0.1:$TPORT" reuse "${2%s}"; return ;;
     esac
     if [[ $(client_of "$1") == wrk ]]; then
         printf '%s\n' wrk -t1 -c"$CONNS" -d"$2" --latency -s "$TEMPLATES/report.lua" "${extra[@]}" "$url"
@@ -493,6 +532,7 @@ if awk -v l="$load1" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }'; then
     log "WARNING: load average $load1 on $(nproc) CPUs before starting: other work will skew the numbers"
 fi
 log "$n_total runs of ${DURATION}s (+${WARMUP}s warm-up): workloads ${WORKLOADS}; proxies ${PROXIES}; client $CLIENT; $ROUNDS rounds; $BENCH_PIN_DESC"
+[[ ${#IDLE[@]} -gt 0 ]] && log "then memory: $IDLE_CONNS idle keep-alive connections (${IDLE_MODES}) per proxy"
 [[ ${#STORM[@]} -gt 0 ]] && log "then the reload storm: ${STORM_MODES} x ${PROXIES}, ${STORM_SECONDS}s each, a reload every ${STORM_INTERVAL_MS} ms"
 [[ $LOCALITY == 1 ]] && log "then lb alone: 4 locality runs and 5 hash runs of ${BENCH_LOCALITY_SECONDS:-5}s (+1s warm-up) at ${BENCH_LOCALITY_RATE:-2000} req/s"
 
@@ -538,6 +578,30 @@ for w in "${WL[@]}"; do
                 "${rate:-null}" "$cl" "$line" >>"$RUNS"
             "$PY" "$HELPER" progress "$RUNS" "$n" "$n_total" $(($(date +%s) - START)) >&2
         done
+    done
+done
+
+# --- memory of idle connections ------------------------------------------------------
+# For each mode and proxy: a fresh proxy, BENCH_IDLE_CONNS keep-alive connections
+# (TLS or plain) opened one after the other with one request each and held idle;
+# the proxy's RSS growth per connection.
+IDLES=$WORK/idle.jsonl
+: >"$IDLES"
+for m in "${IDLE[@]}"; do
+    port=$PORT
+    [[ $m == tls ]] && port=$TPORT
+    for p in "${PX[@]}"; do
+        start_proxy "$p"
+        out=$WORK/idle-$m-$p.json
+        spawn 0 "$out" timeout -k 2 120 "$PY" "$HELPER" idle "127.0.0.1:$port" "$IDLE_CONNS" "$PROXY_PID" "$m"
+        ipid=$SPAWNED
+        wait "$ipid" || { cat "$out" >&2; die "the idle-connection measurement failed ($m, $p)"; }
+        forget_pid "$ipid"
+        kill -0 "$PROXY_PID" 2>/dev/null || die "$p died holding idle connections (log: $WORK/$p.log)"
+        stop "$PROXY_PID"
+        line=$(grep -m1 '^{' "$out") || { cat "$out" >&2; die "no result from the idle measurement ($m, $p)"; }
+        printf '{"proxy": "%s", %s\n' "$p" "${line#\{}" >>"$IDLES"
+        log "idle $m $p: $line"
     done
 done
 
@@ -597,7 +661,7 @@ export BENCH_WORKLOADS=$WORKLOADS BENCH_PROXIES=$PROXIES BENCH_BACKEND=$BACKEND 
 export BENCH_OPEN_FRACTION=$OPEN_FRACTION BENCH_OPEN_RATE=$OPEN_RATE_FIXED BENCH_STORM_SECONDS=$STORM_SECONDS
 export BENCH_STORM_INTERVAL_MS=$STORM_INTERVAL_MS BENCH_STORM_MODES=$STORM_MODES
 export BENCH_ELAPSED_S=$(($(date +%s) - START))
-"$PY" "$HELPER" report "$RUNS" "$RESULTS" "$STORMS"
+"$PY" "$HELPER" report "$RUNS" "$RESULTS" "$STORMS" "$IDLES"
 
 # --- locality and hash runs (bin/lb alone) ---------------------------------------------
 # Its own processes (six lb-backends, one lb per row, lb-load), pinned and niced

@@ -28,4 +28,13 @@ static inline uint64_t cnt_get(const _Atomic uint64_t *c)
     return atomic_load_explicit(c, memory_order_relaxed);
 }
 
+/* A high-water mark written by many threads: raised to V if below (rarely more than a load). */
+static inline void peak_raise(_Atomic int32_t *peak, int32_t v)
+{
+    int32_t cur = atomic_load_explicit(peak, memory_order_relaxed);
+    while (v > cur && !atomic_compare_exchange_weak_explicit(peak, &cur, v, memory_order_relaxed,
+                                                             memory_order_relaxed))
+        ;
+}
+
 #endif

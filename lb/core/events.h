@@ -17,15 +17,15 @@
 
 #include "lb/core/log.h"
 
-#define EVENTS_MAX      256 /* kept; older ones are forgotten */
-#define EVENT_TEXT_MAX  200
-#define EVENT_NAME_MAX  64
+#define EVENTS_MAX     256 /* kept; older ones are forgotten */
+#define EVENT_TEXT_MAX 200
+#define EVENT_NAME_MAX 64
 
 enum event_kind { EVK_BREAKER, EVK_HEALTH, EVK_ADMIN, EVK_RELOAD, EVK_OUTLIER, EVK_PANIC };
 
 struct event {
-    uint64_t seq;   /* 1, 2, ...: a reader asks for those after the last it saw */
-    double time;    /* unix seconds */
+    uint64_t seq; /* 1, 2, ...: a reader asks for those after the last it saw */
+    double time;  /* unix seconds */
     enum event_kind kind;
     enum log_level level;
     char pool[EVENT_NAME_MAX];    /* "" when not about a pool */

@@ -101,9 +101,21 @@ static bool tls_pending(const struct xprt *x)
     return SSL_pending(x->ctx) > 0;
 }
 
+/*
+ * An established connection ends with close_notify (best effort: one try,
+ * never waiting for the peer's). Without it the peer cannot tell our close
+ * from a cut (OpenSSL 3 clients report "unexpected eof"), and OpenSSL drops
+ * the session of an SSL freed unshut from the cache, so the client could
+ * not resume it. Not after a fatal error: OpenSSL forbids it then (the SSL
+ * is back "in init"), and has already dropped that session.
+ */
 static void tls_close(struct xprt *x)
 {
-    SSL_free(x->ctx);
+    SSL *ssl = x->ctx;
+    if (!x->handshaking && !SSL_in_init(ssl) && !(SSL_get_shutdown(ssl) & SSL_SENT_SHUTDOWN))
+        SSL_shutdown(ssl);
+    ERR_clear_error();
+    SSL_free(ssl);
     close(x->fd);
 }
 

@@ -11,6 +11,15 @@
                                  send SIG to PID every INTERVAL_MS for SECONDS,
                                  watching its process tree; JSON on stdout
   bench.py storm-progress STORMS T   the progress line of the last storm
+  bench.py stime HOST:PORT new|reuse SECONDS
+                                 openssl s_time -www / for SECONDS: a new TLS connection
+                                 (full handshake, or resumed with -reuse) and one
+                                 HTTP/1.0 request each; one line "BENCH {json}" like
+                                 report.lua's, plus "reused" (resumed handshakes)
+  bench.py idle HOST:PORT N PID tls|plain
+                                 open N keep-alive connections (TLS or not), one
+                                 request each, hold them idle: PID's (and its
+                                 descendants') RSS growth per connection, as JSON
   bench.py report RUNS OUTDIR [STORMS]
                                  medians, ratios to HAProxy, the tables (stdout,
                                  OUTDIR/bench-STAMP.txt, latest.txt) and the JSON
@@ -34,7 +43,7 @@ import subprocess
 import sys
 import time
 
-WORKLOAD_ORDER = ["keepalive", "newconn", "64k", "openloop"]
+WORKLOAD_ORDER = ["keepalive", "newconn", "64k", "openloop", "tls-full", "tls-resumed", "tls-keepalive"]
 STORM_ORDER = ["newconn", "keepalive"]
 PROXY_ORDER = ["lb", "lb-base", "haproxy", "nginx"]
 REF = "haproxy"
@@ -140,7 +149,7 @@ def client_result(r):
     errors {class: count} (status: non-2xx for lb-load, non-2xx/3xx for wrk),
     latency_us {p50, p99, p99.9}."""
     o = r.get("out") or r.get("wrk")
-    if r.get("client", "wrk") == "wrk":
+    if r.get("client", "wrk") in ("wrk", "s_time"):
         return {"requests": o["requests"], "duration_s": o["duration_us"] / 1e6,
                 "errors": o["errors"], "latency_us": o["latency_us"]}
     lat = dict(o["latency_us"])
@@ -158,16 +167,21 @@ def run_metrics(r):
     dur_s = w["duration_s"]
     errs = w["errors"]
     nerr = sum(errs.values())
-    lat = w["latency_us"]
+    # s_time measures no latency
+    lat = w["latency_us"] or {"p50": None, "p99": None, "p99.9": None}
+
+    def ms(v):
+        return v / 1000.0 if v is not None else None
+
     return {
         "round": r["round"],
         "client": r.get("client", "wrk"),
         "rate": r.get("rate"),
         "requests": req,
         "rps": req / dur_s if dur_s > 0 else 0.0,
-        "p50_ms": lat["p50"] / 1000.0,
-        "p99_ms": lat["p99"] / 1000.0,
-        "p99.9_ms": lat["p99.9"] / 1000.0,
+        "p50_ms": ms(lat["p50"]),
+        "p99_ms": ms(lat["p99"]),
+        "p99.9_ms": ms(lat["p99.9"]),
         "cpu_us_per_req": (r["cpu_ns"] / 1000.0 / req) if req else None,
         "proxy_cpu_pct": 100.0 * r["cpu_ns"] / 1e9 / dur_s if dur_s > 0 else 0.0,
         # time the proxy was runnable but another task had its CPU: noise from elsewhere
@@ -211,8 +225,9 @@ def progress(runs_path, i, n, t):
     m = run_metrics(r)
     errs = {k: v for k, v in m["errors"].items() if v}
     ol = m.get("open_loop")
-    print(f"bench: [{i}/{n} t+{t}s] {r['workload']:<9} {r['proxy']:<7} round {r['round']}: "
-          f"{m['rps']:9.0f} req/s  p99 {m['p99_ms']:.3f} ms  "
+    p99 = f"{m['p99_ms']:.3f} ms" if m["p99_ms"] is not None else "-"
+    print(f"bench: [{i}/{n} t+{t}s] {r['workload']:<13} {r['proxy']:<7} round {r['round']}: "
+          f"{m['rps']:9.0f} req/s  p99 {p99}  "
           f"{m['cpu_us_per_req'] or 0:.2f} us/req"
           + (f"  (rate {ol['rate']:.0f}/s, dropped {ol['dropped']}, backlog max {ol['backlog_max']})" if ol else "")
           + (f"  ERRORS {errs}" if errs else ""))
@@ -359,6 +374,86 @@ def storm_progress(storms_path, t):
           f"{m['rss_kb_after'] / 1024:.1f} MB ({m['procs_after']} processes)")
 
 
+def stime(addr, mode, seconds):
+    """openssl s_time -www / for SECONDS, new or resumed sessions; wall time measured
+    here (s_time's own is in whole seconds). In its progress output '*' is a full
+    handshake and 'r' a resumed one."""
+    cmd = ["openssl", "s_time", "-connect", addr, "-" + mode, "-www", "/", "-time", str(int(seconds))]
+    t0 = time.monotonic()
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=int(seconds) + 30)
+    dur = time.monotonic() - t0
+    out = p.stdout + p.stderr
+    import re
+    m = re.findall(r"^(\d+) connections in \d+ real seconds, (\d+) bytes read per connection", out, re.M)
+    if p.returncode != 0 or not m:
+        sys.exit(f"bench.py stime: s_time failed (exit {p.returncode}):\n{out[-2000:]}")
+    n, per = int(m[-1][0]), int(m[-1][1])
+    # the timed part's progress marks (with -reuse, after its one untimed first connection)
+    timed = out.split("Now timing with session id reuse.")[-1]
+    reused = sum(line.count("r") for line in timed.splitlines() if line and set(line) <= {"r", "*"})
+    errors = {"connect": 0, "read": 0, "write": 0, "timeout": 0,
+              # a connection without an answer, or (resumed) one that did not resume
+              "status": (n if per == 0 else 0) + (n - reused if mode == "reuse" else 0)}
+    print("BENCH " + json.dumps({"requests": n, "duration_us": int(dur * 1e6), "bytes": n * per,
+                                 "errors": errors, "latency_us": None, "reused": reused,
+                                 "bytes_per_conn": per}))
+
+
+def idle(addr, n, pid, mode):
+    """N keep-alive connections (TLS or plain), one GET / each, then held idle:
+    the proxy's RSS before (after one warm-up connection) and after."""
+    import resource
+    import ssl
+    host, port = addr.rsplit(":", 1)
+    n, pid = int(n), int(pid)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < n + 64:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, n + 64), hard))
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+
+    def one():
+        s = socket.create_connection((host, int(port)), timeout=10)
+        if mode == "tls":
+            s = ctx.wrap_socket(s, server_hostname="bench.test")
+        s.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+        buf = b""
+        while b"\r\n\r\n" not in buf and len(buf) < 65536:  # bounded by the size
+            d = s.recv(65536)
+            if not d:
+                raise RuntimeError("closed before the answer")
+            buf += d
+        head, _, body = buf.partition(b"\r\n\r\n")
+        cl = [int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")]
+        left = (cl[0] if cl else 0) - len(body)
+        while left > 0:  # bounded by Content-Length
+            d = s.recv(left)
+            if not d:
+                raise RuntimeError("closed inside the body")
+            left -= len(d)
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise RuntimeError("answer %r" % head[:40])
+        return s
+
+    one().close()
+    time.sleep(0.5)
+    rss0 = tree(pid)["rss_kb"]
+    conns = []
+    t0 = time.monotonic()
+    try:
+        for _ in range(n):
+            conns.append(one())
+        took = time.monotonic() - t0
+        time.sleep(1.0)
+        rss1 = tree(pid)["rss_kb"]
+    finally:
+        for c in conns:
+            c.close()
+    print(json.dumps({"mode": mode, "connections": n, "rss_kb_before": rss0, "rss_kb_after": rss1,
+                      "kib_per_conn": (rss1 - rss0) / n, "open_s": round(took, 2)}))
+
+
 def median(vals):
     vals = [v for v in vals if v is not None]
     return statistics.median(vals) if vals else None
@@ -381,9 +476,10 @@ def fmt(v, spec, width):
     return (format(v, spec) if v is not None else "-").rjust(width)
 
 
-def report(runs_path, outdir, storms_path=None):
+def report(runs_path, outdir, storms_path=None, idle_path=None):
     runs = read_jsonl(runs_path)
     storms = [storm_metrics(x) for x in read_jsonl(storms_path)]
+    idles = read_jsonl(idle_path)
 
     groups = {}
     for r in runs:
@@ -447,7 +543,7 @@ def report(runs_path, outdir, storms_path=None):
     m = meta(root)
     st = settings()
     doc = {"meta": m, "settings": st, "results": results, "bar": bar, "storm": storms,
-           "elapsed_s": None}
+           "idle": idles, "elapsed_s": None}
 
     lines = []
     v = m["versions"]
@@ -467,6 +563,11 @@ def report(runs_path, outdir, storms_path=None):
                else f"{st['open_fraction']:g} x haproxy's median keepalive req/s")
         lines.append(f"# openloop: lb-load --rate {ol['rate']} -c{st['connections']} keep-alive ({src}), "
                      f"the same rate for every proxy; latency from each request's scheduled send time")
+    if any(w.startswith("tls-") for w in workloads):
+        lines.append("# tls-full, tls-resumed: openssl s_time -www / (one connection at a time: a full or a "
+                     "resumed TLS 1.3 handshake, GET / HTTP/1.0, close), req/s = connections/s; "
+                     "tls-keepalive: wrk over TLS; one ECDSA P-256 certificate for all; "
+                     "cpu us/req = proxy CPU per connection (per request for tls-keepalive)")
     lines.append("# haproxy and nginx " + ("add X-Forwarded-For/-Proto and X-Request-Id like lb"
                                           if st["peer_headers"] else "proxy plainly (no added headers)"))
     loads = [run["loadavg"] for e in results for run in e["runs"] if run.get("loadavg") is not None]
@@ -476,7 +577,7 @@ def report(runs_path, outdir, storms_path=None):
         lines.append(f"# load average during the runs {min(loads):.1f}..{max(loads):.1f}"
                      + (f" -- the machine was busy with other work; expect noise" if busy else ""))
         m["loadavg_range"] = [min(loads), max(loads)]
-    hdr = (f"{'workload':<10} {'proxy':<8} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'p99.9 ms':>8} "
+    hdr = (f"{'workload':<13} {'proxy':<8} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'p99.9 ms':>8} "
            f"{'cpu us/req':>10} {'cpu vs haproxy':>14} {'req/s vs haproxy':>16} {'p99 vs haproxy':>14} "
            f"{'proxy cpu%':>10} {'wait%':>5} {'be conn/req':>11} {'spread rps/cpu':>14}  errors")
     if results:
@@ -489,16 +590,26 @@ def report(runs_path, outdir, storms_path=None):
         sp_s = f"{sp['rps']:.0f}%/{sp['cpu_us_per_req']:.0f}%" if sp["rps"] is not None \
             and sp["cpu_us_per_req"] is not None else "-"
         lines.append(
-            f"{e['workload']:<10} {e['proxy']:<8} {fmt(md['rps'], '.0f', 9)} "
+            f"{e['workload']:<13} {e['proxy']:<8} {fmt(md['rps'], '.0f', 9)} "
             f"{fmt(md['p50_ms'], '.3f', 7)} {fmt(md['p99_ms'], '.3f', 7)} {fmt(md['p99.9_ms'], '.3f', 8)} "
             f"{fmt(md['cpu_us_per_req'], '.2f', 10)} {fmt(vs['cpu_us_per_req'], '.2f', 14)} "
             f"{fmt(vs['rps'], '.2f', 16)} {fmt(vs['p99_ms'], '.2f', 14)} {fmt(md['proxy_cpu_pct'], '.0f', 10)} "
             f"{fmt(md['proxy_runq_wait_pct'], '.0f', 5)} {fmt(md['backend_conns_per_req'], '.3f', 11)} "
             f"{sp_s:>14}  {err}")
     for w, b in bar.items():
-        lines.append(f"bar {w:<10} lb {b['lb_cpu_us_per_req']:.2f} us/req vs haproxy "
+        lines.append(f"bar {w:<13} lb {b['lb_cpu_us_per_req']:.2f} us/req vs haproxy "
                      f"{b['haproxy_cpu_us_per_req']:.2f} us/req (x{b['ratio']:.2f}): "
                      f"{'ok' if b['pass'] else 'NOT MET'}")
+
+    if idles:
+        lines.append("")
+        lines.append(f"# idle keep-alive connections: {idles[0]['connections']} per proxy and mode, opened one after "
+                     "the other, one GET / each, then held idle for 1 s; KiB/conn = the proxy's RSS growth / "
+                     "connections (after one warm-up connection)")
+        lines.append(f"{'idle':<13} {'proxy':<8} {'KiB/conn':>8} {'rss MB before/after':>19}")
+        for x in sorted(idles, key=lambda x: (x["mode"] != "tls", order(x["proxy"], PROXY_ORDER))):
+            lines.append(f"{x['mode']:<13} {x['proxy']:<8} {x['kib_per_conn']:>8.1f} "
+                         f"{x['rss_kb_before'] / 1024:>9.1f}/{x['rss_kb_after'] / 1024:.1f}")
 
     if storms:
         x0 = storms[0]
@@ -571,8 +682,12 @@ def main(argv):
         storm(argv[2], argv[3], argv[4], argv[5])
     elif len(argv) == 4 and argv[1] == "storm-progress":
         storm_progress(argv[2], argv[3])
-    elif len(argv) in (4, 5) and argv[1] == "report":
-        report(argv[2], argv[3], argv[4] if len(argv) == 5 else None)
+    elif len(argv) == 5 and argv[1] == "stime":
+        stime(argv[2], argv[3], argv[4])
+    elif len(argv) == 6 and argv[1] == "idle":
+        idle(argv[2], argv[3], argv[4], argv[5])
+    elif len(argv) in (4, 5, 6) and argv[1] == "report":
+        report(argv[2], argv[3], argv[4] if len(argv) >= 5 else None, argv[5] if len(argv) == 6 else None)
     else:
         sys.exit(__doc__)
 

@@ -173,9 +173,11 @@ def _cfg_value(v, indent):
 
 
 def lb_config(port, admin_port, backends, workers=1, token=None, timeouts=None, pool=None,
-              access_log=None, zone=None):
+              access_log=None, zone=None, tls=None):
     """libconfig text: one listener on port, one pool "api" over backends
-    (list of {"name", "address", ...}), pool settings from the dict pool; zone: lb.zone."""
+    (list of {"name", "address", ...}), pool settings from the dict pool; zone:
+    lb.zone; with tls (the listener's tls group as a dict: {"certs": [{"cert",
+    "key"}, ...]}), the listener terminates TLS."""
     admin = {"listen": "%s:%d" % (HOST, admin_port)}
     if token:
         admin["token"] = token
@@ -192,7 +194,14 @@ def lb_config(port, admin_port, backends, workers=1, token=None, timeouts=None, 
     ]
     if timeouts:
         parts.append("timeouts = %s;" % _cfg_value(timeouts, 0))
-    parts.append('listeners = ( { name = "web"; listen = "%s:%d"; pool = "api"; } );' % (HOST, port))
+    ltls = ""
+    if tls:
+        t = dict(tls)
+        certs = t.pop("certs", [])
+        ltls = " tls = { certs = ( %s );%s };" % (
+            ", ".join("{ cert = %s; key = %s; }" % (json.dumps(c["cert"]), json.dumps(c["key"])) for c in certs),
+            "".join(" %s = %s;" % (k, _cfg_value(v, 0)) for k, v in t.items()))
+    parts.append('listeners = ( { name = "web"; listen = "%s:%d"; pool = "api";%s } );' % (HOST, port, ltls))
     p = {"name": "api"}
     p.update(pool or {})
     body = "".join("    %s = %s;\n" % (k, _cfg_value(v, 2)) for k, v in p.items())

@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 HERE=$PWD
 
-ALL=(killed errors-500 hang slow-10x health-flap reload-storm graceful-shutdown backend-drain)
+ALL=(killed errors-500 hang slow-10x health-flap reload-storm graceful-shutdown backend-drain testssl)
 if [[ -n ${SCENARIO_ONLY:-} ]]; then
     IFS=, read -r -a LIST <<<"$SCENARIO_ONLY"
     for s in "${LIST[@]}"; do

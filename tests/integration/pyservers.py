@@ -14,6 +14,7 @@ import hashlib
 import json
 import re
 import socket
+import ssl
 import threading
 import time
 
@@ -231,6 +232,57 @@ class PyServer:
             except OSError:
                 pass
         self._t.join(2)
+
+
+class TlsPyServer(PyServer):
+    """A PyServer that speaks TLS: each accepted connection does its handshake in its
+    own thread, then runs the handler over the TLS socket. It records what the
+    proxy did: .sni (the server name of every handshake, None without one),
+    .handshakes, .resumed (handshakes that resumed a session), .failures (the
+    error of each failed handshake) and .client_subjects (with client_ca: the
+    subject of each client certificate)."""
+
+    def __init__(self, ctx, handler, port, cert, key, client_ca=None, name="tls"):
+        self.sslctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.sslctx.load_cert_chain(cert, key)
+        self.sslctx.set_alpn_protocols(["http/1.1"])
+        if client_ca:
+            self.sslctx.load_verify_locations(client_ca)
+            self.sslctx.verify_mode = ssl.CERT_REQUIRED
+        self.sslctx.sni_callback = self._on_sni
+        self.sni = []
+        self.handshakes = 0
+        self.resumed = 0
+        self.failures = []
+        self.client_subjects = []
+        PyServer.__init__(self, ctx, handler, port, name=name)
+
+    def _on_sni(self, sslobj, server_name, sslctx):
+        with self.lock:
+            self.sni.append(server_name)
+        return None
+
+    def _run(self, s):
+        s.settimeout(5)
+        try:
+            ts = self.sslctx.wrap_socket(s, server_side=True)
+        except (ssl.SSLError, OSError) as e:
+            with self.lock:
+                self.failures.append(str(e))
+            try:
+                s.close()
+            except OSError:
+                pass
+            return
+        ts.settimeout(None)
+        peer = ts.getpeercert()
+        with self.lock:
+            self.handshakes += 1
+            if ts.session_reused:
+                self.resumed += 1
+            if peer:
+                self.client_subjects.append(dict(x[0] for x in peer.get("subject", ())))
+        PyServer._run(self, ts)
 
 
 # --------------------------------------------------------------------------

@@ -315,6 +315,8 @@ static void assert_pool_defaults(const struct cfg_pool *p)
     assert_int_equal(p->breaker.half_open_probes, 3);
     for (unsigned c = 100; c < 640; c++)
         assert_int_equal(cfg_status_has(&p->breaker.failure_statuses, c), c >= 500 && c <= 599);
+    assert_false(p->outlier.eject);
+    assert_true(p->outlier.max_ejected == 0.2);
     assert_int_equal(p->limits.max_connections, 1000);
     assert_int_equal(p->limits.max_inflight, 1000);
     assert_int_equal(p->limits.max_pending, 100);
@@ -474,6 +476,9 @@ static const struct err_case err_cases[] = {
     {"unknown_in_breaker", .pool = "breaker: { open_fro = \"5s\"; };",
      .want = {"t.conf:4: pools.api.breaker: unknown setting \"open_fro\" (did you mean "
               "\"open_for\"?)"}},
+    {"unknown_in_outlier", .pool = "outlier: { max_eject = 0.5; };",
+     .want = {"t.conf:4: pools.api.outlier: unknown setting \"max_eject\" (did you mean "
+              "\"max_ejected\"?)"}},
     {"unknown_in_timeouts", .top = "timeouts: { timout = \"1s\"; };",
      .want = {"t.conf:7: timeouts: unknown setting \"timout\""}},
     {"typo_in_health", .pool = "health: { intervall = \"2s\"; };",
