@@ -8,7 +8,8 @@
 #   make fuzz     libFuzzer runs of the parser and config loader, then the network
 #                 fuzzer against the ASan+UBSan lb (FUZZ_SECONDS each)
 #   make bench    side by side with HAProxy and nginx
-#   make install  binary, config, systemd unit (PREFIX, DESTDIR)
+#   make install  binary, config, systemd unit, man page, logrotate (PREFIX, DESTDIR)
+#   make image    OCI image of a static lb with podman (IMAGE=name:tag)
 
 CC       ?= cc
 OPT      ?= -O2
@@ -49,7 +50,8 @@ PROGS     := $(BIN)/lb $(if $(BACK_SRC),$(BIN)/lb-backend) $(if $(LOAD_SRC),$(BI
 UNITS     := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 REPLAYS   := $(patsubst tests/fuzz/fuzz_%.c,$(BUILD)/tests/replay_%,$(FUZZ_SRC))
 
-.PHONY: all deps deps-test deps-bench deps-scenarios test asan unit fuzz bench run install clean scenarios format
+.PHONY: all deps deps-test deps-bench deps-scenarios deps-image test asan unit fuzz bench run install clean \
+        scenarios format image static
 .DEFAULT_GOAL := all
 
 all: $(PROGS)
@@ -76,6 +78,9 @@ $(BUILD)/%.o: %.S $(FLAGS_STAMP)
 	$(Q)$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
 
 $(BUILD)/lb/stats_page.o: lb/stats_page.html
+
+# `lb -V` reports the flags the binary was built with
+$(BUILD)/lb/version.o: CPPFLAGS += -DLB_BUILD_FLAGS='"$(strip $(CFLAGS) $(SAN))"'
 
 $(LIB): $(call obj,$(LIB_SRC))
 	@$(if $(Q),echo "  AR      $@")
@@ -117,9 +122,11 @@ unit: $(UNITS) $(REPLAYS)
 PKGS_BUILD := gcc make pkg-config libev-dev libconfig-dev libssl-dev libcmocka-dev
 # chromium: the stats page tests drive it headless. prometheus: its promtool
 # checks /metrics, systemd/prometheus-alerts.yml and the dashboard's queries.
-PKGS_TEST  := $(PKGS_BUILD) python3 curl openssl clang libclang-rt-14-dev systemd procps chromium prometheus
+PKGS_TEST  := $(PKGS_BUILD) python3 curl openssl clang libclang-rt-14-dev systemd procps \
+              chromium prometheus python3-yaml python3-kubernetes groff-base man-db logrotate
 PKGS_BENCH := $(PKGS_BUILD) haproxy nginx-light wrk python3 openssl
 PKGS_SCENARIOS := $(PKGS_BUILD) python3 openssl testssl.sh
+PKGS_IMAGE := $(PKGS_BUILD) podman ca-certificates
 
 define ensure_pkgs
 	@missing=""; for p in $(1); do \
@@ -147,6 +154,9 @@ deps-bench:
 
 deps-scenarios:
 	$(call ensure_pkgs,$(PKGS_SCENARIOS))
+
+deps-image:
+	$(call ensure_pkgs,$(PKGS_IMAGE))
 
 # --- the two commands -------------------------------------------------------
 run: deps
@@ -195,13 +205,71 @@ scenarios: deps-scenarios
 
 # The unit names /usr/local/bin/lb (the default PREFIX) so that the file in
 # the tree verifies as it is; the installed copy names $(PREFIX)/bin/lb. An
-# existing /etc/lb/lb.conf is the operator's and is never overwritten.
+# existing /etc/lb/lb.conf is the operator's and is never overwritten; a new
+# one is the demo with a random admin token in place of the demo's, mode 0640
+# (it holds that token), group lb when that group exists. Installing to the
+# machine itself (no DESTDIR) as root also creates the lb user first.
+MANDIR    ?= $(PREFIX)/share/man
+CONF_DEST := $(DESTDIR)/etc/lb/lb.conf
 install: all
 	install -D -m 0755 $(BIN)/lb $(DESTDIR)$(PREFIX)/bin/lb
-	[ -e $(DESTDIR)/etc/lb/lb.conf ] || install -D -m 0644 config/lb.conf $(DESTDIR)/etc/lb/lb.conf
 	sed 's|/usr/local/bin/lb|$(PREFIX)/bin/lb|g' systemd/lb.service > $(BUILD)/lb.service
 	install -D -m 0644 $(BUILD)/lb.service $(DESTDIR)/lib/systemd/system/lb.service
 	install -D -m 0644 systemd/lb.sysusers $(DESTDIR)/usr/lib/sysusers.d/lb.conf
+	install -D -m 0644 deploy/lb.8 $(DESTDIR)$(MANDIR)/man8/lb.8
+	install -D -m 0644 deploy/lb.logrotate $(DESTDIR)/etc/logrotate.d/lb
+	$(Q)if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && ! getent group lb >/dev/null && \
+	    command -v systemd-sysusers >/dev/null; then \
+	  echo "systemd-sysusers /usr/lib/sysusers.d/lb.conf"; systemd-sysusers /usr/lib/sysusers.d/lb.conf; \
+	fi
+	$(Q)if [ -e $(CONF_DEST) ]; then \
+	  echo "$(CONF_DEST) exists: kept as it is"; \
+	else \
+	  token=$$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n'); \
+	  [ $${#token} -eq 32 ] || { echo "no random token"; exit 1; }; \
+	  sed "s/token = \"demo-token\";/token = \"$$token\";/" config/lb.conf > $(BUILD)/lb.conf.install; \
+	  grep -q "token = \"$$token\";" $(BUILD)/lb.conf.install || { echo "config/lb.conf has no demo token to replace"; exit 1; }; \
+	  install -D -m 0640 $(BUILD)/lb.conf.install $(CONF_DEST); \
+	  rm -f $(BUILD)/lb.conf.install; \
+	  if [ -z "$(DESTDIR)" ] && getent group lb >/dev/null; then chgrp lb $(CONF_DEST); fi; \
+	  echo "installed $(CONF_DEST) (mode 0640) with a new random admin.token"; \
+	fi
+
+# --- the container image ----------------------------------------------------
+# A static lb: the release objects linked with -static against the static
+# archives of libev, libconfig and OpenSSL that Debian's -dev packages ship.
+# glibc warns that getpwnam, getaddrinfo, gethostbyname and dlopen would need
+# its shared libraries at run time: lb calls getaddrinfo only with
+# AI_NUMERICHOST (no NSS), OpenSSL's gethostbyname and dlopen (engines) are
+# never reached, and getpwnam serves lb.user alone, which the image does not
+# use (it starts as its user). Those warnings are dropped; any other linker
+# output is shown.
+VERSION := $(shell sed -n 's/^\#define LB_VERSION "\(.*\)"/\1/p' lb/lb.h)
+IMAGE   ?= localhost/lb:$(VERSION)
+STATIC  := $(BUILD)/static/lb
+
+static: $(STATIC)
+
+$(STATIC): $(call obj,$(LB_SRC)) $(LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@ (static)")
+	$(Q)$(CC) -std=c11 $(WARN) $(CFLAGS) -static -o $@ $^ $(LDLIBS) 2>$@.ld || { cat $@.ld; exit 1; }
+	$(Q)awk '/: in function /{held=$$0; next} /requires at runtime the shared libraries/{held=""; next} \
+	    {if (held != "") print held; held=""; print} END{if (held != "") print held}' $@.ld >&2
+	$(Q)rm -f $@.ld
+
+# FROM scratch: what lb needs and nothing else (deploy/Containerfile says
+# what). Needs podman (make deps-image installs it); running the image needs
+# a host whose runtime works, building it does not.
+image: deps-image $(STATIC)
+	$(Q)rm -rf $(BUILD)/image && mkdir -p $(BUILD)/image
+	$(Q)strip -o $(BUILD)/image/lb $(STATIC)
+	$(Q)cp /etc/ssl/certs/ca-certificates.crt $(BUILD)/image/
+	$(Q)printf 'lb:x:65532:65532:lb:/nonexistent:/sbin/nologin\n' > $(BUILD)/image/passwd
+	$(Q)printf 'lb:x:65532:\n' > $(BUILD)/image/group
+	$(Q)podman build --quiet -f deploy/Containerfile -t $(IMAGE) \
+	    --label org.opencontainers.image.version=$(VERSION) $(BUILD)/image
+	$(Q)echo "built $(IMAGE): $$(podman image inspect --format '{{.Size}}' $(IMAGE)) bytes"
 
 format:
 	clang-format -i $(wildcard */*.c */*.h */*/*.c */*/*.h)

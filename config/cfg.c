@@ -12,6 +12,7 @@
  * The libconfig tree is destroyed before cfg_load() returns.
  */
 #include "config/cfg.h"
+#include "config/cfg_syntax.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -124,6 +125,8 @@ struct cfg_loader {
     const char *include_dir; /* libconfig records @include names as written */
     config_setting_t *root;
     const config_setting_t *listeners; /* walked last, once every pool name is known */
+    bool files_ok; /* settings may name files to read (admin.token_file); not from a string */
+    const char *file_token; /* what admin.token_file held, until check_admin() takes it */
     struct cfg_msg msgs[CFG_MAX_ERRORS];
     int nmsgs;
     int dropped; /* errors found past CFG_MAX_ERRORS */
@@ -949,17 +952,14 @@ static void key_access(struct cfg_loader *ld, const config_setting_t *s, const s
 /* admin.token goes into an Authorization header; it is never echoed. A
  * token too long for an admin request head would pass here and then fail
  * every POST, so it is refused now. */
-static void key_token(struct cfg_loader *ld, const config_setting_t *s, const struct cfg_key *k,
-                      void *obj, const char *path)
+/* Is V a usable admin token? Reports why not against S. */
+static bool token_ok(struct cfg_loader *ld, const config_setting_t *s, const char *path,
+                     const char *v)
 {
-    const char *v = get_nonempty(ld, s, path);
-
-    if (!v)
-        return;
     for (const char *p = v; *p; p++) {
         if (*p <= ' ' || *p >= 0x7f) {
             cfg_err(ld, s, path, "must be printable ASCII without spaces");
-            return;
+            return false;
         }
     }
     if (strlen(v) > CFG_TOKEN_MAX) {
@@ -967,9 +967,76 @@ static void key_token(struct cfg_loader *ld, const config_setting_t *s, const st
                 "%zu characters is too long (at most %d, so that it fits in an admin request "
                 "head)",
                 strlen(v), CFG_TOKEN_MAX);
+        return false;
+    }
+    return true;
+}
+
+static void key_token(struct cfg_loader *ld, const config_setting_t *s, const struct cfg_key *k,
+                      void *obj, const char *path)
+{
+    const char *v = get_nonempty(ld, s, path);
+
+    if (!v || !token_ok(ld, s, path, v))
+        return;
+    *(const char **)field(obj, k) = keep(ld, v);
+}
+
+#define CFG_TOKEN_FILE_MAX (CFG_TOKEN_MAX + 2) /* the token and a line end */
+
+/*
+ * admin.token_file: the token is the file's content less one final line
+ * end (a Kubernetes Secret or `echo > file` adds one). A relative path is
+ * taken from the configuration file's directory, as @include does. Read at
+ * every load, so a reload picks up a rotated token.
+ */
+static void key_token_file(struct cfg_loader *ld, const config_setting_t *s,
+                           const struct cfg_key *k, void *obj, const char *path)
+{
+    char q[CFG_QUOTE_MAX], full[4096], buf[CFG_TOKEN_FILE_MAX + 1];
+    const char *v = get_nonempty(ld, s, path);
+    size_t n;
+    FILE *f;
+
+    if (!v)
+        return;
+    if (!ld->files_ok) {
+        cfg_err(ld, s, path, "files cannot be read when loading from a string");
         return;
     }
-    *(const char **)field(obj, k) = keep(ld, v);
+    if (v[0] != '/' && ld->include_dir)
+        snprintf(full, sizeof(full), "%s/%s", ld->include_dir, v);
+    else
+        snprintf(full, sizeof(full), "%s", v);
+    f = fopen(full, "r");
+    if (!f) {
+        cfg_err(ld, s, path, "cannot read %s: %s", quote(full, q, sizeof(q)), strerror(errno));
+        return;
+    }
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    if (ferror(f)) {
+        cfg_err(ld, s, path, "cannot read %s: %s", quote(full, q, sizeof(q)), strerror(errno));
+        fclose(f);
+        return;
+    }
+    fclose(f);
+    buf[n] = '\0';
+    if (n > 0 && buf[n - 1] == '\n')
+        buf[--n] = '\0';
+    if (n > 0 && buf[n - 1] == '\r')
+        buf[--n] = '\0';
+    if (n == 0) {
+        cfg_err(ld, s, path, "%s is empty", quote(full, q, sizeof(q)));
+        return;
+    }
+    if (strlen(buf) != n) {
+        cfg_err(ld, s, path, "%s holds a NUL byte", quote(full, q, sizeof(q)));
+        return;
+    }
+    if (!token_ok(ld, s, path, buf))
+        return;
+    ld->file_token = keep(ld, buf);
+    *(const char **)field(obj, k) = keep(ld, full);
 }
 
 static void key_host(struct cfg_loader *ld, const config_setting_t *s, const struct cfg_key *k,
@@ -1677,6 +1744,7 @@ static const struct cfg_key lb_keys[] = {
     C("region", key_label, region),
     C("max_connections", key_u32, max_connections, .lo = 1, .hi = CFG_BIG_MAX),
     C("user", key_text, user),
+    C("watch_config", key_bool, watch_config),
 };
 
 static const struct cfg_key log_keys[] = {
@@ -1688,6 +1756,7 @@ static const struct cfg_key log_keys[] = {
 static const struct cfg_key admin_keys[] = {
     C("listen", key_listen_addr, admin_listen),
     C("token", key_token, admin_token),
+    C("token_file", key_token_file, admin_token_file),
 };
 
 static const struct cfg_key timeout_keys[] = {
@@ -1698,6 +1767,7 @@ static const struct cfg_key timeout_keys[] = {
     C("drain", key_duration, drain_ms, .lo = 1),
     C("tunnel", key_duration, tunnel_ms, .lo = 1),
     C("backend_idle", key_duration, backend_idle_ms, .lo = 1),
+    C("shutdown_grace", key_duration, shutdown_grace_ms, .lo = 0),
 };
 
 static const struct cfg_group lb_group = {lb_keys, CFG_NKEYS(lb_keys)};
@@ -1737,6 +1807,8 @@ static void cfg_set_defaults(struct cfg *c)
     c->drain_ms = 30000;
     c->tunnel_ms = 3600000;
     c->backend_idle_ms = 10000;
+    c->shutdown_grace_ms = 0;
+    c->watch_config = false;
 }
 
 static void unknown_key(struct cfg_loader *ld, const config_setting_t *s,
@@ -1800,10 +1872,17 @@ static const config_setting_t *lookup(const config_setting_t *g, const char *a, 
  * network without a token. */
 static void check_admin(struct cfg_loader *ld)
 {
-    const struct cfg *cfg = ld->cfg;
+    struct cfg *cfg = ld->cfg;
     const config_setting_t *s = lookup(ld->root, "admin", "listen");
+    const config_setting_t *tf = lookup(ld->root, "admin", "token_file");
     char q[CFG_QUOTE_MAX];
 
+    if (tf && lookup(ld->root, "admin", "token"))
+        cfg_err(ld, tf, "admin.token_file", "set admin.token or admin.token_file, not both");
+    else if (ld->file_token)
+        cfg->admin_token = ld->file_token;
+    if (tf && !ld->file_token)
+        return; /* reported already; no second error about a missing token */
     if (cfg->admin_token || cfg_addr_is_loopback(&cfg->admin_listen))
         return;
     cfg_err(ld, s ? s : ld->root, "admin.listen",
@@ -1852,7 +1931,7 @@ static uint32_t workers_default(void)
  * Walk a parsed libconfig tree into a new snapshot. Returns it, or NULL
  * with the errors appended to ERRS.
  */
-static struct cfg *cfg_build(config_t *lc, const char *name, struct cfg_errors *errs)
+static struct cfg *cfg_build(config_t *lc, const char *name, bool files_ok, struct cfg_errors *errs)
 {
     struct cfg_loader *ld;
     struct cfg *cfg = NULL;
@@ -1861,6 +1940,7 @@ static struct cfg *cfg_build(config_t *lc, const char *name, struct cfg_errors *
     if (!ld)
         goto fail_oom;
     ld->name = name;
+    ld->files_ok = files_ok;
     ld->include_dir = config_get_include_dir(lc);
     ld->root = config_root_setting(lc);
     ld->arena = calloc(1, sizeof(*ld->arena));
@@ -1898,22 +1978,30 @@ fail_oom:
     return NULL;
 }
 
-/* "FILE:LINE: syntax error[: detail]" from libconfig's report. */
-static void syntax_error(const config_t *lc, const char *name, struct cfg_errors *errs)
+/*
+ * "FILE:LINE: syntax error[: detail]" from libconfig's report. In the main
+ * file (TEXT), a common mistake found around the reported line moves the
+ * line to where the mistake is and says what it probably is.
+ */
+static void syntax_error(const config_t *lc, const char *name, const char *text,
+                         struct cfg_errors *errs)
 {
     const char *file = config_error_file(lc) ? config_error_file(lc) : name, *sep;
     const char *dir = file_dir(config_get_include_dir(lc), name, file, &sep);
-    const char *text = config_error_text(lc) ? config_error_text(lc) : "syntax error";
+    const char *detail = config_error_text(lc) ? config_error_text(lc) : "syntax error";
+    struct cfg_syntax_hint hint;
 
     if (config_error_type(lc) == CONFIG_ERR_FILE_IO) {
-        errs_push(errs, fmt("%s%s%s: cannot read: %s", dir, sep, file, text));
+        errs_push(errs, fmt("%s%s%s: cannot read: %s", dir, sep, file, detail));
         return;
     }
-    if (strcmp(text, "syntax error") == 0)
-        errs_push(errs, fmt("%s%s%s:%d: syntax error", dir, sep, file, config_error_line(lc)));
+    if (strcmp(detail, "syntax error") != 0) /* libconfig knows better */
+        errs_push(errs, fmt("%s%s%s:%d: syntax error: %s", dir, sep, file, config_error_line(lc),
+                            detail));
+    else if (!config_error_file(lc) && cfg_syntax_explain(text, config_error_line(lc), &hint))
+        errs_push(errs, fmt("%s:%d: syntax error: %s", name, hint.line, hint.text));
     else
-        errs_push(errs,
-                  fmt("%s%s%s:%d: syntax error: %s", dir, sep, file, config_error_line(lc), text));
+        errs_push(errs, fmt("%s%s%s:%d: syntax error", dir, sep, file, config_error_line(lc)));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -2094,9 +2182,9 @@ static struct cfg *load_text(const char *text, const char *name, const char *pat
     if (path && set_include_dir(&lc, path) == -1)
         errs_push(errs, fmt("%s: out of memory while loading the configuration", name));
     else if (config_read_string(&lc, text) != CONFIG_TRUE)
-        syntax_error(&lc, name, errs);
+        syntax_error(&lc, name, text, errs);
     else if (check_int_literals(text, name, errs) == 0)
-        cfg = cfg_build(&lc, name, errs);
+        cfg = cfg_build(&lc, name, path != NULL, errs);
     config_destroy(&lc);
     return cfg;
 }

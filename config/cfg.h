@@ -206,6 +206,7 @@ struct cfg {
     const char *region; /* "" when not given */
     uint32_t max_connections;
     const char *user; /* NULL: do not drop privileges */
+    bool watch_config; /* reload by itself when the file (or admin.token_file) changes */
 
     /* log */
     enum cfg_level log_level;
@@ -214,7 +215,8 @@ struct cfg {
 
     /* admin */
     struct cfg_addr admin_listen;
-    const char *admin_token; /* NULL: read-only admin */
+    const char *admin_token; /* NULL: read-only admin; from token or token_file */
+    const char *admin_token_file; /* admin.token_file as opened (the token is in admin_token) */
 
     /* timeouts, milliseconds */
     uint32_t connect_ms;
@@ -225,6 +227,8 @@ struct cfg {
     uint32_t tunnel_ms;       /* idle timeout of an upgraded (WebSocket) tunnel */
     uint32_t backend_idle_ms; /* timeouts.backend_idle: how long an idle keep-alive
                                * connection to a backend is kept (default "10s") */
+    uint32_t shutdown_grace_ms; /* after SIGTERM: /healthz 503 but still accepting, so an
+                                 * outer balancer stops sending first (default 0) */
 
     struct cfg_listener *listeners;
     int nlisteners;

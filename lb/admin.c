@@ -454,6 +454,11 @@ static void handle(struct admin_conn *ac, const struct h1_request *req)
         status = stopping ? 503 : 200;
         sbuf_printf(&body, stopping ? "shutting down\n" : "ok\n");
         ctype = "text/plain; charset=utf-8";
+    } else if (strcmp(path, "/livez") == 0) {
+        /* the main loop answers: alive, shutting down or not (a liveness
+         * probe must not kill a process that is draining) */
+        sbuf_printf(&body, "alive\n");
+        ctype = "text/plain; charset=utf-8";
     } else if (strcmp(path, "/stats.json") == 0) {
         stats_json(lb, &body);
     } else if (strcmp(path, "/metrics") == 0) {

@@ -29,7 +29,8 @@ struct lb {
     int nworkers;
 
     _Atomic int64_t conns_current; /* client connections, all workers */
-    _Atomic bool stopping;         /* graceful shutdown under way */
+    _Atomic bool stopping;         /* graceful shutdown under way: /healthz answers 503 */
+    _Atomic bool draining;         /* shutdown grace over: listeners close, workers finish */
     double start_time;             /* unix seconds */
 
     /* reloads: written and read on the main thread only */

@@ -26,9 +26,12 @@
 #include "lb/notify.h"
 #include "lb/sampler.h"
 #include "lb/tls.h"
+#include "lb/version.h"
+#include "lb/watch.h"
 #include "lb/worker.h"
 
 #define STOP_POLL_S  0.02
+#define OPT_VERBOSE  1000   /* --verbose: only with --version */
 #define TLS_ROTATE_S 3600.0 /* session ticket keys: a new one every hour */
 
 struct main_ctx {
@@ -37,6 +40,7 @@ struct main_ctx {
     ev_signal sig_term, sig_int, sig_hup, sig_usr1;
     ev_timer stop_poll;
     ev_tstamp stop_deadline;
+    ev_timer grace;       /* timeouts.shutdown_grace: accepting on, /healthz 503 */
     ev_timer reload_poll; /* waits for every worker to adopt a new configuration */
     struct hc *hc;        /* the health checker thread */
     struct notify notify; /* sd_notify, when run by systemd */
@@ -44,6 +48,7 @@ struct main_ctx {
     ev_tstamp reload_start;
     struct sampler sampler; /* tier shares and panic, once a second */
     ev_timer tls_rotate;    /* a new session ticket key every hour */
+    struct watch watch;     /* lb.watch_config: reload when the file changes */
 };
 
 /*
@@ -66,10 +71,33 @@ static struct cfg *load(const char *path, struct tls_keys *keys, struct tls_set 
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: lb [-c FILE] [-t] [-v]\n"
-               "  -c FILE  configuration file (default config/lb.conf)\n"
-               "  -t       check the configuration and exit (0 valid, 1 invalid)\n"
-               "  -v       print the version and exit\n");
+    fprintf(f, "usage: lb [-c FILE] [-t] [-v | -V] [-h]\n"
+               "  -c, --config FILE  configuration file (default " LB_CONF_DEFAULT ", or\n"
+               "                     " LB_CONF_TREE " in the working directory when that does\n"
+               "                     not exist)\n"
+               "  -t, --check        check the configuration and exit (0 valid, 1 invalid)\n"
+               "  -v, --version      print the version and exit\n"
+               "  -V, --version --verbose\n"
+               "                     print the build: compiler, flags, libraries, features\n"
+               "  -h, --help         print this help and exit\n"
+               "signals: HUP reload, TERM/INT graceful stop, USR1 reopen logs\n");
+}
+
+/*
+ * The file to read without -c: LB_CONF_DEFAULT, or the source tree's demo
+ * when that does not exist and the working directory has one (said on
+ * stderr, so nobody runs the demo by surprise).
+ */
+static const char *default_conf(void)
+{
+    if (access(LB_CONF_DEFAULT, F_OK) == 0 || errno != ENOENT)
+        return LB_CONF_DEFAULT;
+    if (access(LB_CONF_TREE, F_OK) == 0) {
+        fprintf(stderr, "lb: no " LB_CONF_DEFAULT "; using " LB_CONF_TREE
+                        " of the working directory (choose a file with -c)\n");
+        return LB_CONF_TREE;
+    }
+    return LB_CONF_DEFAULT;
 }
 
 static void print_errors(const struct cfg_errors *errs)
@@ -102,6 +130,31 @@ static void on_stop_poll(struct ev_loop *loop, ev_timer *w, int revents)
     }
 }
 
+/* Close the listeners and let the connections finish, for at most timeouts.drain. */
+static void drain_start(struct main_ctx *m, struct ev_loop *loop)
+{
+    log_info("draining: listeners closed; finishing %lld connections",
+             (long long)atomic_load(&m->lb.conns_current));
+    atomic_store(&m->lb.draining, true);
+    notify_status(&m->notify, "draining");
+    for (int i = 0; i < m->lb.nworkers; i++)
+        worker_stop(&m->lb.workers[i]);
+    m->stop_deadline = ev_now(loop) + atomic_load(&m->lb.rt)->cfg->drain_ms / 1000.0;
+    ev_timer_init(&m->stop_poll, on_stop_poll, STOP_POLL_S, STOP_POLL_S);
+    ev_timer_start(loop, &m->stop_poll);
+}
+
+static void on_grace_end(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    drain_start(container_of(w, struct main_ctx, grace), loop);
+}
+
+/*
+ * SIGTERM or SIGINT: /healthz turns 503 at once. With timeouts.shutdown_grace
+ * the listeners keep accepting that long, so a balancer in front that polls
+ * /healthz stops sending before connections are refused; then the drain.
+ */
 static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
     (void)revents;
@@ -112,15 +165,20 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
                  (long long)atomic_load(&m->lb.conns_current));
         _exit(0);
     }
-    log_info("%s: stopping; finishing %lld connections", strsignal(w->signum),
-             (long long)atomic_load(&m->lb.conns_current));
     atomic_store(&m->lb.stopping, true);
-    notify_stopping(&m->notify, "draining");
-    for (int i = 0; i < m->lb.nworkers; i++)
-        worker_stop(&m->lb.workers[i]);
-    m->stop_deadline = ev_now(loop) + atomic_load(&m->lb.rt)->cfg->drain_ms / 1000.0;
-    ev_timer_init(&m->stop_poll, on_stop_poll, STOP_POLL_S, STOP_POLL_S);
-    ev_timer_start(loop, &m->stop_poll);
+    uint32_t grace = atomic_load(&m->lb.rt)->cfg->shutdown_grace_ms;
+    if (grace == 0) {
+        log_info("%s: stopping", strsignal(w->signum));
+        notify_stopping(&m->notify, "draining");
+        drain_start(m, loop);
+        return;
+    }
+    log_info("%s: stopping; /healthz answers 503, still accepting for %ums "
+             "(timeouts.shutdown_grace), then draining",
+             strsignal(w->signum), grace);
+    notify_stopping(&m->notify, "shutdown grace: still accepting, /healthz 503");
+    ev_timer_init(&m->grace, on_grace_end, grace / 1000.0, 0.);
+    ev_timer_start(loop, &m->grace);
 }
 
 static void on_tls_rotate(struct ev_loop *loop, ev_timer *w, int revents)
@@ -367,6 +425,16 @@ fail:
     return -1;
 }
 
+/* Follow the files of the running configuration when it asks to (lb.watch_config). */
+static void watch_update(struct main_ctx *m)
+{
+    const struct cfg *c = atomic_load(&m->lb.rt)->cfg;
+    const char *files[WATCH_FILES] = {m->lb.conf_path, c->admin_token_file};
+    char err[300];
+    if (watch_set(&m->watch, files, c->watch_config ? WATCH_FILES : 0, err, sizeof(err)) == -1)
+        log_err("lb.watch_config: %s; changes take a SIGHUP", err);
+}
+
 static void reload(struct main_ctx *m)
 {
     struct lb *lb = &m->lb;
@@ -398,9 +466,18 @@ static void reload(struct main_ctx *m)
     const struct cfg *c = atomic_load(&lb->rt)->cfg;
     log_info("reload: %s applied (%d listeners, %d pools), generation %llu", lb->conf_path,
              c->nlisteners, c->npools, (unsigned long long)lb->gen);
+    watch_update(m);
     ev_timer_stop(lb->main_loop, &m->reload_poll);
     ev_timer_set(&m->reload_poll, 0.001, 0.002);
     ev_timer_start(lb->main_loop, &m->reload_poll);
+}
+
+static void on_config_changed(struct watch *w, void *arg)
+{
+    (void)w;
+    struct main_ctx *m = arg;
+    log_info("%s changed: reloading (lb.watch_config)", m->lb.conf_path);
+    reload(m);
 }
 
 static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
@@ -522,10 +599,20 @@ static void stop(struct main_ctx *m)
 
 int main(int argc, char **argv)
 {
-    const char *path = "config/lb.conf";
-    bool check = false;
+    /* clang-format off */
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"check", no_argument, NULL, 't'},
+        {"version", no_argument, NULL, 'v'},
+        {"verbose", no_argument, NULL, OPT_VERBOSE},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    /* clang-format on */
+    const char *path = NULL;
+    bool check = false, version = false, verbose = false;
     int opt;
-    while ((opt = getopt(argc, argv, "c:tvh")) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:tvVh", longopts, NULL)) != -1) {
         switch (opt) {
         case 'c':
             path = optarg;
@@ -534,8 +621,14 @@ int main(int argc, char **argv)
             check = true;
             break;
         case 'v':
-            printf("lb %s\n", LB_VERSION);
-            return 0;
+            version = true;
+            break;
+        case 'V':
+            version = verbose = true;
+            break;
+        case OPT_VERBOSE:
+            verbose = true;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -548,6 +641,16 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (version) {
+        if (verbose)
+            version_print_build(stdout);
+        else
+            version_print(stdout);
+        return 0;
+    }
+    bool implicit = !path;
+    if (implicit)
+        path = default_conf();
     static struct main_ctx m;
     if (tls_keys_init(&m.lb.tls_keys) == -1) {
         log_err("cannot make session ticket keys: no randomness");
@@ -559,6 +662,8 @@ int main(int argc, char **argv)
     if (!cfg) {
         print_errors(&errs);
         cfg_errors_free(&errs);
+        if (implicit && access(path, F_OK) == -1)
+            fprintf(stderr, "lb: no configuration file; name one with -c FILE (see lb --help)\n");
         return 1;
     }
     if (check) {
@@ -608,10 +713,13 @@ int main(int argc, char **argv)
     ev_timer_init(&m.tls_rotate, on_tls_rotate, TLS_ROTATE_S, TLS_ROTATE_S);
     ev_timer_start(loop, &m.tls_rotate);
     m.lb.sampler = &m.sampler;
+    watch_init(&m.watch, loop, on_config_changed, &m);
+    watch_update(&m);
     char st[200];
     serving_status(&m, st, sizeof(st), "serving");
     notify_ready(&m.notify, st); /* listeners bound, workers running, first checks done */
     ev_run(loop, 0);
+    watch_stop(&m.watch);
     sampler_stop(&m.sampler, loop);
     stop(&m);
     notify_deinit(&m.notify);

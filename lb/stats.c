@@ -479,8 +479,11 @@ void stats_json(struct lb *lb, struct sbuf *o)
     sbuf_printf(o, ",\"tick\":%llu,\"admin_token\":%s,",
                 (unsigned long long)(lb->sampler ? lb->sampler->ticks : 0),
                 cfg->admin_token ? "true" : "false");
-    sbuf_printf(o, "\"stopping\":%s,\"reloads\":{\"ok\":%llu,\"failed\":%llu,\"last_error\":",
-                atomic_load(&lb->stopping) ? "true" : "false", (unsigned long long)lb->reloads_ok,
+    sbuf_printf(o,
+                "\"stopping\":%s,\"draining\":%s,\"reloads\":{\"ok\":%llu,\"failed\":%llu,"
+                "\"last_error\":",
+                atomic_load(&lb->stopping) ? "true" : "false",
+                atomic_load(&lb->draining) ? "true" : "false", (unsigned long long)lb->reloads_ok,
                 (unsigned long long)lb->reloads_failed);
     sbuf_json_str(o, lb->last_error);
     sbuf_printf(o, ",\"last\":\"%s\",\"last_time\":%.3f,\"generation\":%llu",

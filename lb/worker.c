@@ -310,7 +310,7 @@ static void on_wake(struct ev_loop *loop, ev_async *w, int revents)
     adopt(wk);
     if (atomic_exchange(&wk->sweep, false))
         upstream_sweep(&wk->ups, wk->rt);
-    if (!atomic_load(&wk->lb->stopping) || wk->stopping)
+    if (!atomic_load(&wk->lb->draining) || wk->stopping)
         return;
     wk->stopping = true;
     for (int i = 0; i < wk->nls; i++) {

@@ -45,12 +45,20 @@ for _ in $(seq 50); do
     sleep 0.1
 done
 
+# the admin token of the demo file, so the drain example below works as printed
+token=$(sed -n 's/^[[:space:]]*token[[:space:]]*=[[:space:]]*"\([^"]*\)".*/\1/p' config/lb.conf | head -1)
+
 cat <<MSG
 
   proxy:       http://127.0.0.1:8080/          (try: curl -i http://127.0.0.1:8080/echo)
   stats page:  http://127.0.0.1:9900/stats
   stats JSON:  http://127.0.0.1:9900/stats.json
   metrics:     http://127.0.0.1:9900/metrics
+  admin token: ${token:-none (admin.token is not set: the admin API is read-only)}
+
+  drain b1, then bring it back (watch the stats page meanwhile):
+    curl -H 'Authorization: Bearer ${token:-TOKEN}' -d drain http://127.0.0.1:9900/api/pools/api/backends/b1/state
+    curl -H 'Authorization: Bearer ${token:-TOKEN}' -d active http://127.0.0.1:9900/api/pools/api/backends/b1/state
 
   Ctrl-C stops the proxy and the backends.
 

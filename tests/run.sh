@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 
 pass=0
 fail=0
+skip=0
 failed_names=()
 
 # A cmocka binary in TAP mode: count "ok" and "not ok" lines.
@@ -66,12 +67,16 @@ if [ -f tests/integration/run.py ]; then
     [ -n "${TEST_K:-}" ] && args+=(-k "$TEST_K")
     out=$(python3 tests/integration/run.py "${args[@]}" 2>&1)
     rc=$?
-    printf '%s\n' "$out" | grep -v '^ok ' | grep -v -E '^[0-9]+ passed, [0-9]+ failed$'
-    last=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' <<<"$out" | tail -1)
+    summary='^[0-9]+ passed, [0-9]+ failed(, [0-9]+ skipped)?$'
+    printf '%s\n' "$out" | grep -v '^ok ' | grep -v -E "$summary"
+    last=$(grep -E "$summary" <<<"$out" | tail -1)
     if [ -n "$last" ]; then
         p=${last%% passed*}
         f=${last#*, }
         f=${f%% failed*}
+        case $last in
+        *skipped) s=${last##*failed, }; skip=$((skip + ${s%% skipped})) ;;
+        esac
     else
         p=0
         f=1
@@ -99,5 +104,9 @@ fi
 if [ "${#failed_names[@]}" -ne 0 ]; then
     printf 'failing: %s\n' "${failed_names[*]}"
 fi
-echo "$pass passed, $fail failed"
+if [ "$skip" -ne 0 ]; then
+    echo "$pass passed, $fail failed, $skip skipped"
+else
+    echo "$pass passed, $fail failed"
+fi
 [ "$fail" -eq 0 ]

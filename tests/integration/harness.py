@@ -35,7 +35,15 @@ class TestFailure(AssertionError):
 class Skip(Exception):
     """The test cannot run in this environment (not: it failed). run.py says
     so on a `skip` line and counts it neither passed nor failed. Only for a
-    missing tool the test cannot do without (headless Chromium)."""
+    missing tool the test cannot do without (headless Chromium, promtool)."""
+
+
+TestSkipped = Skip
+
+
+def skip(reason):
+    """End the test as skipped, saying why; run.py counts it apart from passes."""
+    raise Skip(reason)
 
 
 def fail(msg):
@@ -73,6 +81,12 @@ def wait_until(pred, timeout_s, interval=0.02, what="condition"):
         if time.monotonic() >= deadline:
             raise TestFailure("timed out after %.1fs waiting for %s" % (timeout_s, what))
         time.sleep(interval)
+
+
+def make_env():
+    """The environment for running make from a test, without what an outer
+    `make test` passes down to its sub-makes (its command-line variables)."""
+    return {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
 
 
 def pattern_bytes(offset, n):

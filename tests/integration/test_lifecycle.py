@@ -2,11 +2,14 @@
 
 import json
 import os
+import re
+import shutil
 import signal
 import socket
+import subprocess
 import time
 
-from harness import check, config_text, eq, fail, wait_until
+from harness import check, config_text, eq, fail, skip, timeout, wait_until
 
 
 def _write(t, name, text):
@@ -220,3 +223,173 @@ def test_check_refuses_what_lb_would_not_start(t):
           "no 'tls.conf:%d: ... tls ...' line in %r" % (line, out))
     code, out = t.run_lb(["-c", "tls.conf"])
     eq(code, 1, "exit status of lb started with the same file (output %r)" % out)
+
+
+def test_long_options_help_and_version(t):
+    """--help and --version as well as -h and -v; -V and --version --verbose print the build."""
+    outs = {}
+    for args in (["-h"], ["--help"], ["-v"], ["--version"], ["-V"], ["--version", "--verbose"]):
+        code, out = t.run_lb(args)
+        eq(code, 0, "exit status of lb %s (output %r)" % (" ".join(args), out))
+        outs[" ".join(args)] = out
+    eq(outs["-h"], outs["--help"], "-h and --help")
+    for opt in ("--config", "--check", "--version", "--help", "/etc/lb/lb.conf"):
+        check(opt in outs["--help"], "lb --help does not mention %s: %r" % (opt, outs["--help"]))
+    eq(outs["-v"], outs["--version"], "-v and --version")
+    check(re.fullmatch(r"lb \d+\.\d+\.\d+\n", outs["-v"]) is not None, "lb -v printed %r" % outs["-v"])
+    eq(outs["-V"], outs["--version --verbose"], "-V and --version --verbose")
+    build = outs["-V"]
+    check(build.startswith(outs["-v"]), "lb -V does not start with the version line: %r" % build)
+    fields = dict(ln.split(":", 1) for ln in build.splitlines()[1:] if ":" in ln)
+    for k in ("compiler", "flags", "linked", "libev", "OpenSSL", "libconfig", "features"):
+        check(k in fields, "lb -V has no %s line: %r" % (k, build))
+    check(re.search(r"(gcc|clang) \d", fields["compiler"]), "compiler line %r" % fields["compiler"])
+    check(re.search(r"\b4\.\d+ \(running 4\.\d+\)", fields["libev"]), "libev line %r" % fields["libev"])
+    check("OpenSSL 3." in fields["OpenSSL"], "OpenSSL line %r" % fields["OpenSSL"])
+    check(re.search(r"\b1\.\d+\.\d+", fields["libconfig"]), "libconfig line %r" % fields["libconfig"])
+    eq(fields["linked"].strip(), "dynamic", "how the test binary is linked")
+    if t.asan:
+        check("-fsanitize=address" in fields["flags"], "ASan build's flags line %r" % fields["flags"])
+        check("asan" in fields["features"].split(), "ASan build's features %r" % fields["features"])
+    code, out = t.run_lb(["--no-such-option"])
+    eq(code, 2, "exit status of an unknown option (output %r)" % out)
+    check("usage:" in out, "unknown option without usage: %r" % out)
+
+
+def _unshare_ok():
+    return os.geteuid() == 0 and shutil.which("unshare") is not None
+
+
+def test_default_config_path(t):
+    """Without -c, lb reads /etc/lb/lb.conf; when that does not exist it falls back to
+    config/lb.conf of the working directory and says so; with neither it says how to
+    name one. /etc is replaced by an empty tmpfs in a mount namespace of the test's own
+    (root only), so the machine's /etc/lb is neither read nor touched."""
+    if not _unshare_ok():
+        skip("needs root and unshare(1) for a private /etc")
+    b1 = t.backend("b1")
+    good = config_text(t.config(backends=[b1]))
+    etc_conf = good.replace("workers = 1;", "workers = 1; zone = \"from-etc\";")
+    check(etc_conf != good, "config layout changed")
+    tree = os.path.join(t.tmp, "tree")
+    os.makedirs(os.path.join(tree, "config"))
+    _write(t, "tree/config/lb.conf", good)
+    _write(t, "etc.conf", etc_conf)
+    bare = os.path.join(t.tmp, "bare")
+    os.makedirs(bare)
+
+    def run(setup, cwd):
+        script = "mount -t tmpfs tmpfs /etc && %s && exec \"$0\" -t" % setup
+        p = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, t.lb_bin],
+                           cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=10 * t.slow)
+        return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+    # /etc/lb/lb.conf exists: it is read, even from a directory with config/lb.conf
+    code, out, err = run("mkdir /etc/lb && cp %s /etc/lb/lb.conf" % os.path.join(t.tmp, "etc.conf"), tree)
+    eq((code, out.strip()), (0, "configuration OK"), "lb -t with /etc/lb/lb.conf (stderr %r)" % err)
+    check("using config/lb.conf" not in err, "fell back although /etc/lb/lb.conf exists: %r" % err)
+    code, out, err = run("mkdir /etc/lb && printf 'lb = {\\n workers = x;\\n};\\n' > /etc/lb/lb.conf", tree)
+    eq(code, 1, "lb -t with a broken /etc/lb/lb.conf (stdout %r)" % out)
+    check(err.startswith("/etc/lb/lb.conf:2:"), "error not about /etc/lb/lb.conf line 2: %r" % err)
+    # no /etc/lb/lb.conf: the tree's file, said on stderr
+    code, out, err = run("true", tree)
+    eq((code, out.strip()), (0, "configuration OK"), "lb -t from the tree (stderr %r)" % err)
+    check("no /etc/lb/lb.conf; using config/lb.conf" in err, "fallback not said: %r" % err)
+    # neither: the error names /etc/lb/lb.conf and tells how to give one
+    code, out, err = run("true", bare)
+    eq(code, 1, "lb -t without any configuration (stdout %r)" % out)
+    check(err.startswith("/etc/lb/lb.conf: cannot open: No such file or directory"), "stderr %r" % err)
+    check("-c FILE" in err, "no hint to use -c: %r" % err)
+
+
+@timeout(40)
+def test_shutdown_grace_keeps_accepting_then_drains(t):
+    """timeouts.shutdown_grace: after SIGTERM /healthz answers 503 at once, but new
+    connections are still accepted and served for the grace; then the listener closes
+    and a request that started during the grace finishes in the drain."""
+    grace = 3.0
+    b1 = t.backend("b1")
+    lb = t.lb(t.config(backends=[b1], timeouts={"shutdown_grace": "3s", "drain": "10s", "backend": "10s",
+                                                "client_idle": "30s"}))
+    keep = lb.conn()
+    eq(keep.request("GET", "/").status, 200, "keep-alive request before SIGTERM")
+    t0 = time.monotonic()
+    lb.signal(signal.SIGTERM)
+    wait_until(lambda: _healthz_status(lb) == 503, 1.0, interval=0.02, what="/healthz 503 right after SIGTERM")
+    live = lb.admin_get("/livez")
+    eq((live.status, live.body), (200, b"alive\n"), "/livez during the grace (a liveness probe must pass)")
+    s = lb.stats()
+    eq((s["stopping"], s["draining"]), (True, False), "stopping/draining during the grace")
+    # a connection opened during the grace is accepted and served
+    fresh = lb.conn()
+    r = fresh.request("GET", "/")
+    eq((r.status, r.header("X-Backend")), (200, "b1"), "a new connection during the grace")
+    eq(keep.request("GET", "/").status, 200, "the keep-alive connection during the grace")
+    # a slow request started in the grace runs past its end
+    slow = lb.conn()
+    slow.send(b"GET /sleep/4500 HTTP/1.1\r\nHost: x\r\n\r\n")
+    wait_until(lambda: lb.backend_stats("api", "b1")["inflight"] == 1, 2 * t.slow, what="the slow request at b1")
+    late = [0]
+
+    def refused():
+        if time.monotonic() - t0 < grace - 0.2:
+            late[0] += _accepts(lb.port)  # still accepting, as it should: count the proofs
+            return False
+        return not _accepts(lb.port)
+
+    wait_until(refused, grace + 2 * t.slow, interval=0.05, what="the listener to close after the grace")
+    closed_at = time.monotonic() - t0
+    check(closed_at >= grace - 0.2, "listener closed %.2fs after SIGTERM, before the %.1fs grace" % (closed_at, grace))
+    check(late[0] > 0, "no connection was tried while the grace ran")
+    check(lb.stats()["draining"] is True, "stats do not say draining after the grace")
+    r = slow.read_response(timeout=10 * t.slow)
+    eq((r.status, r.header("X-Backend")), (200, "b1"), "the request that started during the grace")
+    check("close" in (r.header("Connection") or "").lower(), "response finished in the drain without Connection: close")
+    try:
+        lb.proc.wait(5 * t.slow)
+    except Exception:
+        fail("lb still running %.1fs after SIGTERM" % (time.monotonic() - t0))
+    eq(lb.proc.returncode, 0, "exit status after the grace and drain")
+    check("still accepting for 3000ms" in lb.stderr_text(), "the grace is not logged")
+
+
+def test_check_syntax_errors_name_the_line_of_the_mistake(t):
+    """The three common slips, each at the line where it is (libconfig itself reports
+    the end of the file for a missing brace), with a hint saying what it is."""
+    cfg = t.config(backends=[{"name": "b1", "address": "127.0.0.1:1"}, {"name": "b2", "address": "127.0.0.1:2"}])
+    lines = config_text(cfg).split("\n")
+
+    def at(pred, what):
+        for i, ln in enumerate(lines):
+            if pred(ln):
+                return i
+        fail("config layout changed: no line with %s" % what)
+
+    def check_file(name, text, want):
+        _write(t, name, text)
+        code, out = t.run_lb(["-t", "-c", name])
+        eq(code, 1, "exit status of lb -t on %s (output %r)" % (name, out))
+        eq(out.strip(), want, "lb -t on %s" % name)
+
+    # 1. an address without quotes
+    bad = list(lines)
+    i = at(lambda ln: '"127.0.0.1:1"' in ln, "b1's address")
+    bad[i] = bad[i].replace('"127.0.0.1:1"', "127.0.0.1:1")
+    check_file("unquoted.conf", "\n".join(bad),
+               'unquoted.conf:%d: syntax error: 127.0.0.1:1 needs double quotes: address = "127.0.0.1:1"' % (i + 1))
+
+    # 2. the separator between two backends left out
+    bad = list(lines)
+    i = at(lambda ln: '"127.0.0.1:1"' in ln, "b1's address") + 1
+    eq(bad[i].strip(), "},", "the line closing b1")
+    bad[i] = bad[i].replace("},", "}")
+    check_file("separator.conf", "\n".join(bad),
+               "separator.conf:%d: syntax error: ',' missing between two elements of a list" % (i + 2))
+
+    # 3. a group's closing brace left out: libconfig alone says the last line
+    bad = list(lines)
+    eq((bad[0], bad[2]), ("lb = {", "};"), "the lb group's first and last lines")
+    del bad[2]
+    check_file("brace.conf", "\n".join(bad),
+               "brace.conf:3: syntax error: '}' missing before this line: the '{' of line 1 is not closed")

@@ -2,11 +2,13 @@
 without dropping a connection or a request."""
 
 import copy
-import time
+import os
+import shutil
 import signal
 import threading
+import time
 
-from harness import HttpConn, check, config_text, eq, fail, wait_until
+from harness import HttpConn, check, config_text, eq, fail, timeout, wait_until
 
 
 def _rewrite(lb, cfg):
@@ -195,3 +197,104 @@ def test_reload_moves_admin_port(t):
     pending.send("Connection: close\r\n\r\n")
     eq(pending.read_response().status, 200, "the request begun on the old admin socket")
 
+
+
+def _quiet_reloads(t, lb, ok, failed, seconds=1.0):
+    """The counters stay at (ok, failed) for SECONDS: no second reload from one change."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:  # bounded by deadline
+        r = _reloads(lb)
+        eq((r["ok"], r["failed"]), (ok, failed), "reload counters while nothing changes")
+        time.sleep(0.1)
+
+
+def _weight(lb, name="b1"):
+    return lb.backend_stats("api", name)["weight"]
+
+
+@timeout(40)
+def test_watch_config_reloads_once_per_change(t):
+    """lb.watch_config: a change to the file is one reload; a broken edit is one failed
+    reload and the old configuration keeps serving; rewriting the same bytes is none."""
+    b1 = t.backend("b1")
+    cfg = t.config(backends=[b1], lb={"watch_config": True})
+    lb = t.lb(cfg)
+    eq((_reloads(lb)["ok"], _reloads(lb)["failed"]), (0, 0), "reloads at start")
+
+    # an edit in place (truncate and write, as `echo > file` does)
+    new = copy.deepcopy(cfg)
+    new["pools"][0]["backends"][0]["weight"] = 50
+    _rewrite(lb, new)
+    _wait_reloads(t, lb, 1, 0)
+    eq(_weight(lb), 50, "b1's weight after the watched change")
+    _quiet_reloads(t, lb, 1, 0)
+
+    # an editor's save: a new file renamed over the old one
+    new["pools"][0]["backends"][0]["weight"] = 70
+    tmp = lb.conf_path + ".swp"
+    with open(tmp, "w") as f:
+        f.write(config_text(new))
+    os.rename(tmp, lb.conf_path)
+    _wait_reloads(t, lb, 2, 0)
+    eq(_weight(lb), 70, "b1's weight after a rename over the file")
+    _quiet_reloads(t, lb, 2, 0)
+
+    # a broken edit: one failed reload, the running configuration stays and serves
+    with open(lb.conf_path, "w") as f:
+        f.write(config_text(new).replace('"127.0.0.1:%d"' % b1.port, "127.0.0.1:%d" % b1.port))
+    r = _wait_reloads(t, lb, 2, 1)
+    check(r["last_error"].startswith(lb.conf_path + ":"), "last_error without the file: %r" % r["last_error"])
+    check("needs double quotes" in r["last_error"], "last_error without the hint: %r" % r["last_error"])
+    _quiet_reloads(t, lb, 2, 1)
+    c = lb.conn()
+    eq((c.request("GET", "/").status, _weight(lb)), (200, 70), "serving after the broken edit")
+
+    # the fix: applied; the same bytes written again: nothing
+    new["pools"][0]["backends"][0]["weight"] = 90
+    _rewrite(lb, new)
+    _wait_reloads(t, lb, 3, 1)
+    _rewrite(lb, new)
+    os.utime(lb.conf_path)
+    _quiet_reloads(t, lb, 3, 1)
+    eq(_weight(lb), 90, "b1's weight after the fix")
+    eq(c.request("GET", "/").status, 200, "the keep-alive connection across three reloads")
+
+
+@timeout(40)
+def test_watch_config_follows_a_configmap_update(t):
+    """A Kubernetes ConfigMap volume: lb.conf -> ..data/lb.conf, ..data -> ..v1; an
+    update writes ..v2 and renames a new ..data symlink over the old one. One reload."""
+    b1 = t.backend("b1")
+    cfg = t.config(backends=[b1], lb={"watch_config": True})
+    mount = os.path.join(t.tmp, "mount")
+    os.makedirs(os.path.join(mount, "..v1"))
+    with open(os.path.join(mount, "..v1", "lb.conf"), "w") as f:
+        f.write(config_text(cfg))
+    os.symlink("..v1", os.path.join(mount, "..data"))
+    os.symlink("..data/lb.conf", os.path.join(mount, "lb.conf"))
+    lb = t.lb(cfg, args=["-c", os.path.join(mount, "lb.conf")])  # the last -c wins
+    eq(_weight(lb), 100, "b1's weight at start")
+
+    new = copy.deepcopy(cfg)
+    new["pools"][0]["backends"][0]["weight"] = 40
+    os.makedirs(os.path.join(mount, "..v2"))
+    with open(os.path.join(mount, "..v2", "lb.conf"), "w") as f:
+        f.write(config_text(new))
+    os.symlink("..v2", os.path.join(mount, "..data_tmp"))
+    os.rename(os.path.join(mount, "..data_tmp"), os.path.join(mount, "..data"))
+    shutil.rmtree(os.path.join(mount, "..v1"))
+    _wait_reloads(t, lb, 1, 0)
+    eq(_weight(lb), 40, "b1's weight after the ConfigMap update")
+    _quiet_reloads(t, lb, 1, 0)
+    check("changed: reloading (lb.watch_config)" in lb.stderr_text(), "the watched reload is not logged")
+
+
+def test_watch_config_off_ignores_changes(t):
+    b1 = t.backend("b1")
+    cfg = t.config(backends=[b1])
+    lb = t.lb(cfg)
+    new = copy.deepcopy(cfg)
+    new["pools"][0]["backends"][0]["weight"] = 50
+    _rewrite(lb, new)
+    _quiet_reloads(t, lb, 0, 0, seconds=1.0)
+    eq(_weight(lb), 100, "weight without lb.watch_config (no SIGHUP)")

@@ -66,11 +66,12 @@ static uint32_t ipv4_of(const struct cfg_addr *a)
 /* clang-format off */
 static const char full_text[] =
     "lb: { workers = 3; zone = \"zone-b\"; region = \"eu-1\"; max_connections = 500;\n" /* 1 */
-    "      user = \"nobody\"; };\n"
+    "      user = \"nobody\"; watch_config = true; };\n"
     "log: { level = \"debug\"; access = \"stdout\"; format = \"json\"; };\n"
     "admin: { listen = \"0.0.0.0:9901\"; token = \"s3cret\"; };\n"
     "timeouts: { connect = \"250ms\"; client_header = \"5s\"; client_idle = \"2m\";\n" /* 5 */
-    "            backend = \"1.5s\"; drain = \"1h\"; tunnel = \"90s\"; backend_idle = \"45s\"; };\n"
+    "            backend = \"1.5s\"; drain = \"1h\"; tunnel = \"90s\"; backend_idle = \"45s\";"
+    " shutdown_grace = \"15s\"; };\n"
     "listeners = (\n"
     "  { name = \"web\"; listen = \"*:8080\"; pool = \"api\";\n" /* 8 */
     "    routes = ( { host = \"reports.example.com\"; path_prefix = \"/v2/\"; pool = \"reports\"; },\n"
@@ -125,6 +126,9 @@ static void test_full_top_level(void **state)
     assert_int_equal(cfg->drain_ms, 3600000);
     assert_int_equal(cfg->tunnel_ms, 90000);
     assert_int_equal(cfg->backend_idle_ms, 45000);
+    assert_int_equal(cfg->shutdown_grace_ms, 15000);
+    assert_true(cfg->watch_config);
+    assert_null(cfg->admin_token_file);
     cfg_free(cfg);
 }
 
@@ -286,6 +290,9 @@ static void assert_top_defaults(const struct cfg *cfg)
     assert_int_equal(cfg->drain_ms, 30000);
     assert_int_equal(cfg->tunnel_ms, 3600000);
     assert_int_equal(cfg->backend_idle_ms, 10000);
+    assert_int_equal(cfg->shutdown_grace_ms, 0);
+    assert_false(cfg->watch_config);
+    assert_null(cfg->admin_token_file);
 }
 
 static void assert_pool_defaults(const struct cfg_pool *p)
@@ -396,8 +403,9 @@ static void test_demo_conf(void **state)
     assert_int_equal(cfg->listeners[0].nroutes, 1);
     assert_string_equal(cfg->listeners[0].routes[0].path_prefix, "/reports/");
     assert_int_equal(cfg->listeners[0].routes[0].pool, cfg_pool_index(cfg, "reports"));
-    assert_null(cfg->admin_token);
+    assert_string_equal(cfg->admin_token, "demo-token"); /* make run prints it */
     assert_string_equal(cfg->admin_listen.text, "127.0.0.1:9900");
+    assert_string_equal(cfg->zone, ""); /* the comments say what setting it does */
     api = &cfg->pools[cfg_pool_index(cfg, "api")];
     assert_int_equal(api->balance, CFG_BAL_ROUND_ROBIN);
     assert_int_equal(api->health.type, CFG_HC_HTTP);
@@ -722,7 +730,7 @@ static const struct err_case err_cases[] = {
 
     /* libconfig's own errors */
     {"syntax_error", .text = "listeners = (\n  { name = \"web\"; listen = ; }\n);\n",
-     .want = {"t.conf:2: syntax error"}},
+     .want = {"t.conf:2: syntax error: listen has no value"}},
     {"duplicate_setting", .text = LISTENERS_OK POOLS_OK "lb: { workers = 1; workers = 2; };\n",
      .want = {"t.conf:3: syntax error: duplicate setting name"}},
     {"include_refused", .text = "listeners = ();\n  @include \"/etc/passwd\"\n",
@@ -838,6 +846,111 @@ static void test_errors_append_and_free(void **state)
 }
 
 /* ------------------------------------------------------------------------ */
+/* syntax errors: the line of the mistake, not where libconfig gave up       */
+
+struct syntax_case {
+    const char *name;
+    const char *text;
+    const char *want;
+};
+
+/* clang-format off */
+static const struct syntax_case syntax_cases[] = {
+    {"unquoted_address",
+     "listeners = (\n"
+     "  { name = \"web\"; listen = 127.0.0.1:8080; pool = \"api\"; }\n"
+     ");\n" POOLS_OK,
+     "t.conf:2: syntax error: 127.0.0.1:8080 needs double quotes: listen = \"127.0.0.1:8080\""},
+    {"unquoted_v6_address", LISTENERS_OK POOLS_OK "admin: {\n  listen = [::1]:9900;\n};\n",
+     "t.conf:4: syntax error: [::1]:9900 needs double quotes: listen = \"[::1]:9900\""},
+    {"unquoted_word", LISTENERS_OK POOLS_OK "lb: { zone = zone-a; };\n",
+     "t.conf:3: syntax error: zone-a needs double quotes: zone = \"zone-a\""},
+    {"single_quotes", LISTENERS_OK POOLS_OK "lb: { zone = 'a'; };\n",
+     "t.conf:3: syntax error: 'a' needs double quotes: zone = \"a\""},
+    {"no_value", LISTENERS_OK POOLS_OK "lb: {\n  workers = ;\n};\n",
+     "t.conf:4: syntax error: workers has no value"},
+    {"missing_comma_between_backends",
+     LISTENERS_OK
+     "pools = (\n"                                                      /* 2 */
+     "  { name = \"api\";\n"
+     "    backends = (\n"
+     "      { name = \"b1\"; address = \"127.0.0.1:9001\"; }\n"        /* 5 */
+     "      { name = \"b2\"; address = \"127.0.0.1:9002\"; }\n"        /* 6 */
+     "    );\n"
+     "  }\n"
+     ");\n",
+     "t.conf:6: syntax error: ',' missing between two elements of a list"},
+    {"semicolon_in_list",
+     LISTENERS_OK
+     "pools = (\n"
+     "  { name = \"api\"; backends = ( { name = \"b1\"; address = \"127.0.0.1:9001\"; } ); };\n"
+     "  { name = \"r\"; backends = ( { name = \"b1\"; address = \"127.0.0.1:9001\"; } ); }\n"
+     ");\n",
+     "t.conf:3: syntax error: elements of a list are separated by ',', not ';'"},
+    /* libconfig gives up at the end of the file (line 11): the mistake is before line 4 */
+    {"missing_brace_of_group",
+     "lb: {\n"                                                          /* 1 */
+     "  workers = 2;\n"
+     "\n"
+     "log: {\n"                                                         /* 4 */
+     "  level = \"info\";\n"
+     "};\n" LISTENERS_OK POOLS_OK
+     "timeouts: {\n"
+     "  drain = \"5s\";\n"
+     "};\n",
+     "t.conf:4: syntax error: '}' missing before this line: the '{' of line 1 is not closed"},
+    /* the health group is not closed: libconfig gives up at the last line (9) */
+    {"missing_brace_inside_pool",
+     LISTENERS_OK
+     "pools = (\n"                                                      /* 2 */
+     "  { name = \"api\";\n"
+     "    health: {\n"                                                  /* 4 */
+     "      type = \"http\";\n"
+     "    backends = (\n"                                               /* 6 */
+     "      { name = \"b1\"; address = \"127.0.0.1:9001\"; }\n"
+     "    );\n"
+     "  }\n"
+     ");\n",
+     "t.conf:6: syntax error: '}' missing before this line: the '{' of line 4 is not closed"},
+    {"missing_brace_before_paren",
+     "listeners = (\n"
+     "  { name = \"web\"; listen = \"127.0.0.1:8080\"; pool = \"api\";\n"
+     ");\n" POOLS_OK,
+     "t.conf:3: syntax error: '}' missing before this ')': the '{' of line 2 is not closed"},
+    {"missing_paren",
+     "listeners = (\n"
+     "  { name = \"web\"; listen = \"127.0.0.1:8080\"; pool = \"api\"; }\n"
+     "\n" POOLS_OK,
+     "t.conf:4: syntax error: ')' missing before this line: the '(' of line 1 is not closed"},
+    {"unclosed_string", LISTENERS_OK POOLS_OK "lb: {\n  zone = \"zone-a;\n  region = \"r\";\n};\n",
+     "t.conf:4: syntax error: the string opened on this line runs past its end: is its closing "
+     "'\"' missing?"},
+    /* unindented but balanced groups are not taken for missing braces */
+    {"flat_style_other_error",
+     "lb: {\nworkers = 2;\n};\n" LISTENERS_OK POOLS_OK "log: {\nlevel = \"info\" }}\n",
+     "t.conf:7: syntax error: '}' closes nothing that is open"},
+    /* nothing to say: libconfig's line stands */
+    {"no_hint", LISTENERS_OK POOLS_OK "lb { workers = 2; };\n", "t.conf:3: syntax error"},
+};
+/* clang-format on */
+
+static void test_syntax_hints(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(syntax_cases) / sizeof(syntax_cases[0]); i++) {
+        const struct syntax_case *c = &syntax_cases[i];
+        struct cfg_errors e = {0};
+
+        print_message("case %s\n", c->name);
+        assert_null(load(c->text, &e));
+        print_errors(&e);
+        assert_int_equal(e.n, 1);
+        assert_string_equal(e.msgs[0], c->want);
+        cfg_errors_free(&e);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
 /* files                                                                     */
 
 static void test_missing_file(void **state)
@@ -896,7 +1009,7 @@ static void test_file_include_and_errors(void **state)
     write_file(main_path, LISTENERS_OK POOLS_OK "lb: {\n  workers = ;\n  zone = \"a\"; };\n");
     assert_null(cfg_load(main_path, &e));
     assert_int_equal(e.n, 1);
-    snprintf(want, sizeof(want), "%s:4: syntax error", main_path);
+    snprintf(want, sizeof(want), "%s:4: syntax error: workers has no value", main_path);
     assert_string_equal(e.msgs[0], want);
     cfg_errors_free(&e);
 
@@ -987,6 +1100,75 @@ static void test_admin_token_length(void **state)
     assert_string_equal(e.msgs[0], "t.conf:3: admin.token: 4097 characters is too long (at most "
                                    "4096, so that it fits in an admin request head)");
     cfg_errors_free(&e);
+}
+
+/* admin.token_file: the token is the file less its line end, read next to
+ * the configuration; problems name the setting's line; never from a string. */
+static void test_admin_token_file(void **state)
+{
+    char dir[] = "/tmp/test_cfg.XXXXXX", conf[64], tok[64], text[512];
+    struct cfg_errors e = {0};
+    struct cfg *cfg;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(conf, sizeof(conf), "%s/lb.conf", dir);
+    snprintf(tok, sizeof(tok), "%s/token", dir);
+    write_file(tok, "s3cret-from-a-secret\n");
+    snprintf(text, sizeof(text),
+             LISTENERS_OK POOLS_OK
+             "admin: { listen = \"0.0.0.0:9900\";\n token_file = \"token\"; };\n");
+    write_file(conf, text);
+    cfg = cfg_load(conf, &e);
+    print_errors(&e);
+    assert_non_null(cfg);
+    assert_string_equal(cfg->admin_token, "s3cret-from-a-secret");
+    assert_string_equal(cfg->admin_token_file, tok);
+    cfg_free(cfg);
+
+    write_file(tok, "two words\n");
+    assert_null(cfg_load(conf, &e));
+    assert_int_equal(e.n, 1);
+    snprintf(text, sizeof(text), "%s:4: admin.token_file: must be printable ASCII without spaces",
+             conf);
+    assert_string_equal(e.msgs[0], text);
+    cfg_errors_free(&e);
+
+    write_file(tok, "\n");
+    assert_null(cfg_load(conf, &e));
+    assert_int_equal(e.n, 1);
+    snprintf(text, sizeof(text), "%s:4: admin.token_file: \"%s\" is empty", conf, tok);
+    assert_string_equal(e.msgs[0], text);
+    cfg_errors_free(&e);
+
+    unlink(tok);
+    assert_null(cfg_load(conf, &e));
+    assert_int_equal(e.n, 1);
+    snprintf(text, sizeof(text),
+             "%s:4: admin.token_file: cannot read \"%s\": No such file or directory", conf, tok);
+    assert_string_equal(e.msgs[0], text);
+    cfg_errors_free(&e);
+
+    write_file(conf,
+               LISTENERS_OK POOLS_OK "admin: { token = \"a\";\n token_file = \"token\"; };\n");
+    write_file(tok, "b\n");
+    assert_null(cfg_load(conf, &e));
+    assert_int_equal(e.n, 1);
+    snprintf(text, sizeof(text),
+             "%s:4: admin.token_file: set admin.token or admin.token_file, not both", conf);
+    assert_string_equal(e.msgs[0], text);
+    cfg_errors_free(&e);
+
+    assert_null(cfg_load_string(LISTENERS_OK POOLS_OK "admin: { token_file = \"/etc/passwd\"; };\n",
+                                NAME, &e));
+    assert_int_equal(e.n, 1);
+    assert_string_equal(e.msgs[0], "t.conf:3: admin.token_file: files cannot be read when loading "
+                                   "from a string");
+    cfg_errors_free(&e);
+
+    unlink(tok);
+    unlink(conf);
+    rmdir(dir);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1249,6 +1431,8 @@ int main(void)
         cmocka_unit_test(test_tls_files),
         cmocka_unit_test(test_admin_exposure_allowed),
         cmocka_unit_test(test_admin_token_length),
+        cmocka_unit_test(test_admin_token_file),
+        cmocka_unit_test(test_syntax_hints),
         cmocka_unit_test(test_parse_duration),
         cmocka_unit_test(test_parse_addr),
         cmocka_unit_test(test_parse_status_set),
