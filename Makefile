@@ -15,7 +15,7 @@ OPT      ?= -O2
 CFLAGS   ?= $(OPT) -g
 WARN     := -Wall -Wextra -Wshadow -Werror
 CPPFLAGS += -D_GNU_SOURCE -I.
-LDLIBS   := -lev -lconfig -lssl -lcrypto -lpthread -lm
+LDLIBS   := -lev -lconfig -lcares -lssl -lcrypto -lpthread -lm
 SAN      :=
 
 BUILD    ?= build/rel
@@ -104,7 +104,7 @@ unit: $(UNITS) $(REPLAYS)
 # --- dependencies -----------------------------------------------------------
 # Debian packages each target needs; installed when missing (as root), or the
 # exact command is printed.
-PKGS_BUILD := gcc make pkg-config libev-dev libconfig-dev libssl-dev libcmocka-dev
+PKGS_BUILD := gcc make pkg-config libev-dev libconfig-dev libc-ares-dev libssl-dev libcmocka-dev
 PKGS_TEST  := $(PKGS_BUILD) python3 curl openssl clang libclang-rt-14-dev systemd procps
 PKGS_BENCH := $(PKGS_BUILD) haproxy nginx-light wrk python3 openssl
 PKGS_SCENARIOS := $(PKGS_BUILD) python3 openssl testssl.sh
