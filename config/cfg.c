@@ -2654,6 +2654,33 @@ fail:
     return NULL;
 }
 
+static bool same_text(const char *a, const char *b)
+{
+    return strcmp(a ? a : "", b ? b : "") == 0;
+}
+
+bool cfg_same_backends(const struct cfg *a, const struct cfg *b)
+{
+    if (a->npools != b->npools)
+        return false;
+    for (int i = 0; i < a->npools; i++) {
+        const struct cfg_pool *p = &a->pools[i], *q = &b->pools[i];
+
+        if (p->nbackends != q->nbackends || !same_text(p->name, q->name))
+            return false;
+        for (int j = 0; j < p->nbackends; j++) {
+            const struct cfg_backend *x = &p->backends[j], *y = &q->backends[j];
+
+            if (!same_text(x->name, y->name) || x->addr.len != y->addr.len ||
+                memcmp(&x->addr.sa, &y->addr.sa, x->addr.len) != 0 || x->weight != y->weight ||
+                !same_text(x->zone, y->zone) || !same_text(x->region, y->region) ||
+                x->state != y->state)
+                return false;
+        }
+    }
+    return true;
+}
+
 void cfg_free(struct cfg *cfg)
 {
     if (cfg)

@@ -357,6 +357,13 @@ struct cfg *cfg_derive(struct cfg *base, struct cfg_backend *const *backends,
                        const int *nbackends);
 
 /*
+ * Do A and B have the same backends, pool by pool (name, address, weight,
+ * zone, region, state, in order)? Two snapshots of one file then differ in
+ * nothing a runtime table uses.
+ */
+bool cfg_same_backends(const struct cfg *a, const struct cfg *b);
+
+/*
  * The zone (and region, "" if none) of the block in cfg->zone_nets that
  * holds ADDR (an AF_INET or AF_INET6 socket address), the longest prefix
  * winning. False, with *zone and *region untouched, when none holds it.

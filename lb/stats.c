@@ -4,6 +4,7 @@
  */
 #include "lb/stats.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include "lb/bal.h"
 #include "lb/core/clock.h"
 #include "lb/core/events.h"
+#include "lb/names.h"
 #include "lb/outlier.h"
 #include "lb/pick.h"
 #include "lb/sampler.h"
@@ -171,6 +173,29 @@ static const struct rt_pool *pool_of(const struct rt *rt, const struct rt_backen
     return rt_pool_of(rt, be->pool, be->name, &idx);
 }
 
+/* Where a backend came from: `,"discovered":true|false` and, for an address
+ * written as a DNS name, the name and the address it resolved to. */
+static void origin_json(const struct rt *rt, const struct rt_backend *be, struct sbuf *o)
+{
+    int idx;
+    const struct rt_pool *p = rt_pool_of(rt, be->pool, be->name, &idx);
+    const struct cfg_backend *b = p ? &p->cfg->backends[idx] : NULL;
+    sbuf_printf(o, ",\"discovered\":%s", b && b->discovered ? "true" : "false");
+    if (b && b->host) {
+        char ip[NET_HOST_MAX] = "?";
+        const struct sockaddr_storage *ss = &be->addr.sa;
+        inet_ntop(ss->ss_family,
+                  ss->ss_family == AF_INET6
+                      ? (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr
+                      : (const void *)&((const struct sockaddr_in *)ss)->sin_addr,
+                  ip, sizeof(ip));
+        sbuf_puts(o, ",\"dns_name\":");
+        sbuf_json_str(o, b->host);
+        sbuf_printf(o, ss->ss_family == AF_INET6 ? ",\"resolved\":\"[%s]:%u\"" : ",\"resolved\":\"%s:%u\"",
+                    ip, (unsigned)b->port);
+    }
+}
+
 void stats_backend_json(struct lb *lb, const struct rt_backend *be, struct sbuf *o)
 {
     struct rt *rt = atomic_load(&lb->rt);
@@ -184,6 +209,7 @@ void stats_backend_json(struct lb *lb, const struct rt_backend *be, struct sbuf 
     sbuf_json_str(o, be->addr.text);
     sbuf_put(o, ",\"zone\":", 8);
     sbuf_json_str(o, be->zone);
+    origin_json(rt, be, o);
     int32_t inflight = atomic_load(&be->inflight);
     const char *state = stats_backend_state(be);
     sbuf_printf(
@@ -335,6 +361,7 @@ static void pool_json(struct lb *lb, struct rt_pool *p, struct sbuf *o)
                 outliers, outlier_ejected(p), c->outlier.eject ? "true" : "false",
                 c->outlier.max_ejected);
     tiers_json(lb, p, o);
+    names_pool_json(lb->names, c->name, o);
     sbuf_put(o, ",\"backends\":[", 13);
     for (int j = 0; j < p->n; j++) {
         if (j)
