@@ -44,7 +44,7 @@ struct names_src {
     ev_timer tick;             /* the policy's next deadline (damping, keep_stale) */
     struct names_round *round; /* in flight, or NULL */
     bool answered;             /* a round has ended since it was configured */
-    bool was_holding;
+    int64_t hold_log_next;     /* damping is logged once a minute */
 };
 
 struct names {
@@ -335,7 +335,8 @@ static void src_outcome(struct names_src *s, enum disc_outcome o, int64_t now)
         names_changed(s->n);
         break;
     case DISC_HELD:
-        if (!s->was_holding) {
+        if (now >= s->hold_log_next) {
+            s->hold_log_next = now + DISC_LOG_EVERY_MS;
             log_warn("discovery: %s: more than %u changes a minute; holding the new answer "
                      "until the minute allows",
                      what, s->rules.max_changes);
@@ -360,7 +361,6 @@ static void src_outcome(struct names_src *s, enum disc_outcome o, int64_t now)
     case DISC_SAME:
         break;
     }
-    s->was_holding = s->st.holding;
     src_arm_tick(s);
 }
 
@@ -494,11 +494,11 @@ static int build_sources(struct names *n, const struct cfg *base, struct names_s
                 goto oom;
             struct names_src *old = src_find(n->srcs, n->nsrcs, p->name, backend);
             if (old) {
+                s->hold_log_next = old->hold_log_next;
                 s->st = old->st; /* the set in use, the figures, the damping window */
                 memset(&old->st, 0, sizeof(old->st));
                 if (strcmp(old->name, s->name) != 0 || old->type != s->type)
                     disc_renamed(&s->st);
-                s->was_holding = s->st.holding;
             }
             srcs[k++] = s;
         }

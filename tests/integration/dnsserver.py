@@ -14,6 +14,7 @@ or be stopped (the port then refuses). Every question is counted.
     dns.set("_http._tcp.api.test", "SRV", [(10, 5, 8080, "b1.api.test")], ttl=1)
     dns.fail("api.test", "servfail")      # or "refused", "nxdomain", "empty"; None to answer again
     dns.silent = True
+    dns.no_additional.add("_http._tcp.api.test")   # its SRV answers without the targets' addresses
 
 Unknown names are NXDOMAIN; a known name without records of the type asked
 is NODATA (NOERROR, empty answer).
@@ -69,7 +70,8 @@ class DnsServer:
         self.records = {}  # name -> {"A": ([...], ttl), ...}
         self.failures = {}  # name -> "servfail" | "refused" | "nxdomain" | "empty"
         self.silent = False  # read and drop every query
-        self.srv_additional = True  # targets' addresses in the additional section
+        self.srv_additional = True  # targets' addresses in the additional section ...
+        self.no_additional = set()  # ... except for these SRV names
         self.queries = collections.Counter()  # (name, type) -> count
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((host, port))
@@ -164,7 +166,7 @@ class DnsServer:
                 values, ttl = entry[tname]
                 for v in values:
                     answers.append(self._rr(b"\xc0\x0c", qtype, ttl, self._rdata(tname, v)))
-                    if tname == "SRV" and self.srv_additional:
+                    if tname == "SRV" and self.srv_additional and name not in self.no_additional:
                         target = self.records.get(_norm(v[3]), {})
                         for t in ("A", "AAAA"):
                             tvals, tttl = target.get(t, ([], 0))
