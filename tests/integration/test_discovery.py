@@ -345,8 +345,9 @@ def test_discovery_hostname_backend(t):
     port = t.port()
     t.backend("b2", host="127.0.0.2", port=port)
     t.backend("b3", host="127.0.0.3", port=port)
+    # balance = "hash": its ring is built for an empty pool, then for one backend
     cfg = t.config(backends=[{"name": "db", "address": "db.test:%d" % port}],
-                   extra={"resolvers": [dns.addr]})
+                   pool={"balance": "hash"}, extra={"resolvers": [dns.addr]})
     lb = t.lb(cfg)
     eq(_names(lb), [], "no address yet: not in the pool")
     eq(_seen(lb, 1), {503: 1}, "nothing to send to")
