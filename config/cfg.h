@@ -192,10 +192,10 @@ struct cfg_discover {
     bool enabled;
     const char *name; /* the name to query, as written (a trailing dot is allowed) */
     enum cfg_dns_type type;
-    uint16_t port;          /* A, AAAA: the backends' port; 0 for SRV (the records give it) */
-    uint32_t interval_ms;   /* between queries; 0: the answer's TTL, within [1 s, 60 s] */
-    uint32_t keep_stale_ms; /* NXDOMAIN empties the pool only after this long */
-    uint32_t max_changes;   /* changes applied per minute, more are held; 0: no limit */
+    uint32_t port;           /* A, AAAA: the backends' port; 0 for SRV (the records give it) */
+    uint32_t interval_ms;    /* between queries; 0: the answer's TTL, within [1 s, 60 s] */
+    uint32_t keep_stale_ms;  /* NXDOMAIN empties the pool only after this long */
+    uint32_t max_changes;    /* changes applied per minute, more are held; 0: no limit */
     struct cfg_backend tmpl; /* template: weight, zone, region, state of the backends made */
     int line;
 };
@@ -353,8 +353,7 @@ bool cfg_addr_is_loopback(const struct cfg_addr *a);
  * counts). Derive from a loaded snapshot, not from a derived one (each would
  * keep its predecessor alive). NULL when out of memory.
  */
-struct cfg *cfg_derive(struct cfg *base, struct cfg_backend *const *backends,
-                       const int *nbackends);
+struct cfg *cfg_derive(struct cfg *base, struct cfg_backend *const *backends, const int *nbackends);
 
 /*
  * Do A and B have the same backends, pool by pool (name, address, weight,
