@@ -1776,8 +1776,9 @@ static void pool_finish(struct cfg_loader *ld, const config_setting_t *e, struct
             path_join(kpath, dpath, "port");
             cfg_err(ld, port, kpath, "not with type \"SRV\": the SRV records give the port");
         } else if (d->type != CFG_DNS_SRV && !port && d->name) {
-            cfg_err(ld, ds, dpath, "missing required setting \"port\" (the backends' port, for "
-                                   "type \"%s\")",
+            cfg_err(ld, ds, dpath,
+                    "missing required setting \"port\" (the backends' port, for "
+                    "type \"%s\")",
                     cfg_dns_type_name(d->type));
         }
         if (d->type == CFG_DNS_SRV && w) {
@@ -1888,8 +1889,8 @@ static void key_listeners(struct cfg_loader *ld, const config_setting_t *s, cons
 #define CFG_ZONE_NETS_MAX 4096
 
 /* resolvers = [ "10.0.0.10:53", "10.0.0.11", "[fd00::53]" ]: port 53 unless given. */
-static void key_resolvers(struct cfg_loader *ld, const config_setting_t *s,
-                          const struct cfg_key *k, void *obj, const char *path)
+static void key_resolvers(struct cfg_loader *ld, const config_setting_t *s, const struct cfg_key *k,
+                          void *obj, const char *path)
 {
     struct cfg *cfg = obj;
     char d[CFG_QUOTE_MAX], epath[CFG_PATH_MAX], buf[sizeof(cfg->resolvers[0].text)];
@@ -1948,7 +1949,8 @@ static void zone_add(struct cfg_loader *ld, const config_setting_t *arr, const c
     int n;
 
     if (!config_setting_is_array(arr) && !config_setting_is_list(arr)) {
-        cfg_err(ld, arr, path, "expected a list of address blocks such as [ \"10.1.0.0/16\" ], got %s",
+        cfg_err(ld, arr, path,
+                "expected a list of address blocks such as [ \"10.1.0.0/16\" ], got %s",
                 describe(arr, d, sizeof(d)));
         return;
     }
@@ -1973,8 +1975,7 @@ static void zone_add(struct cfg_loader *ld, const config_setting_t *arr, const c
                 dup = j;
         if (dup >= 0) {
             cfg_err(ld, e, epath, "%s is already in zone \"%s\" (line %d)",
-                    describe(e, d, sizeof(d)), cfg->zone_nets[dup].zone,
-                    cfg->zone_nets[dup].line);
+                    describe(e, d, sizeof(d)), cfg->zone_nets[dup].zone, cfg->zone_nets[dup].line);
             continue;
         }
         z->zone = zone;
@@ -2116,7 +2117,8 @@ static void apply_zone_nets(struct cfg *cfg)
             struct cfg_backend *b = &cfg->pools[i].backends[j];
             const char *zone, *region;
 
-            if (b->zone[0] || !cfg_zone_of(cfg, (const struct sockaddr *)&b->addr.sa, &zone, &region))
+            if (b->zone[0] ||
+                !cfg_zone_of(cfg, (const struct sockaddr *)&b->addr.sa, &zone, &region))
                 continue;
             b->zone = zone;
             if (!b->region[0])
@@ -2610,8 +2612,7 @@ struct cfg *cfg_load_string(const char *text, const char *name, struct cfg_error
     return load_text(text, name, NULL, errs);
 }
 
-struct cfg *cfg_derive(struct cfg *base, struct cfg_backend *const *backends,
-                       const int *nbackends)
+struct cfg *cfg_derive(struct cfg *base, struct cfg_backend *const *backends, const int *nbackends)
 {
     struct cfg_arena *a = arena_new();
     struct cfg *c = a ? arena_calloc(a, 1, sizeof(*c)) : NULL;

@@ -91,7 +91,8 @@ static void prune(struct disc_state *s, int64_t now)
     while (drop < s->nchanges && now - s->changes[drop] >= DISC_WINDOW_MS)
         drop++;
     if (drop) {
-        memmove(s->changes, s->changes + drop, (size_t)(s->nchanges - drop) * sizeof(s->changes[0]));
+        memmove(s->changes, s->changes + drop,
+                (size_t)(s->nchanges - drop) * sizeof(s->changes[0]));
         s->nchanges -= drop;
     }
 }

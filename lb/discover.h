@@ -43,17 +43,23 @@
 #define DISC_LOG_EVERY_MS   60000 /* failures of one source: one log line a minute */
 #define DISC_ERROR_TEXT_MAX 200
 
-enum disc_err { DISC_E_TIMEOUT, DISC_E_SERVFAIL, DISC_E_NXDOMAIN, DISC_E_EMPTY, DISC_E_OTHER,
-                DISC_E_COUNT };
+enum disc_err {
+    DISC_E_TIMEOUT,
+    DISC_E_SERVFAIL,
+    DISC_E_NXDOMAIN,
+    DISC_E_EMPTY,
+    DISC_E_OTHER,
+    DISC_E_COUNT
+};
 
 /* "timeout", "servfail", "nxdomain", "empty", "other" */
 const char *disc_err_name(enum disc_err e);
 
 /* One address of an answer. */
 struct disc_entry {
-    int family;     /* AF_INET or AF_INET6 */
-    uint8_t ip[16]; /* 4 bytes for AF_INET */
-    uint16_t port;  /* SRV: the record's; 0 for A and AAAA (the discover's port) */
+    int family;      /* AF_INET or AF_INET6 */
+    uint8_t ip[16];  /* 4 bytes for AF_INET */
+    uint16_t port;   /* SRV: the record's; 0 for A and AAAA (the discover's port) */
     uint32_t weight; /* SRV: the records' weights for this address, added; 0 for A and AAAA */
 };
 
@@ -62,7 +68,7 @@ struct disc_rules {
     uint32_t interval_ms;   /* 0: the TTL within [1 s, 60 s] */
     uint32_t keep_stale_ms; /* NXDOMAIN empties the set after this long */
     uint32_t max_changes;   /* applied per minute; 0: no limit */
-    bool single;            /* one address: the one in use while the answer has it, else the lowest */
+    bool single; /* one address: the one in use while the answer has it, else the lowest */
 };
 
 struct disc_state {
@@ -79,13 +85,13 @@ struct disc_state {
     uint32_t ttl_s;        /* of the last good answer */
 
     /* figures, for stats */
-    uint64_t answers;  /* good answers */
-    uint64_t updates;  /* changes applied to the set */
-    uint64_t damped;   /* answers held back by the limit */
+    uint64_t answers; /* good answers */
+    uint64_t updates; /* changes applied to the set */
+    uint64_t damped;  /* answers held back by the limit */
     uint64_t errors[DISC_E_COUNT];
-    char last_error[DISC_ERROR_TEXT_MAX]; /* "" while none */
+    char last_error[DISC_ERROR_TEXT_MAX];                  /* "" while none */
     int64_t last_answer_ms, last_change_ms, last_error_ms; /* 0: never */
-    int64_t log_next_ms;     /* failures are logged once a minute */
+    int64_t log_next_ms;                                   /* failures are logged once a minute */
     uint32_t log_suppressed; /* lines not written since the last one */
 };
 

@@ -19,13 +19,13 @@
 #define DNS_TRIES      2
 
 /* RFC 1035 numbers (<arpa/nameser.h> is not in every libc) */
-#define DNS_HDR_LEN   12 /* message header */
-#define DNS_Q_FIXED   4  /* a question's type and class */
-#define DNS_RR_FIXED  10 /* a record's type, class, TTL and data length */
-#define DNS_CLASS_IN  1
-#define DNS_RR_A      1
-#define DNS_RR_AAAA   28
-#define DNS_RR_SRV    33
+#define DNS_HDR_LEN  12 /* message header */
+#define DNS_Q_FIXED  4  /* a question's type and class */
+#define DNS_RR_FIXED 10 /* a record's type, class, TTL and data length */
+#define DNS_CLASS_IN 1
+#define DNS_RR_A     1
+#define DNS_RR_AAAA  28
+#define DNS_RR_SRV   33
 
 struct dns_slot {
     ev_io io;
@@ -37,7 +37,7 @@ struct dns_slot {
 struct dns_q {
     struct dns *d;
     char name[DNS_NAME_MAX];
-    int retries;      /* asks left of another server after a SERVFAIL or REFUSED */
+    int retries; /* asks left of another server after a SERVFAIL or REFUSED */
     enum dns_type type;
     dns_cb cb;
     void *arg;
@@ -48,10 +48,10 @@ struct dns_q {
 struct dns {
     struct ev_loop *loop;
     ares_channel ch;
-    ev_timer timer;    /* follows ares_timeout() */
-    ev_timer deliver;  /* runs the callbacks of queries that failed at once */
+    ev_timer timer;   /* follows ares_timeout() */
+    ev_timer deliver; /* runs the callbacks of queries that failed at once */
     struct dns_q *deferred;
-    bool issuing;      /* inside ares_query(): a callback now is a synchronous one */
+    bool issuing; /* inside ares_query(): a callback now is a synchronous one */
     struct dns_q *issued_sync;
     int nservers;
     struct dns_slot slots[DNS_SLOTS];
@@ -192,9 +192,9 @@ static int rr_walk(const unsigned char *abuf, int alen, struct rr_seen *seen)
             return -1;
         }
         unsigned k = i - qd;
-        enum rr_section sec = k < an ? RR_ANSWER : k < total - DNS_HEADER_ARCOUNT(abuf)
-                                                       ? RR_AUTHORITY
-                                                       : RR_ADDITIONAL;
+        enum rr_section sec = k < an                                 ? RR_ANSWER
+                              : k < total - DNS_HEADER_ARCOUNT(abuf) ? RR_AUTHORITY
+                                                                     : RR_ADDITIONAL;
         if (sec == RR_ANSWER && type == DNS_RR_SRV) {
             seen->srv_ttl = !seen->any_srv || ttl < seen->srv_ttl ? ttl : seen->srv_ttl;
             seen->any_srv = true;
@@ -309,10 +309,10 @@ static void parse_srv(const unsigned char *abuf, int alen, struct dns_result *r)
         ares_free_data(list);
     if (st == ARES_SUCCESS && n == 0)
         st = ARES_ENODATA;
-    r->status = st == ARES_SUCCESS ? DNS_OK
-                : st == ARES_ENODATA ? DNS_NODATA
-                                     : DNS_ERROR;
-    r->detail = st == ARES_ENOMEM ? "out of memory" : r->status == DNS_ERROR ? "malformed answer" : NULL;
+    r->status = st == ARES_SUCCESS ? DNS_OK : st == ARES_ENODATA ? DNS_NODATA : DNS_ERROR;
+    r->detail = st == ARES_ENOMEM        ? "out of memory"
+                : r->status == DNS_ERROR ? "malformed answer"
+                                         : NULL;
     if (r->status != DNS_OK) {
         free(srvs);
         free(seen.extra);
@@ -378,8 +378,8 @@ static void dns_on_deliver(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void issue(struct dns_q *q)
 {
-    static const int types[] = {[DNS_T_A] = DNS_RR_A, [DNS_T_AAAA] = DNS_RR_AAAA,
-                                [DNS_T_SRV] = DNS_RR_SRV};
+    static const int types[] = {
+        [DNS_T_A] = DNS_RR_A, [DNS_T_AAAA] = DNS_RR_AAAA, [DNS_T_SRV] = DNS_RR_SRV};
     struct dns *d = q->d;
     bool outer = d->issuing;
     struct dns_q *outer_q = d->issued_sync;
@@ -455,8 +455,8 @@ static int set_servers(struct dns *d, const struct cfg_addr *servers, int n)
     return k ? ares_set_servers_ports(d->ch, nodes) : ARES_SUCCESS;
 }
 
-struct dns *dns_new(struct ev_loop *loop, const struct cfg_addr *servers, int nservers,
-                    char *err, size_t errlen)
+struct dns *dns_new(struct ev_loop *loop, const struct cfg_addr *servers, int nservers, char *err,
+                    size_t errlen)
 {
     struct dns *d = calloc(1, sizeof(*d));
     if (!d) {

@@ -78,8 +78,8 @@ struct dns;
  * A channel on LOOP to SERVERS (NSERVERS 0: those of /etc/resolv.conf).
  * NULL with a message in ERR.
  */
-struct dns *dns_new(struct ev_loop *loop, const struct cfg_addr *servers, int nservers,
-                    char *err, size_t errlen);
+struct dns *dns_new(struct ev_loop *loop, const struct cfg_addr *servers, int nservers, char *err,
+                    size_t errlen);
 
 /*
  * Ask for NAME's records of TYPE; CB(ARG, result) runs exactly once, always

@@ -31,6 +31,7 @@
 
 #define STOP_POLL_S  0.02
 #define TLS_ROTATE_S 3600.0 /* session ticket keys: a new one every hour */
+
 #define DISCOVERY_WAIT_S 4.0 /* at start, for first DNS answers: a query times out in ~3 s */
 
 struct main_ctx {

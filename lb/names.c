@@ -374,10 +374,9 @@ static void src_finish(struct names_src *s, struct names_round *r)
     if (r->failed)
         o = disc_on_error(&s->st, &s->rules, r->kind, r->detail, now);
     else if (r->n == 0)
-        o = disc_on_error(&s->st, &s->rules, DISC_E_EMPTY,
-                          s->type == CFG_DNS_SRV && !s->backend[0] ? "no target has an address"
-                                                                   : NULL,
-                          now);
+        o = disc_on_error(
+            &s->st, &s->rules, DISC_E_EMPTY,
+            s->type == CFG_DNS_SRV && !s->backend[0] ? "no target has an address" : NULL, now);
     else
         o = disc_on_answer(&s->st, &s->rules, r->e, r->n, r->ttl, now);
     free(r->e);
@@ -571,8 +570,8 @@ void names_wait_first(struct names *n, double timeout_s)
         char what[CFG_NAME_MAX * 2 + DNS_NAME_MAX + 32];
         src_what(s, what, sizeof(what));
         if (!s->answered)
-            log_warn("discovery: %s: no answer within %.1fs; starting without its addresses",
-                     what, timeout_s);
+            log_warn("discovery: %s: no answer within %.1fs; starting without its addresses", what,
+                     timeout_s);
         else if (!s->st.nset)
             log_warn("discovery: %s: %s; starting without its addresses", what,
                      s->st.last_error[0] ? s->st.last_error : "no addresses");
@@ -586,7 +585,7 @@ struct cfg *names_snapshot(struct names *n, struct cfg *base)
     int np = base->npools;
     struct cfg_backend **lists = calloc((size_t)(np ? np : 1), sizeof(*lists));
     int *counts = calloc((size_t)(np ? np : 1), sizeof(*counts));
-    char (**names)[CFG_NAME_MAX] = calloc((size_t)(np ? np : 1), sizeof(*names));
+    char(**names)[CFG_NAME_MAX] = calloc((size_t)(np ? np : 1), sizeof(*names));
     struct cfg *out = NULL;
     if (!lists || !counts || !names)
         goto done;

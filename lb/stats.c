@@ -191,8 +191,9 @@ static void origin_json(const struct rt *rt, const struct rt_backend *be, struct
                   ip, sizeof(ip));
         sbuf_puts(o, ",\"dns_name\":");
         sbuf_json_str(o, b->host);
-        sbuf_printf(o, ss->ss_family == AF_INET6 ? ",\"resolved\":\"[%s]:%u\"" : ",\"resolved\":\"%s:%u\"",
-                    ip, (unsigned)b->port);
+        sbuf_printf(
+            o, ss->ss_family == AF_INET6 ? ",\"resolved\":\"[%s]:%u\"" : ",\"resolved\":\"%s:%u\"",
+            ip, (unsigned)b->port);
     }
 }
 

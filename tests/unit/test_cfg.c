@@ -1420,9 +1420,10 @@ static void test_zones_by_block(void **state)
     cfg_free(cfg);
 
     /* the list form, with regions; the longest prefix wins */
-    cfg = load_ok(LISTENERS_OK POOLS_OK
-                  "zones = ( { zone = \"wide\"; region = \"r-1\"; subnets = [ \"127.0.0.0/8\" ]; },\n"
-                  "          { zone = \"narrow\"; subnets = [ \"127.0.0.4/30\" ]; } );\n");
+    cfg =
+        load_ok(LISTENERS_OK POOLS_OK
+                "zones = ( { zone = \"wide\"; region = \"r-1\"; subnets = [ \"127.0.0.0/8\" ]; },\n"
+                "          { zone = \"narrow\"; subnets = [ \"127.0.0.4/30\" ]; } );\n");
     inet_pton(AF_INET, "127.0.0.5", &sin.sin_addr);
     assert_true(cfg_zone_of(cfg, (struct sockaddr *)&sin, &zone, &region));
     assert_string_equal(zone, "narrow");
@@ -1442,7 +1443,11 @@ static void test_derive(void **state)
 {
     struct cfg *base = load_ok(disc_text), *d;
     struct cfg_backend found[2] = {
-        {.name = "10.1.0.7:8080", .weight = 50, .zone = "zone-a", .region = "r1", .discovered = true},
+        {.name = "10.1.0.7:8080",
+         .weight = 50,
+         .zone = "zone-a",
+         .region = "r1",
+         .discovered = true},
         {.name = "10.9.0.1:8080", .weight = 50, .zone = NULL, .region = NULL, .discovered = true},
     };
     struct cfg_backend *lists[3];

@@ -167,7 +167,7 @@ static void test_damping_flapping_answer(void **state)
     int changed = 0, held = 0;
     (void)state;
     assert_int_equal(disc_on_answer(&s, &rules, a, 2, 1, 0), DISC_CHANGED); /* first: free */
-    for (int i = 1; i <= 50; i++) {                                       /* 10 seconds */
+    for (int i = 1; i <= 50; i++) {                                         /* 10 seconds */
         enum disc_outcome o = i % 2 ? disc_on_answer(&s, &rules, b, 1, 1, i * 200)
                                     : disc_on_answer(&s, &rules, a, 2, 1, i * 200);
         changed += o == DISC_CHANGED;
@@ -205,9 +205,9 @@ static void test_damping_flapping_answer(void **state)
     struct disc_rules free_rules = rules;
     free_rules.max_changes = 0;
     for (int i = 0; i < 20; i++)
-        assert_int_equal(disc_on_answer(&s, &free_rules, i % 2 ? a : b, i % 2 ? 2 : 1, 1,
-                                        300000 + i),
-                         DISC_CHANGED);
+        assert_int_equal(
+            disc_on_answer(&s, &free_rules, i % 2 ? a : b, i % 2 ? 2 : 1, 1, 300000 + i),
+            DISC_CHANGED);
     disc_state_free(&s);
 }
 
