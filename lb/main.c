@@ -322,7 +322,8 @@ static int reload_apply(struct main_ctx *m, struct cfg *cfg, struct tls_set *tls
         cfg_free(cfg);
         goto fail;
     }
-    struct rt *rt = rt_new(cfg, old, lb->nworkers); /* owns cfg now, even on failure */
+    struct rt *rt = discovery ? rt_new_derived(cfg, old, lb->nworkers) /* owns cfg now, */
+                              : rt_new(cfg, old, lb->nworkers);        /* even on failure */
     if (!rt) {
         snprintf(err, errlen, "out of memory");
         tls_set_free(tls);

@@ -453,3 +453,26 @@ def test_discovery_aaaa_backend_names_in_admin_api(t):
     eq(lb.admin_get("/api/pools/api/backends/%ZZ").status, 400, "a bad escape")
     m = lb.admin_get("/metrics").body.decode()
     check('backend="%s"' % name in m, "the name as a metrics label")
+
+
+def test_discovery_update_keeps_admin_changes(t):
+    """An admin API drain lasts through discovery updates (only a reload restores the file)."""
+    dns = _dns(t)
+    port = t.port()
+    for i in (2, 3, 4):
+        t.backend("b%d" % i, host="127.0.0.%d" % i, port=port)
+    dns.set("api.test", "A", ["127.0.0.2", "127.0.0.3"], ttl=1)
+    cfg = _discover_cfg(t, dns, {"name": "api.test", "port": port})
+    cfg["admin"]["token"] = "tok"
+    lb = t.lb(cfg)
+    c = HttpConn(t, lb.admin_port)
+    r = c.request("POST", "/api/pools/api/backends/127.0.0.2:%d/state" % port, body="drain",
+                  headers=[("Authorization", "Bearer tok"), ("Connection", "close")], host="127.0.0.1")
+    eq(r.status, 200, "drain through the admin API")
+    dns.set("api.test", "A", ["127.0.0.2", "127.0.0.3", "127.0.0.4"], ttl=1)
+    _wait_names(t, lb, ["127.0.0.%d:%d" % (i, port) for i in (2, 3, 4)])
+    eq(lb.backend_stats("api", "127.0.0.2:%d" % port)["admin_state"], "drain", "still drained")
+    eq(_seen(lb, 4), {"b3": 2, "b4": 2}, "no traffic to the drained backend")
+    lb.signal(signal.SIGHUP)
+    wait_until(lambda: lb.stats()["reloads"]["ok"] == 1, 5 * t.slow, what="the reload")
+    eq(lb.backend_stats("api", "127.0.0.2:%d" % port)["admin_state"], "active", "a reload restores it")
