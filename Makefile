@@ -16,7 +16,7 @@ OPT      ?= -O2
 CFLAGS   ?= $(OPT) -g
 WARN     := -Wall -Wextra -Wshadow -Werror
 CPPFLAGS += -D_GNU_SOURCE -I.
-LDLIBS   := -lev -lconfig -lssl -lcrypto -lpthread -lm
+LDLIBS   := -lev -lconfig -lcares -lssl -lcrypto -lpthread -lm
 SAN      :=
 
 BUILD    ?= build/rel
@@ -119,7 +119,7 @@ unit: $(UNITS) $(REPLAYS)
 # --- dependencies -----------------------------------------------------------
 # Debian packages each target needs; installed when missing (as root), or the
 # exact command is printed.
-PKGS_BUILD := gcc make pkg-config libev-dev libconfig-dev libssl-dev libcmocka-dev
+PKGS_BUILD := gcc make pkg-config libev-dev libconfig-dev libc-ares-dev libssl-dev libcmocka-dev
 # chromium: the stats page tests drive it headless. prometheus: its promtool
 # checks /metrics, systemd/prometheus-alerts.yml and the dashboard's queries.
 PKGS_TEST  := $(PKGS_BUILD) python3 curl openssl clang libclang-rt-14-dev systemd procps \

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -49,6 +50,8 @@ struct cfg_chunk {
 
 struct cfg_arena {
     struct cfg_chunk *chunks; /* newest first */
+    _Atomic int refs;         /* its snapshot, and each snapshot derived from it */
+    struct cfg_arena *parent; /* a derived snapshot's: the arena it shares strings with */
 };
 
 #define CFG_ALIGN     alignof(max_align_t)
@@ -96,17 +99,31 @@ static char *arena_strdup(struct cfg_arena *a, const char *s)
     return p;
 }
 
+/* A new arena with one reference; NULL when out of memory. */
+static struct cfg_arena *arena_new(void)
+{
+    struct cfg_arena *a = calloc(1, sizeof(*a));
+
+    if (a)
+        atomic_init(&a->refs, 1);
+    return a;
+}
+
+/* Drops a reference; the last one frees the chunks, then lets go of the parent. */
 static void arena_free(struct cfg_arena *a)
 {
     struct cfg_chunk *c, *next;
 
-    if (!a)
-        return;
-    for (c = a->chunks; c; c = next) {
-        next = c->next;
-        free(c);
+    while (a && atomic_fetch_sub(&a->refs, 1) == 1) {
+        struct cfg_arena *parent = a->parent;
+
+        for (c = a->chunks; c; c = next) {
+            next = c->next;
+            free(c);
+        }
+        free(a);
+        a = parent;
     }
-    free(a);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -475,6 +492,13 @@ static const struct cfg_enum_name health_names[] = {
     {NULL, 0},
 };
 
+static const struct cfg_enum_name dns_type_names[] = {
+    {"A", CFG_DNS_A},
+    {"AAAA", CFG_DNS_AAAA},
+    {"SRV", CFG_DNS_SRV},
+    {NULL, 0},
+};
+
 /* key_enum() stores an int into an enum member. */
 _Static_assert(sizeof(enum cfg_level) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum cfg_log_format) == sizeof(int), "enum size");
@@ -482,6 +506,7 @@ _Static_assert(sizeof(enum cfg_admin_state) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum cfg_balance) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum cfg_locality) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum cfg_health_type) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum cfg_dns_type) == sizeof(int), "enum size");
 
 static const char *enum_name(const struct cfg_enum_name *t, int value)
 {
@@ -499,6 +524,11 @@ const char *cfg_admin_state_name(enum cfg_admin_state s)
 const char *cfg_balance_name(enum cfg_balance b)
 {
     return enum_name(balance_names, (int)b);
+}
+
+const char *cfg_dns_type_name(enum cfg_dns_type t)
+{
+    return enum_name(dns_type_names, (int)t);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -546,6 +576,39 @@ static bool host_is_valid(const char *s)
         if (!is_name_char(*s))
             return false;
     return true;
+}
+
+/*
+ * A DNS name to resolve: labels of 1-63 letters, digits, '-' or '_' joined
+ * by dots, at most 253 characters, a final dot allowed; its last label is
+ * not all digits (so "10.0.0.300" is a bad address, not a name).
+ */
+static bool dns_name_is_valid(const char *s)
+{
+    size_t len = strlen(s), label = 0;
+    bool digits = true;
+
+    if (len > 0 && s[len - 1] == '.')
+        len--;
+    if (len == 0 || len > 253)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+
+        if (c == '.') {
+            if (label == 0)
+                return false;
+            label = 0;
+            digits = true;
+            continue;
+        }
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_') ||
+            ++label > 63)
+            return false;
+        digits &= c >= '0' && c <= '9';
+    }
+    return label > 0 && !digits;
 }
 
 /* An origin-form request path: "/" then visible ASCII. */
@@ -916,10 +979,46 @@ static void key_listen_addr(struct cfg_loader *ld, const config_setting_t *s,
     check_addr(ld, s, path, field(obj, k), false);
 }
 
-static void key_connect_addr(struct cfg_loader *ld, const config_setting_t *s,
+/*
+ * A backend's address: a connectable address (not a wildcard), or
+ * "NAME:PORT" with a DNS name, kept unresolved (b->host) for the running lb
+ * to resolve: `lb -t` and a reload never depend on the resolver.
+ */
+static void key_backend_addr(struct cfg_loader *ld, const config_setting_t *s,
                              const struct cfg_key *k, void *obj, const char *path)
 {
-    check_addr(ld, s, path, field(obj, k), true);
+    struct cfg_backend *b = obj;
+    char d[CFG_QUOTE_MAX], host[sizeof(b->addr.text)], probe[48];
+    const char *v = get_string(ld, s, path), *colon, *why;
+    struct cfg_addr a;
+
+    (void)k;
+    if (!v)
+        return;
+    if (cfg_parse_addr_why(v, &a, &why) == 0 || strlen(v) >= sizeof(b->addr.text) ||
+        strncmp(v, "unix:", 5) == 0 || v[0] == '[' || !(colon = strrchr(v, ':')) ||
+        strchr(v, ':') != colon) {
+        check_addr(ld, s, path, &b->addr, true);
+        return;
+    }
+    snprintf(host, sizeof(host), "%.*s", (int)(colon - v), v);
+    if (!dns_name_is_valid(host)) {
+        cfg_err(ld, s, path,
+                "%s: host must be a numeric IP address, [IPv6], localhost or a DNS name "
+                "(letters, digits, '-' and '_' in dot-separated labels)",
+                describe(s, d, sizeof(d)));
+        return;
+    }
+    /* the port is checked as any address's is */
+    snprintf(probe, sizeof(probe), "127.0.0.1:%.20s", colon + 1);
+    if (cfg_parse_addr_why(probe, &a, &why) == -1) {
+        cfg_err(ld, s, path, "%s: %s", describe(s, d, sizeof(d)), why);
+        return;
+    }
+    memset(&b->addr, 0, sizeof(b->addr));
+    snprintf(b->addr.text, sizeof(b->addr.text), "%s", v);
+    b->host = keep(ld, host);
+    b->port = ntohs(((const struct sockaddr_in *)&a.sa)->sin_port);
 }
 
 static void key_status_set(struct cfg_loader *ld, const config_setting_t *s,
@@ -1463,7 +1562,7 @@ static void key_routes(struct cfg_loader *ld, const config_setting_t *s, const s
 static const struct cfg_key backend_keys[] = {
 #define BE(...) CFG_KEY(struct cfg_backend, __VA_ARGS__)
     BE("name", key_name, name, .required = true),
-    BE("address", key_connect_addr, addr, .required = true),
+    BE("address", key_backend_addr, addr, .required = true),
     BE("weight", key_u32, weight, .lo = 0, .hi = 1000),
     BE("zone", key_label, zone),
     BE("region", key_label, region),
@@ -1478,7 +1577,8 @@ static void key_backends(struct cfg_loader *ld, const config_setting_t *s, const
     struct cfg_pool *p = obj;
     char epath[CFG_PATH_MAX];
     void *arr;
-    int n = get_list(ld, s, path, 1, "backend", &arr, sizeof(struct cfg_backend));
+    /* empty is fine with discover: pool_finish() says when it is not */
+    int n = get_list(ld, s, path, 0, "backend", &arr, sizeof(struct cfg_backend));
 
     (void)k;
     if (n <= 0)
@@ -1557,6 +1657,65 @@ static const struct cfg_key health_keys[] = {
 #undef H
 };
 
+/* discover.template: what each backend found gets (name and address come from the answer) */
+static const struct cfg_key template_keys[] = {
+#define TM(...) CFG_KEY(struct cfg_backend, __VA_ARGS__)
+    TM("weight", key_u32, weight, .lo = 0, .hi = 1000),
+    TM("zone", key_label, zone),
+    TM("region", key_label, region),
+    TM("state", key_enum, state, .arg = state_names),
+#undef TM
+};
+static const struct cfg_group template_group = {template_keys, CFG_NKEYS(template_keys)};
+
+static void key_dns_name(struct cfg_loader *ld, const config_setting_t *s, const struct cfg_key *k,
+                         void *obj, const char *path)
+{
+    char d[CFG_QUOTE_MAX];
+    const char *v = get_string(ld, s, path);
+
+    if (!v)
+        return;
+    if (!dns_name_is_valid(v)) {
+        cfg_err(ld, s, path,
+                "%s is not a DNS name (labels of letters, digits, '-' and '_' joined by dots, "
+                "at most 253 characters)",
+                describe(s, d, sizeof(d)));
+        return;
+    }
+    *(const char **)field(obj, k) = keep(ld, v);
+}
+
+static const struct cfg_key discover_keys[] = {
+#define D(...) CFG_KEY(struct cfg_discover, __VA_ARGS__)
+    D("name", key_dns_name, name, .required = true),
+    D("type", key_enum, type, .arg = dns_type_names),
+    D("port", key_u32, port, .lo = 1, .hi = 65535),
+    D("interval", key_duration, interval_ms, .lo = 1),
+    D("keep_stale", key_duration, keep_stale_ms, .lo = 0),
+    D("max_changes_per_minute", key_u32, max_changes, .lo = 0, .hi = 60),
+    D("template", key_group, tmpl, .arg = &template_group),
+#undef D
+};
+static const struct cfg_group discover_group = {discover_keys, CFG_NKEYS(discover_keys)};
+
+static void key_discover(struct cfg_loader *ld, const config_setting_t *s, const struct cfg_key *k,
+                         void *obj, const char *path)
+{
+    struct cfg_discover *d = field(obj, k);
+
+    d->enabled = true;
+    d->type = CFG_DNS_A;
+    d->keep_stale_ms = 300000;
+    d->max_changes = 10;
+    d->tmpl.weight = 100;
+    d->tmpl.zone = "";
+    d->tmpl.region = "";
+    d->tmpl.state = CFG_ADMIN_ACTIVE;
+    d->line = setting_line(s);
+    walk_group(ld, s, &discover_group, d, path);
+}
+
 static const struct cfg_group breaker_group = {breaker_keys, CFG_NKEYS(breaker_keys)};
 static const struct cfg_group outlier_group = {outlier_keys, CFG_NKEYS(outlier_keys)};
 static const struct cfg_group limits_group = {limits_keys, CFG_NKEYS(limits_keys)};
@@ -1578,7 +1737,8 @@ static const struct cfg_key pool_keys[] = {
     P("retry", key_group, retry, .arg = &retry_group),
     P("health", key_group, health, .arg = &health_group),
     P("tls", key_backend_tls, tls),
-    P("backends", key_backends, backends, .required = true),
+    P("backends", key_backends, backends),
+    P("discover", key_discover, discover),
 #undef P
 };
 static const struct cfg_group pool_group = {pool_keys, CFG_NKEYS(pool_keys)};
@@ -1655,6 +1815,62 @@ static void check_breaker(struct cfg_loader *ld, const config_setting_t *e,
             fmt_ms(p->breaker.open_for_ms, t2, sizeof(t2)));
 }
 
+/*
+ * What a pool needs as a whole: backends, a discover, or both; a discover
+ * whose keys fit its type. Then backends named by a DNS name move from
+ * `backends` to `named`: every backend of a snapshot has an address.
+ */
+static void pool_finish(struct cfg_loader *ld, const config_setting_t *e, struct cfg_pool *p,
+                        const char *path)
+{
+    const config_setting_t *list = member(e, "backends"), *ds = member(e, "discover");
+    const struct cfg_discover *d = &p->discover;
+    char kpath[CFG_PATH_MAX], dpath[CFG_PATH_MAX];
+    int named = 0, j = 0;
+
+    if (!list && !ds && config_setting_is_group(e))
+        cfg_err(ld, e, path, "missing required setting \"backends\" (or \"discover\")");
+    else if (list && config_setting_is_list(list) && config_setting_length(list) == 0 && !ds) {
+        path_join(kpath, path, "backends");
+        cfg_err(ld, list, kpath, "needs at least one backend (or a discover)");
+    }
+    if (d->enabled && config_setting_is_group(ds)) {
+        const config_setting_t *port = member(ds, "port");
+        const config_setting_t *w = member(member(ds, "template"), "weight");
+
+        path_join(dpath, path, "discover");
+        if (d->type == CFG_DNS_SRV && port) {
+            path_join(kpath, dpath, "port");
+            cfg_err(ld, port, kpath, "not with type \"SRV\": the SRV records give the port");
+        } else if (d->type != CFG_DNS_SRV && !port && d->name) {
+            cfg_err(ld, ds, dpath,
+                    "missing required setting \"port\" (the backends' port, for "
+                    "type \"%s\")",
+                    cfg_dns_type_name(d->type));
+        }
+        if (d->type == CFG_DNS_SRV && w) {
+            path_join(kpath, dpath, "template.weight");
+            cfg_err(ld, w, kpath, "not with type \"SRV\": the SRV records give the weight");
+        }
+    }
+    for (int i = 0; i < p->nbackends; i++)
+        named += p->backends[i].host != NULL;
+    if (!named)
+        return;
+    p->named = arena_calloc(ld->arena, (size_t)named, sizeof(*p->named));
+    if (!p->named) {
+        ld->oom = true;
+        return;
+    }
+    for (int i = 0; i < p->nbackends; i++) {
+        if (p->backends[i].host)
+            p->named[p->nnamed++] = p->backends[i];
+        else
+            p->backends[j++] = p->backends[i];
+    }
+    p->nbackends = j;
+}
+
 static void key_pools(struct cfg_loader *ld, const config_setting_t *s, const struct cfg_key *k,
                       void *obj, const char *path)
 {
@@ -1677,6 +1893,7 @@ static void key_pools(struct cfg_loader *ld, const config_setting_t *s, const st
         elem_path(epath, path, e, i);
         walk_group(ld, e, &pool_group, p, epath);
         check_breaker(ld, e, p, epath);
+        pool_finish(ld, e, p, epath);
         for (int j = 0; p->name && j < i; j++)
             if (cfg->pools[j].name && strcmp(cfg->pools[j].name, p->name) == 0)
                 cfg_err(ld, name_setting(e), epath, "duplicate pool name \"%s\" (first at line %d)",
@@ -1734,6 +1951,249 @@ static void key_listeners(struct cfg_loader *ld, const config_setting_t *s, cons
 }
 
 /* ------------------------------------------------------------------------ */
+/* DNS: resolvers and zones by address block                                */
+
+#define CFG_ZONE_NETS_MAX 4096
+
+/* resolvers = [ "10.0.0.10:53", "10.0.0.11", "[fd00::53]" ]: port 53 unless given. */
+static void key_resolvers(struct cfg_loader *ld, const config_setting_t *s, const struct cfg_key *k,
+                          void *obj, const char *path)
+{
+    struct cfg *cfg = obj;
+    char d[CFG_QUOTE_MAX], epath[CFG_PATH_MAX], buf[sizeof(cfg->resolvers[0].text)];
+    const char *why;
+    int n;
+
+    (void)k;
+    if (!config_setting_is_array(s) && !config_setting_is_list(s)) {
+        cfg_err(ld, s, path, "expected a list of addresses such as [ \"10.0.0.10:53\" ], got %s",
+                describe(s, d, sizeof(d)));
+        return;
+    }
+    n = config_setting_length(s);
+    if (n > CFG_RESOLVERS_MAX) {
+        cfg_err(ld, s, path, "%d resolvers, at most %d", n, CFG_RESOLVERS_MAX);
+        return;
+    }
+    if (n == 0)
+        return;
+    if (!(cfg->resolvers = arena_calloc(ld->arena, (size_t)n, sizeof(*cfg->resolvers)))) {
+        ld->oom = true;
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+        struct cfg_addr *a = &cfg->resolvers[cfg->nresolvers];
+        const char *v;
+
+        path_index(epath, path, i);
+        if (!(v = get_string(ld, e, epath)))
+            continue;
+        if (v[0] == '[' ? !strstr(v, "]:") : !strchr(v, ':'))
+            snprintf(buf, sizeof(buf), "%s:53", v);
+        else
+            snprintf(buf, sizeof(buf), "%s", v);
+        if (cfg_parse_addr_why(buf, a, &why) == -1) {
+            cfg_err(ld, e, epath, "%s: %s", describe(e, d, sizeof(d)), why);
+            continue;
+        }
+        if (a->sa.ss_family == AF_UNIX || addr_is_wildcard(a)) {
+            cfg_err(ld, e, epath, "%s: a resolver is a numeric IP address, with a port or not",
+                    describe(e, d, sizeof(d)));
+            continue;
+        }
+        cfg->nresolvers++;
+    }
+}
+
+/* Blocks in the array ARR belong to ZONE (and REGION). */
+static void zone_add(struct cfg_loader *ld, const config_setting_t *arr, const char *zone,
+                     const char *region, const char *path)
+{
+    struct cfg *cfg = ld->cfg;
+    char d[CFG_QUOTE_MAX], epath[CFG_PATH_MAX];
+    const char *why;
+    int n;
+
+    if (!config_setting_is_array(arr) && !config_setting_is_list(arr)) {
+        cfg_err(ld, arr, path,
+                "expected a list of address blocks such as [ \"10.1.0.0/16\" ], got %s",
+                describe(arr, d, sizeof(d)));
+        return;
+    }
+    n = config_setting_length(arr);
+    for (int i = 0; i < n && cfg->zone_nets; i++) {
+        const config_setting_t *e = config_setting_get_elem(arr, (unsigned)i);
+        struct cfg_zone_net *z = &cfg->zone_nets[cfg->nzone_nets];
+        const char *v;
+        int dup = -1;
+
+        path_index(epath, path, i);
+        if (!(v = get_string(ld, e, epath)))
+            continue;
+        if (cfg_parse_cidr_why(v, &z->net, &why) == -1) {
+            cfg_err(ld, e, epath, "%s: %s", describe(e, d, sizeof(d)), why);
+            continue;
+        }
+        for (int j = 0; j < cfg->nzone_nets && dup < 0; j++)
+            if (cfg->zone_nets[j].net.family == z->net.family &&
+                cfg->zone_nets[j].net.bits == z->net.bits &&
+                memcmp(cfg->zone_nets[j].net.addr, z->net.addr, sizeof(z->net.addr)) == 0)
+                dup = j;
+        if (dup >= 0) {
+            cfg_err(ld, e, epath, "%s is already in zone \"%s\" (line %d)",
+                    describe(e, d, sizeof(d)), cfg->zone_nets[dup].zone, cfg->zone_nets[dup].line);
+            continue;
+        }
+        z->zone = zone;
+        z->region = region;
+        z->line = setting_line(e);
+        cfg->nzone_nets++;
+    }
+}
+
+/* One element of the list form of zones. */
+struct cfg_zone_entry {
+    const char *zone;
+    const char *region;
+    const config_setting_t *subnets;
+};
+
+static void key_setting(struct cfg_loader *ld, const config_setting_t *s, const struct cfg_key *k,
+                        void *obj, const char *path)
+{
+    (void)ld;
+    (void)path;
+    *(const config_setting_t **)field(obj, k) = s;
+}
+
+static const struct cfg_key zone_entry_keys[] = {
+#define Z(...) CFG_KEY(struct cfg_zone_entry, __VA_ARGS__)
+    Z("zone", key_name, zone, .required = true),
+    Z("region", key_label, region),
+    Z("subnets", key_setting, subnets, .required = true),
+#undef Z
+};
+static const struct cfg_group zone_entry_group = {zone_entry_keys, CFG_NKEYS(zone_entry_keys)};
+
+/* Room for every block the zones setting S lists, or -1 when S is not usable. */
+static int zones_count(const config_setting_t *s)
+{
+    int n = 0;
+
+    for (int i = 0; i < config_setting_length(s); i++) {
+        const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+        const config_setting_t *a = config_setting_is_group(s) ? e : member(e, "subnets");
+
+        if (a && (config_setting_is_array(a) || config_setting_is_list(a)))
+            n += config_setting_length(a);
+    }
+    return n;
+}
+
+/*
+ * zones = { zone-a = [ "10.1.0.0/16" ]; zone-b = [ "10.2.0.0/16" ]; };
+ * zones = ( { zone = "zone-a"; region = "eu-1"; subnets = [ "10.1.0.0/16" ]; } );
+ * (libconfig setting names cannot be quoted: the list form takes any zone name.)
+ */
+static void key_zones(struct cfg_loader *ld, const config_setting_t *s, const struct cfg_key *k,
+                      void *obj, const char *path)
+{
+    struct cfg *cfg = obj;
+    char d[CFG_QUOTE_MAX], epath[CFG_PATH_MAX];
+    int total;
+
+    (void)k;
+    if (!config_setting_is_group(s) && !config_setting_is_list(s)) {
+        cfg_err(ld, s, path,
+                "expected a group { ZONE = [ \"10.1.0.0/16\" ]; } or a list ( { zone = \"...\"; "
+                "subnets = [ ... ]; } ), got %s",
+                describe(s, d, sizeof(d)));
+        return;
+    }
+    total = zones_count(s);
+    if (total > CFG_ZONE_NETS_MAX) {
+        cfg_err(ld, s, path, "%d address blocks, at most %d", total, CFG_ZONE_NETS_MAX);
+        return;
+    }
+    if (total > 0 &&
+        !(cfg->zone_nets = arena_calloc(ld->arena, (size_t)total, sizeof(*cfg->zone_nets)))) {
+        ld->oom = true;
+        return;
+    }
+    for (int i = 0; i < config_setting_length(s); i++) {
+        const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+
+        if (config_setting_is_group(s)) {
+            const char *name = config_setting_name(e);
+
+            path_join(epath, path, name ? name : "?");
+            if (!name || !name_is_valid(name)) {
+                cfg_err(ld, e, epath,
+                        "%s is not a valid zone (1-%d characters from A-Z a-z 0-9 . _ -)",
+                        quote(name ? name : "", d, sizeof(d)), CFG_NAME_MAX - 1);
+                continue;
+            }
+            zone_add(ld, e, keep(ld, name), "", epath);
+        } else {
+            struct cfg_zone_entry z = {.region = ""};
+
+            path_index(epath, path, i);
+            walk_group(ld, e, &zone_entry_group, &z, epath);
+            if (z.zone && z.subnets) {
+                char spath[CFG_PATH_MAX];
+
+                path_join(spath, epath, "subnets");
+                zone_add(ld, z.subnets, z.zone, z.region, spath);
+            }
+        }
+    }
+}
+
+bool cfg_zone_of(const struct cfg *cfg, const struct sockaddr *addr, const char **zone,
+                 const char **region)
+{
+    const struct cfg_zone_net *best = NULL;
+    const void *a;
+
+    if (addr->sa_family == AF_INET)
+        a = &((const struct sockaddr_in *)(const void *)addr)->sin_addr;
+    else if (addr->sa_family == AF_INET6)
+        a = &((const struct sockaddr_in6 *)(const void *)addr)->sin6_addr;
+    else
+        return false;
+    for (int i = 0; i < cfg->nzone_nets; i++) {
+        const struct cfg_zone_net *z = &cfg->zone_nets[i];
+
+        if ((!best || z->net.bits > best->net.bits) &&
+            cfg_cidr_contains(&z->net, addr->sa_family, a))
+            best = z;
+    }
+    if (!best)
+        return false;
+    *zone = best->zone;
+    *region = best->region;
+    return true;
+}
+
+/* Backends of the file without a zone take the zone of their address's block. */
+static void apply_zone_nets(struct cfg *cfg)
+{
+    for (int i = 0; cfg->nzone_nets && i < cfg->npools; i++)
+        for (int j = 0; j < cfg->pools[i].nbackends; j++) {
+            struct cfg_backend *b = &cfg->pools[i].backends[j];
+            const char *zone, *region;
+
+            if (b->zone[0] ||
+                !cfg_zone_of(cfg, (const struct sockaddr *)&b->addr.sa, &zone, &region))
+                continue;
+            b->zone = zone;
+            if (!b->region[0])
+                b->region = region;
+        }
+}
+
+/* ------------------------------------------------------------------------ */
 /* the top level                                                            */
 
 #define C(...) CFG_KEY(struct cfg, __VA_ARGS__)
@@ -1783,6 +2243,8 @@ static const struct cfg_key root_keys[] = {
     {.name = "timeouts", .parse = key_group, .arg = &timeout_group},
     {.name = "listeners", .parse = key_listeners, .required = true},
     {.name = "pools", .parse = key_pools, .required = true},
+    {.name = "resolvers", .parse = key_resolvers},
+    {.name = "zones", .parse = key_zones},
 };
 static const struct cfg_group root_group = {root_keys, CFG_NKEYS(root_keys)};
 
@@ -1943,7 +2405,7 @@ static struct cfg *cfg_build(config_t *lc, const char *name, bool files_ok, stru
     ld->files_ok = files_ok;
     ld->include_dir = config_get_include_dir(lc);
     ld->root = config_root_setting(lc);
-    ld->arena = calloc(1, sizeof(*ld->arena));
+    ld->arena = arena_new();
     if (!ld->arena)
         goto fail_arena;
     cfg = arena_calloc(ld->arena, 1, sizeof(*cfg));
@@ -1958,6 +2420,7 @@ static struct cfg *cfg_build(config_t *lc, const char *name, bool files_ok, stru
         walk_listeners(ld, ld->listeners);
     check_admin(ld);
     check_listen_addrs(ld);
+    apply_zone_nets(cfg);
     if (cfg->workers == 0)
         cfg->workers = workers_default();
 
@@ -2235,6 +2698,76 @@ struct cfg *cfg_load_string(const char *text, const char *name, struct cfg_error
         return NULL;
     }
     return load_text(text, name, NULL, errs);
+}
+
+struct cfg *cfg_derive(struct cfg *base, struct cfg_backend *const *backends, const int *nbackends)
+{
+    struct cfg_arena *a = arena_new();
+    struct cfg *c = a ? arena_calloc(a, 1, sizeof(*c)) : NULL;
+    struct cfg_pool *pools = c ? arena_calloc(a, (size_t)base->npools, sizeof(*pools)) : NULL;
+
+    if (!pools)
+        goto fail;
+    *c = *base;
+    memcpy(pools, base->pools, (size_t)base->npools * sizeof(*pools));
+    c->pools = pools;
+    c->arena = a;
+    for (int i = 0; i < base->npools; i++) {
+        struct cfg_pool *p = &pools[i];
+        struct cfg_backend *b;
+
+        if (backends[i] == base->pools[i].backends)
+            continue;
+        p->backends = NULL;
+        p->nbackends = nbackends[i];
+        if (!nbackends[i])
+            continue;
+        if (!(b = arena_calloc(a, (size_t)nbackends[i], sizeof(*b))))
+            goto fail;
+        for (int j = 0; j < nbackends[i]; j++) {
+            b[j] = backends[i][j];
+            if (!(b[j].name = arena_strdup(a, b[j].name)) ||
+                !(b[j].zone = arena_strdup(a, b[j].zone ? b[j].zone : "")) ||
+                !(b[j].region = arena_strdup(a, b[j].region ? b[j].region : "")) ||
+                (b[j].host && !(b[j].host = arena_strdup(a, b[j].host))))
+                goto fail;
+        }
+        p->backends = b;
+    }
+    a->parent = base->arena;
+    atomic_fetch_add(&a->parent->refs, 1);
+    return c;
+
+fail:
+    arena_free(a);
+    return NULL;
+}
+
+static bool same_text(const char *a, const char *b)
+{
+    return strcmp(a ? a : "", b ? b : "") == 0;
+}
+
+bool cfg_same_backends(const struct cfg *a, const struct cfg *b)
+{
+    if (a->npools != b->npools)
+        return false;
+    for (int i = 0; i < a->npools; i++) {
+        const struct cfg_pool *p = &a->pools[i], *q = &b->pools[i];
+
+        if (p->nbackends != q->nbackends || !same_text(p->name, q->name))
+            return false;
+        for (int j = 0; j < p->nbackends; j++) {
+            const struct cfg_backend *x = &p->backends[j], *y = &q->backends[j];
+
+            if (!same_text(x->name, y->name) || x->addr.len != y->addr.len ||
+                memcmp(&x->addr.sa, &y->addr.sa, x->addr.len) != 0 || x->weight != y->weight ||
+                !same_text(x->zone, y->zone) || !same_text(x->region, y->region) ||
+                x->state != y->state)
+                return false;
+        }
+    }
+    return true;
 }
 
 void cfg_free(struct cfg *cfg)

@@ -169,13 +169,46 @@ struct cfg_health {
 
 struct cfg_backend {
     const char *name;
-    struct cfg_addr addr;
-    uint32_t weight;    /* 0..1000 */
-    const char *zone;   /* "" when not given */
-    const char *region; /* "" when not given */
+    struct cfg_addr addr; /* len 0 (no address yet) only in a pool's `named` list */
+    uint32_t weight;      /* 0..1000 */
+    const char *zone;     /* "" when not given */
+    const char *region;   /* "" when not given */
     enum cfg_admin_state state;
+    const char *host; /* the DNS name of an address given as "NAME:PORT", else NULL;
+                       * addr.text keeps "NAME:PORT" (TLS and health checks use it) */
+    uint16_t port;    /* with host: the port */
+    bool discovered;  /* made from a pool's discover answer, not written in the file */
     int line;
 };
+
+enum cfg_dns_type { CFG_DNS_A, CFG_DNS_AAAA, CFG_DNS_SRV };
+
+/*
+ * pool.discover: the pool's backends (besides those of its list) are the
+ * addresses a DNS name resolves to, kept up to date at run time. The loader
+ * only checks the keys; it resolves nothing.
+ */
+struct cfg_discover {
+    bool enabled;
+    const char *name; /* the name to query, as written (a trailing dot is allowed) */
+    enum cfg_dns_type type;
+    uint32_t port;           /* A, AAAA: the backends' port; 0 for SRV (the records give it) */
+    uint32_t interval_ms;    /* between queries; 0: the answer's TTL, within [1 s, 60 s] */
+    uint32_t keep_stale_ms;  /* NXDOMAIN empties the pool only after this long */
+    uint32_t max_changes;    /* changes applied per minute, more are held; 0: no limit */
+    struct cfg_backend tmpl; /* template: weight, zone, region, state of the backends made */
+    int line;
+};
+
+/* A block of addresses whose backends are in ZONE (top-level `zones`). */
+struct cfg_zone_net {
+    struct cfg_cidr net;
+    const char *zone;
+    const char *region; /* "" when not given */
+    int line;
+};
+
+#define CFG_RESOLVERS_MAX 8 /* DNS servers in `resolvers` */
 
 struct cfg_pool {
     const char *name;
@@ -192,8 +225,13 @@ struct cfg_pool {
     struct cfg_retry retry;
     struct cfg_health health;
     struct cfg_backend_tls tls;
-    struct cfg_backend *backends;
+    struct cfg_backend *backends; /* every one with an address */
     int nbackends;
+    struct cfg_backend *named; /* backends whose address is a DNS name: resolved at run
+                                * time, they join `backends` of the running snapshot
+                                * (cfg_derive) once they have an address */
+    int nnamed;
+    struct cfg_discover discover;
     int line;
 };
 
@@ -235,7 +273,14 @@ struct cfg {
     struct cfg_pool *pools;
     int npools;
 
-    void *arena; /* owner of every string and array above (private to cfg.c) */
+    /* DNS, for discover and named backends */
+    struct cfg_addr *resolvers; /* none: the nameservers of /etc/resolv.conf */
+    int nresolvers;
+    struct cfg_zone_net *zone_nets; /* zones by address block; longest prefix wins */
+    int nzone_nets;
+
+    void *arena; /* owner of every string and array above (private to cfg.c); shared
+                  * by the snapshots cfg_derive() makes from this one */
 };
 
 /* Errors collected by cfg_load(), each "FILE:LINE: message". */
@@ -262,7 +307,11 @@ struct cfg *cfg_load_string(const char *text, const char *name, struct cfg_error
 void cfg_errors_addf(struct cfg_errors *errs, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-void cfg_free(struct cfg *cfg);                /* NULL is fine */
+/*
+ * Drop a reference to CFG (NULL is fine). A loaded snapshot has one; each
+ * snapshot derived from it holds another, so its strings outlive it.
+ */
+void cfg_free(struct cfg *cfg);
 void cfg_errors_free(struct cfg_errors *errs); /* frees the messages, leaves errs empty */
 
 /*
@@ -298,6 +347,35 @@ static inline bool cfg_addr_equal(const struct cfg_addr *a, const struct cfg_add
 /* 127.0.0.0/8, ::1, ::ffff:127.0.0.0/104, or a unix socket: reachable only
  * from this machine. */
 bool cfg_addr_is_loopback(const struct cfg_addr *a);
+
+/*
+ * A snapshot equal to BASE except for its pools' backends: pool i gets
+ * backends[i][0 .. nbackends[i]) (copied, strings too), or keeps BASE's when
+ * backends[i] == BASE->pools[i].backends. Every other string and array is
+ * BASE's own, so nothing is re-read or re-checked; BASE's memory lives until
+ * it and every snapshot derived from it are freed (thread-safe reference
+ * counts). Derive from a loaded snapshot, not from a derived one (each would
+ * keep its predecessor alive). NULL when out of memory.
+ */
+struct cfg *cfg_derive(struct cfg *base, struct cfg_backend *const *backends, const int *nbackends);
+
+/*
+ * Do A and B have the same backends, pool by pool (name, address, weight,
+ * zone, region, state, in order)? Two snapshots of one file then differ in
+ * nothing a runtime table uses.
+ */
+bool cfg_same_backends(const struct cfg *a, const struct cfg *b);
+
+/*
+ * The zone (and region, "" if none) of the block in cfg->zone_nets that
+ * holds ADDR (an AF_INET or AF_INET6 socket address), the longest prefix
+ * winning. False, with *zone and *region untouched, when none holds it.
+ */
+bool cfg_zone_of(const struct cfg *cfg, const struct sockaddr *addr, const char **zone,
+                 const char **region);
+
+/* "A", "AAAA", "SRV". */
+const char *cfg_dns_type_name(enum cfg_dns_type t);
 
 /* Find a pool by name; returns its index or -1. */
 int cfg_pool_index(const struct cfg *cfg, const char *name);

@@ -14,6 +14,7 @@
 #include "lb/admin.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <openssl/crypto.h>
@@ -187,6 +188,34 @@ static int check_auth(struct admin_conn *ac, const struct h1_request *req)
     if (auth->value_len < 7 || strncasecmp(auth->value, "Bearer ", 7) != 0)
         return 403;
     return token_equal(auth->value + 7, auth->value_len - 7, token) ? 0 : 403;
+}
+
+/*
+ * Percent-decode PATH in place (RFC 3986 2.1): backend names made from
+ * addresses ("10.1.2.3:8080", "[fd00::1]:8080") may arrive escaped, as
+ * clients write "[" and "]" in a path. -1 for a bad escape or %00.
+ */
+static int path_decode(char *path)
+{
+    char *w = path;
+    for (const char *r = path; *r; r++) {
+        if (*r != '%') {
+            *w++ = *r;
+            continue;
+        }
+        int hi = isxdigit((unsigned char)r[1]) ? r[1] : -1;
+        int lo = hi >= 0 && isxdigit((unsigned char)r[2]) ? r[2] : -1;
+        if (lo < 0)
+            return -1;
+        int v = (isdigit(hi) ? hi - '0' : (tolower(hi) - 'a' + 10)) * 16 +
+                (isdigit(lo) ? lo - '0' : (tolower(lo) - 'a' + 10));
+        if (v == 0)
+            return -1;
+        *w++ = (char)v;
+        r += 2;
+    }
+    *w = 0;
+    return 0;
 }
 
 /* Split "/api/pools/P/backends/B/ACTION" into its names; false if not that shape. */
@@ -427,6 +456,10 @@ static void handle(struct admin_conn *ac, const struct h1_request *req)
     }
     memcpy(path, req->target, pl);
     path[pl] = 0;
+    if (path_decode(path) == -1) {
+        respond_text(ac, 400, "bad percent-encoding in the path\n");
+        return;
+    }
 
     if (!host_allowed(ac, req)) {
         respond_text(ac, 403, "host not allowed: admin listens on loopback\n");

@@ -21,6 +21,7 @@
 
 struct worker;
 struct sampler;
+struct names;
 
 struct lb {
     const char *conf_path;
@@ -44,6 +45,7 @@ struct lb {
     struct ev_loop *main_loop;
     const struct sampler *sampler; /* the once-a-second look at the pools (main thread) */
     struct tls_keys tls_keys;      /* session ticket keys of every TLS listener, rotated hourly */
+    const struct names *names;     /* discovery's sources, for stats (main thread) */
 };
 
 #endif

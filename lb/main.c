@@ -23,6 +23,7 @@
 #include "lb/lb.h"
 #include "lb/core/log.h"
 #include "lb/core/net.h"
+#include "lb/names.h"
 #include "lb/notify.h"
 #include "lb/sampler.h"
 #include "lb/tls.h"
@@ -33,6 +34,8 @@
 #define STOP_POLL_S  0.02
 #define OPT_VERBOSE  1000   /* --verbose: only with --version */
 #define TLS_ROTATE_S 3600.0 /* session ticket keys: a new one every hour */
+
+#define DISCOVERY_WAIT_S 4.0 /* at start, for first DNS answers: a query times out in ~3 s */
 
 struct main_ctx {
     struct lb lb;
@@ -49,6 +52,8 @@ struct main_ctx {
     struct sampler sampler; /* tier shares and panic, once a second */
     ev_timer tls_rotate;    /* a new session ticket key every hour */
     struct watch watch;     /* lb.watch_config: reload when the file changes */
+    struct names *names;    /* DNS names of the file, kept resolved (discovery) */
+    struct cfg *base;       /* the file as loaded; running snapshots derive from it */
 };
 
 /*
@@ -344,9 +349,11 @@ static void on_reload_poll(struct ev_loop *loop, ev_timer *w, int revents)
     notify_ready(&m->notify, st);
 }
 
-/* Apply NEW: hand it to every worker, move the admin port, swap the published table. */
-static int reload_apply(struct main_ctx *m, struct cfg *cfg, struct tls_set *tls, char *err,
-                        size_t errlen)
+/* Apply NEW: hand it to every worker, move the admin port, swap the published table.
+ * DISCOVERY: a snapshot derived from the running file (new backends from DNS), logged
+ * and recorded as such. */
+static int reload_apply(struct main_ctx *m, struct cfg *cfg, struct tls_set *tls, bool discovery,
+                        char *err, size_t errlen)
 {
     struct lb *lb = &m->lb;
     struct rt *old = atomic_load(&lb->rt);
@@ -373,7 +380,8 @@ static int reload_apply(struct main_ctx *m, struct cfg *cfg, struct tls_set *tls
         cfg_free(cfg);
         goto fail;
     }
-    struct rt *rt = rt_new(cfg, old, lb->nworkers); /* owns cfg now, even on failure */
+    struct rt *rt = discovery ? rt_new_derived(cfg, old, lb->nworkers) /* owns cfg now, */
+                              : rt_new(cfg, old, lb->nworkers);        /* even on failure */
     if (!rt) {
         snprintf(err, errlen, "out of memory");
         tls_set_free(tls);
@@ -415,9 +423,10 @@ static int reload_apply(struct main_ctx *m, struct cfg *cfg, struct tls_set *tls
     }
     fds_free(fds, lb->nworkers, nls); /* what no worker took */
     rt_unref(old);                    /* last: ocfg points into it */
-    log_info("reload: %s", changes);
-    event_add(EVK_RELOAD, LOGL_INFO, NULL, NULL, "generation %llu: %s", (unsigned long long)lb->gen,
-              changes);
+    log_info("%s: %s (generation %llu)", discovery ? "discovery" : "reload", changes,
+             (unsigned long long)lb->gen);
+    event_add(discovery ? EVK_DISCOVERY : EVK_RELOAD, LOGL_INFO, NULL, NULL, "generation %llu: %s",
+              (unsigned long long)lb->gen, changes);
     return 0;
 fail:
     if (admin_fd != -1)
@@ -433,6 +442,59 @@ static void watch_update(struct main_ctx *m)
     char err[300];
     if (watch_set(&m->watch, files, c->watch_config ? WATCH_FILES : 0, err, sizeof(err)) == -1)
         log_err("lb.watch_config: %s; changes take a SIGHUP", err);
+}
+
+/* ---- discovery: the names of the file, kept resolved (lb/names.h) ---------------- */
+
+/* The backends of the running file changed with its DNS answers: apply them
+ * like a reload of those pools (state carried over by name, removed ones
+ * drain), with the running TLS contexts. Not a reload: no systemd
+ * RELOADING=1, not counted in reloads. */
+static void on_names_change(void *arg)
+{
+    struct main_ctx *m = arg;
+    if (atomic_load(&m->lb.stopping))
+        return;
+    struct cfg *cfg = names_snapshot(m->names, m->base);
+    char err[512];
+    if (!cfg) {
+        names_apply_failed(m->names, "out of memory");
+        return;
+    }
+    if (cfg_same_backends(cfg, atomic_load(&m->lb.rt)->cfg)) {
+        cfg_free(cfg); /* an answer that changes no backend (its address is the file's) */
+        return;
+    }
+    if (reload_apply(m, cfg, tls_set_ref(atomic_load(&m->lb.rt)->tls), true, err, sizeof(err)) ==
+        -1)
+        names_apply_failed(m->names, err);
+}
+
+/* BASE is the file from now on: ask its names (the answers of those kept stay). */
+static void discovery_rebase(struct main_ctx *m, struct cfg *base)
+{
+    char err[200];
+    if (names_configure(m->names, base, err, sizeof(err)) == -1)
+        log_err("discovery: cannot ask the resolvers: %s", err);
+    cfg_free(m->base);
+    m->base = base;
+}
+
+/* At start: ask the names of BASE and wait a little for their answers (as for
+ * the first health checks), so lb starts with the backends they give. The
+ * snapshot to run, or NULL when out of memory. */
+static struct cfg *discovery_start(struct main_ctx *m, struct cfg *base)
+{
+    if (!(m->names = names_new(m->lb.main_loop)))
+        return NULL;
+    m->base = base;
+    if (names_needed(base)) {
+        char err[200];
+        if (names_configure(m->names, base, err, sizeof(err)) == -1)
+            log_err("discovery: cannot ask the resolvers: %s", err);
+        names_wait_first(m->names, DISCOVERY_WAIT_S);
+    }
+    return names_snapshot(m->names, base);
 }
 
 static void reload(struct main_ctx *m)
@@ -456,10 +518,19 @@ static void reload(struct main_ctx *m)
         return;
     }
     char err[512];
-    if (reload_apply(m, cfg, tls, err, sizeof(err)) == -1) {
+    struct cfg *run = names_snapshot(m->names, cfg); /* the last answers of its names */
+    if (!run) {
+        tls_set_free(tls);
+        cfg_free(cfg);
+        reload_failed(m, "out of memory");
+        return;
+    }
+    if (reload_apply(m, run, tls, false, err, sizeof(err)) == -1) {
+        cfg_free(cfg);
         reload_failed(m, err);
         return;
     }
+    discovery_rebase(m, cfg);
     lb->reloads_ok++;
     lb->last_reload_ok = true;
     lb->last_reload_time = ev_time();
@@ -513,11 +584,17 @@ static int drop_privileges(const char *user)
     return 0;
 }
 
-static int start(struct main_ctx *m, struct cfg *cfg, struct tls_set *tls)
+static int start(struct main_ctx *m, struct cfg *base, struct tls_set *tls)
 {
     struct lb *lb = &m->lb;
     lb->start_time = ev_time();
-    lb->nworkers = (int)cfg->workers;
+    lb->nworkers = (int)base->workers;
+    struct cfg *cfg = discovery_start(m, base);
+    if (!cfg) {
+        log_err("out of memory");
+        tls_set_free(tls);
+        return -1;
+    }
     struct rt *rt = rt_new(cfg, NULL, lb->nworkers);
     if (!rt) {
         log_err("out of memory");
@@ -710,6 +787,8 @@ int main(int argc, char **argv)
         ev_timer_start(loop, &m.watchdog);
     }
     sampler_start(&m.sampler, &m.lb, loop);
+    names_on_change(m.names, on_names_change, &m);
+    m.lb.names = m.names;
     ev_timer_init(&m.tls_rotate, on_tls_rotate, TLS_ROTATE_S, TLS_ROTATE_S);
     ev_timer_start(loop, &m.tls_rotate);
     m.lb.sampler = &m.sampler;
@@ -721,7 +800,10 @@ int main(int argc, char **argv)
     ev_run(loop, 0);
     watch_stop(&m.watch);
     sampler_stop(&m.sampler, loop);
+    names_free(m.names);
+    m.lb.names = NULL;
     stop(&m);
+    cfg_free(m.base);
     notify_deinit(&m.notify);
     log_info("stopped");
     ev_loop_destroy(loop);

@@ -20,6 +20,7 @@
 
 #include "lb/bal.h"
 #include "lb/core/clock.h"
+#include "lb/names.h"
 #include "lb/outlier.h"
 #include "lb/pick.h"
 #include "lb/sampler.h"
@@ -311,6 +312,54 @@ static void tier_values(const struct lb *lb, struct rt_pool *p, double *health, 
     }
 }
 
+/* Pools whose backends come from DNS (discover, or addresses written as names). */
+static void discovery_metrics(struct lb *lb, struct rt *rt, struct sbuf *o)
+{
+    struct names_figures f;
+    bool any = false;
+    for (int i = 0; i < rt->npools && !any; i++)
+        any = names_pool_figures(lb->names, rt->pools[i].cfg->name, &f);
+    if (!any)
+        return;
+#define EACH_SOURCE                                                                                \
+    for (int i = 0; i < rt->npools; i++)                                                           \
+        if (names_pool_figures(lb->names, rt->pools[i].cfg->name, &f))
+    family(o, "lb_pool_discovery_updates_total", "counter",
+           "Changes DNS answers made to the pool's backends.");
+    EACH_SOURCE
+    {
+        series(o, "lb_pool_discovery_updates_total", "pool", rt->pools[i].cfg->name, NULL, NULL);
+        sbuf_printf(o, "} %llu\n", (unsigned long long)f.updates);
+    }
+    family(o, "lb_pool_discovery_errors_total", "counter",
+           "Failed DNS answers for the pool's names, by kind (the last good answer is kept).");
+    EACH_SOURCE
+    {
+        for (int k = 0; k < DISC_E_COUNT; k++) {
+            series(o, "lb_pool_discovery_errors_total", "pool", rt->pools[i].cfg->name, "kind",
+                   disc_err_name(k));
+            sbuf_printf(o, "} %llu\n", (unsigned long long)f.errors[k]);
+        }
+    }
+    family(o, "lb_pool_discovery_backends", "gauge", "Backends of the pool made from DNS answers.");
+    EACH_SOURCE
+    {
+        int n = 0;
+        for (int j = 0; j < rt->pools[i].cfg->nbackends; j++)
+            n += rt->pools[i].cfg->backends[j].discovered;
+        series(o, "lb_pool_discovery_backends", "pool", rt->pools[i].cfg->name, NULL, NULL);
+        sbuf_printf(o, "} %d\n", n);
+    }
+    family(o, "lb_pool_discovery_stale", "gauge",
+           "1 while the pool serves a DNS answer its names no longer confirm (failures since).");
+    EACH_SOURCE
+    {
+        series(o, "lb_pool_discovery_stale", "pool", rt->pools[i].cfg->name, NULL, NULL);
+        sbuf_printf(o, "} %d\n", f.stale ? 1 : 0);
+    }
+#undef EACH_SOURCE
+}
+
 static void pool_metrics(struct lb *lb, struct rt *rt, struct sbuf *o)
 {
     int n = rt->npools;
@@ -389,6 +438,7 @@ static void pool_metrics(struct lb *lb, struct rt *rt, struct sbuf *o)
             sbuf_printf(o, "} %.4f\n", taken[k]);
         }
     }
+    discovery_metrics(lb, rt, o);
 #undef EACH
 #undef NAME
     free(s);

@@ -308,7 +308,28 @@ static int pool_stats_attach(struct rt_pool *rp, const struct rt *old, int nwork
     return 0;
 }
 
+/* Does OLD's snapshot give backend B of pool POOL the same weight and state? */
+static bool same_settings(const struct rt *old, const char *pool, const struct cfg_backend *b)
+{
+    int idx;
+    const struct rt_pool *p = rt_pool_of(old, pool, b->name, &idx);
+    const struct cfg_backend *ob = p ? &p->cfg->backends[idx] : NULL;
+    return ob && ob->weight == b->weight && ob->state == b->state;
+}
+
+static struct rt *rt_build(struct cfg *cfg, const struct rt *old, int nworkers, bool keep_admin);
+
 struct rt *rt_new(struct cfg *cfg, const struct rt *old, int nworkers)
+{
+    return rt_build(cfg, old, nworkers, false);
+}
+
+struct rt *rt_new_derived(struct cfg *cfg, const struct rt *old, int nworkers)
+{
+    return rt_build(cfg, old, nworkers, true);
+}
+
+static struct rt *rt_build(struct cfg *cfg, const struct rt *old, int nworkers, bool keep_admin)
 {
     int64_t now = clock_mono_ms();
     struct rt *rt = calloc(1, sizeof(*rt));
@@ -330,15 +351,17 @@ struct rt *rt_new(struct cfg *cfg, const struct rt *old, int nworkers)
             goto fail_rt;
         for (int j = 0; j < p->nbackends; j++) {
             struct rt_backend *be = rt_find_backend(old, p->name, p->backends[j].name);
+            bool kept;
             if (be && !be_same_place(be, &p->backends[j]))
                 be = NULL; /* moved to another address or zone: a new backend */
-            if (be)
+            if ((kept = be != NULL))
                 atomic_fetch_add(&be->refs, 1);
             else if ((be = be_new(p, &p->backends[j], rt->next_be_id++, nworkers)) && old)
                 be->added_ms = now; /* new to a running process: slow start applies */
             if (!be)
                 goto fail_rt;
-            be_update(be, &p->backends[j]);
+            if (!kept || !keep_admin || !same_settings(old, p->name, &p->backends[j]))
+                be_update(be, &p->backends[j]);
             rp->be[j] = be;
             rp->n = j + 1;
         }

@@ -180,6 +180,13 @@ struct rt {
  */
 struct rt *rt_new(struct cfg *cfg, const struct rt *old, int nworkers);
 
+/*
+ * The same, for a snapshot derived from OLD's file (new backends from DNS):
+ * a kept backend whose weight and state CFG gives as OLD's snapshot did
+ * keeps what the admin API set, since only a reload restores the file.
+ */
+struct rt *rt_new_derived(struct cfg *cfg, const struct rt *old, int nworkers);
+
 void rt_ref(struct rt *rt);
 /* Drop a reference; the last one frees the table, its snapshot, and backends no longer shared. */
 void rt_unref(struct rt *rt);

@@ -4,6 +4,7 @@
  */
 #include "lb/stats.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include "lb/bal.h"
 #include "lb/core/clock.h"
 #include "lb/core/events.h"
+#include "lb/names.h"
 #include "lb/outlier.h"
 #include "lb/pick.h"
 #include "lb/sampler.h"
@@ -219,15 +221,33 @@ static void classes_json(struct sbuf *o, const uint64_t *resp)
     sbuf_put(o, "}", 1);
 }
 
-static const struct rt_pool *pool_of(const struct rt *rt, const struct rt_backend *be)
+/* Where a backend came from: `,"discovered":true|false` and, for an address
+ * written as a DNS name, the name and the address it resolved to. */
+static void origin_json(const struct rt_pool *p, int idx, const struct rt_backend *be,
+                        struct sbuf *o)
 {
-    int idx;
-    return rt_pool_of(rt, be->pool, be->name, &idx);
+    const struct cfg_backend *b = p && idx >= 0 ? &p->cfg->backends[idx] : NULL;
+    sbuf_printf(o, ",\"discovered\":%s", b && b->discovered ? "true" : "false");
+    if (b && b->host) {
+        char ip[NET_HOST_MAX] = "?";
+        const struct sockaddr_storage *ss = &be->addr.sa;
+        inet_ntop(ss->ss_family,
+                  ss->ss_family == AF_INET6
+                      ? (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr
+                      : (const void *)&((const struct sockaddr_in *)ss)->sin_addr,
+                  ip, sizeof(ip));
+        sbuf_puts(o, ",\"dns_name\":");
+        sbuf_json_str(o, b->host);
+        sbuf_printf(
+            o, ss->ss_family == AF_INET6 ? ",\"resolved\":\"[%s]:%u\"" : ",\"resolved\":\"%s:%u\"",
+            ip, (unsigned)b->port);
+    }
 }
 
-/* BE's object; P is its pool in the current table (NULL if it has none there). */
-static void backend_json(struct lb *lb, const struct rt_pool *p, const struct rt_backend *be,
-                         struct sbuf *o)
+/* BE's object; P is its pool in the current table and IDX its place there
+ * (NULL and -1 if it has none there). */
+static void backend_json(struct lb *lb, const struct rt_pool *p, int idx,
+                         const struct rt_backend *be, struct sbuf *o)
 {
     const struct cfg_pool *pc = p ? p->cfg : NULL;
     struct be_sum s;
@@ -238,6 +258,7 @@ static void backend_json(struct lb *lb, const struct rt_pool *p, const struct rt
     sbuf_json_str(o, be->addr.text);
     sbuf_put(o, ",\"zone\":", 8);
     sbuf_json_str(o, be->zone);
+    origin_json(p, idx, be, o);
     int32_t inflight = atomic_load(&be->inflight);
     const char *state = stats_backend_state(be);
     kv_u(o, ",\"weight\":", atomic_load(&be->weight));
@@ -324,7 +345,9 @@ static void backend_json(struct lb *lb, const struct rt_pool *p, const struct rt
 
 void stats_backend_json(struct lb *lb, const struct rt_backend *be, struct sbuf *o)
 {
-    backend_json(lb, pool_of(atomic_load(&lb->rt), be), be, o);
+    int idx = -1;
+    const struct rt_pool *p = rt_pool_of(atomic_load(&lb->rt), be->pool, be->name, &idx);
+    backend_json(lb, p, p ? idx : -1, be, o);
 }
 
 /* One tier's figures: health and target share now, and the share it took over the last seconds. */
@@ -402,11 +425,12 @@ static void pool_json(struct lb *lb, struct rt_pool *p, struct sbuf *o)
                 outliers, outlier_ejected(p), c->outlier.eject ? "true" : "false",
                 c->outlier.max_ejected);
     tiers_json(lb, p, o);
+    names_pool_json(lb->names, c->name, o);
     sbuf_put(o, ",\"backends\":[", 13);
     for (int j = 0; j < p->n; j++) {
         if (j)
             sbuf_put(o, ",", 1);
-        backend_json(lb, p, p->be[j], o);
+        backend_json(lb, p, j, p->be[j], o);
     }
     sbuf_put(o, "]}", 2);
 }

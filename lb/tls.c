@@ -486,6 +486,7 @@ struct tls_set *tls_build(const struct cfg *cfg, struct tls_keys *keys, struct c
     struct tls_set *t = calloc(1, sizeof(*t));
     if (!t)
         goto oom;
+    atomic_init(&t->refs, 1);
     t->nlisteners = cfg->nlisteners;
     t->npools = cfg->npools;
     t->listeners = calloc((size_t)(cfg->nlisteners ? cfg->nlisteners : 1), sizeof(*t->listeners));
@@ -524,9 +525,16 @@ oom:
     return NULL;
 }
 
+struct tls_set *tls_set_ref(struct tls_set *t)
+{
+    if (t)
+        atomic_fetch_add(&t->refs, 1);
+    return t;
+}
+
 void tls_set_free(struct tls_set *t)
 {
-    if (!t)
+    if (!t || atomic_fetch_sub(&t->refs, 1) != 1)
         return;
     for (int i = 0; t->listeners && i < t->nlisteners; i++)
         server_free(&t->listeners[i]);

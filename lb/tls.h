@@ -29,6 +29,7 @@
 
 #include <openssl/ssl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include "config/cfg.h"
@@ -84,10 +85,15 @@ struct tls_set {
     struct tls_server *listeners; /* [nlisteners]; def NULL without tls */
     SSL_CTX **pools;              /* [npools]; NULL without tls */
     int nlisteners, npools;
+    _Atomic int refs; /* the runtime tables using it: a discovery update reuses the
+                       * running set rather than reading certificates again */
 };
 
-/* Build the contexts of CFG; NULL with one message per problem in ERRS. */
+/* Build the contexts of CFG; NULL with one message per problem in ERRS. One reference. */
 struct tls_set *tls_build(const struct cfg *cfg, struct tls_keys *keys, struct cfg_errors *errs);
+/* Another user of T (a snapshot derived from the one T was built for); returns T. */
+struct tls_set *tls_set_ref(struct tls_set *t);
+/* Drop a reference (NULL is fine); the last one frees the contexts. */
 void tls_set_free(struct tls_set *t);
 
 /*

@@ -21,7 +21,8 @@ static struct {
 
 const char *event_kind_name(enum event_kind k)
 {
-    static const char *const names[] = {"breaker", "health", "admin", "reload", "outlier", "panic"};
+    static const char *const names[] = {"breaker", "health", "admin",    "reload",
+                                        "outlier", "panic",  "discovery"};
     return (unsigned)k < sizeof(names) / sizeof(names[0]) ? names[k] : "event";
 }
 

@@ -21,7 +21,15 @@
 #define EVENT_TEXT_MAX 200
 #define EVENT_NAME_MAX 64
 
-enum event_kind { EVK_BREAKER, EVK_HEALTH, EVK_ADMIN, EVK_RELOAD, EVK_OUTLIER, EVK_PANIC };
+enum event_kind {
+    EVK_BREAKER,
+    EVK_HEALTH,
+    EVK_ADMIN,
+    EVK_RELOAD,
+    EVK_OUTLIER,
+    EVK_PANIC,
+    EVK_DISCOVERY /* a pool's backends changed with its DNS answer, or DNS failed */
+};
 
 struct event {
     uint64_t seq; /* 1, 2, ...: a reader asks for those after the last it saw */

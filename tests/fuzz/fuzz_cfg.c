@@ -66,9 +66,42 @@ static size_t touch_cfg(const struct cfg *cfg)
         for (int j = 0; j < p->nbackends; j++)
             n += touch(p->backends[j].name) + touch(p->backends[j].zone) +
                  touch(p->backends[j].region) + touch(p->backends[j].addr.text) +
-                 touch(cfg_admin_state_name(p->backends[j].state));
+                 touch(p->backends[j].host) + touch(cfg_admin_state_name(p->backends[j].state));
+        for (int j = 0; j < p->nnamed; j++)
+            n += touch(p->named[j].name) + touch(p->named[j].host) + touch(p->named[j].addr.text);
+        if (p->discover.enabled)
+            n += touch(p->discover.name) + touch(p->discover.tmpl.zone) +
+                 touch(p->discover.tmpl.region) + touch(cfg_dns_type_name(p->discover.type));
     }
+    for (int i = 0; i < cfg->nresolvers; i++)
+        n += touch(cfg->resolvers[i].text);
+    for (int i = 0; i < cfg->nzone_nets; i++)
+        n += touch(cfg->zone_nets[i].zone) + touch(cfg->zone_nets[i].region);
     return n;
+}
+
+/* A snapshot derived from CFG whose pools hold their named backends (as if
+ * resolved), read after CFG itself is gone: what the running lb does on
+ * every discovery update. */
+static void derive_and_touch(struct cfg *cfg)
+{
+    struct cfg_backend **lists = calloc((size_t)cfg->npools + 1, sizeof(*lists));
+    int *counts = calloc((size_t)cfg->npools + 1, sizeof(*counts));
+    struct cfg *d = NULL;
+
+    if (lists && counts) {
+        for (int i = 0; i < cfg->npools; i++) {
+            lists[i] = cfg->pools[i].nnamed ? cfg->pools[i].named : cfg->pools[i].backends;
+            counts[i] = cfg->pools[i].nnamed ? cfg->pools[i].nnamed : cfg->pools[i].nbackends;
+        }
+        d = cfg_derive(cfg, lists, counts);
+    }
+    cfg_free(cfg);
+    if (d && touch_cfg(d) == 0)
+        abort();
+    cfg_free(d);
+    free(lists);
+    free(counts);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -88,7 +121,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (int i = 0; i < errs.n; i++)
         if (strncmp(errs.msgs[i], "fuzz.conf", 9) != 0)
             abort(); /* every message names the file */
-    cfg_free(cfg);
+    if (cfg)
+        derive_and_touch(cfg); /* frees cfg */
     cfg_errors_free(&errs);
     free(text);
     return 0;

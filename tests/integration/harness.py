@@ -683,11 +683,12 @@ class Lb:
 class BackendProc:
     """A bin/lb-backend process."""
 
-    def __init__(self, ctx, name, port, zone=None, control=False):
+    def __init__(self, ctx, name, port, zone=None, control=False, host="127.0.0.1"):
         self.ctx = ctx
         self.name = name
         self.port = port
-        self.addr = "127.0.0.1:%d" % port
+        self.host = host
+        self.addr = ("[%s]:%d" if ":" in host else "%s:%d") % (host, port)
         self.stderr_path = os.path.join(ctx.tmp, "backend-%s.stderr" % name)
         args = [ctx.backend_bin, "--listen", self.addr, "--name", name]
         if zone:
@@ -711,7 +712,7 @@ class BackendProc:
             time.sleep(0.01)
 
     def stats_conn(self):
-        return HttpConn(self.ctx, self.port)
+        return HttpConn(self.ctx, self.port, host=self.host)
 
     def stop(self):
         if self.proc.poll() is None:
@@ -762,15 +763,18 @@ class Ctx:
     def use_py_backend(self):
         return self.backend_bin in ("", "py") or not os.path.exists(self.backend_bin)
 
-    def backend(self, name, zone=None, control=False):
-        """An lb-backend on a fresh port (the Python emulation when the binary is absent)."""
-        port = self.port()
+    def backend(self, name, zone=None, control=False, host="127.0.0.1", port=None):
+        """An lb-backend on a fresh port (the Python emulation when the binary is absent).
+        HOST: another loopback address (127.0.0.2, ::1) with PORT shared by several
+        backends, as DNS discovery gives one port for many addresses."""
+        port = port or self.port()
         if self.use_py_backend():
             from pyservers import LbBackendEmu
+            check(host == "127.0.0.1", "the Python stand-in for lb-backend listens on 127.0.0.1 only")
             b = LbBackendEmu(self, name, port)
             self._servers.append(b)
             return b
-        return BackendProc(self, name, port, zone=zone, control=control)
+        return BackendProc(self, name, port, zone=zone, control=control, host=host)
 
     def server(self, handler, **kw):
         """A Python fault server (see pyservers.py)."""

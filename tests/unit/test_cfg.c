@@ -589,7 +589,7 @@ static const struct err_case err_cases[] = {
 
     /* required and empty */
     {"empty_backends", .text = LISTENERS_OK "pools = ( { name = \"api\";\n  backends = (); } );\n",
-     .want = {"t.conf:3: pools.api.backends: needs at least one backend"}},
+     .want = {"t.conf:3: pools.api.backends: needs at least one backend (or a discover)"}},
     {"empty_pools", .text = LISTENERS_OK "pools = ();\n",
      .want = {"t.conf:1: listeners.web.pool: unknown pool \"api\"",
               "t.conf:2: pools: needs at least one pool"}},
@@ -727,6 +727,96 @@ static const struct err_case err_cases[] = {
     {"admin_public_v6_without_token", .top = "admin: { listen = \"[::]:9900\"; };",
      .want = {"t.conf:7: admin.listen: \"[::]:9900\": admin on a non-loopback address needs "
               "admin.token"}},
+
+    /* discovery: discover, named backends, resolvers, zones */
+    {"discover_srv_with_port",
+     .pool = "discover = { name = \"_http._tcp.api.test\"; type = \"SRV\"; port = 80; };",
+     .want = {"t.conf:4: pools.api.discover.port: not with type \"SRV\": the SRV records give "
+              "the port"}},
+    {"discover_a_without_port", .pool = "discover = { name = \"api.test\"; };",
+     .want = {"t.conf:4: pools.api.discover: missing required setting \"port\" (the backends' "
+              "port, for type \"A\")"}},
+    {"discover_srv_template_weight",
+     .pool = "discover = { name = \"_x._tcp.api.test\"; type = \"SRV\";\n"
+             "  template = { weight = 5; }; };",
+     .want = {"t.conf:5: pools.api.discover.template.weight: not with type \"SRV\": the SRV "
+              "records give the weight"}},
+    {"discover_bad_name", .pool = "discover = { name = \"api..test\"; port = 80; };",
+     .want = {"t.conf:4: pools.api.discover.name: \"api..test\" is not a DNS name (labels of "
+              "letters, digits, '-' and '_' joined by dots, at most 253 characters)"}},
+    {"discover_address_as_name", .pool = "discover = { name = \"10.0.0.1\"; port = 80; };",
+     .want = {"t.conf:4: pools.api.discover.name: \"10.0.0.1\" is not a DNS name (labels of "
+              "letters, digits, '-' and '_' joined by dots, at most 253 characters)"}},
+    {"discover_bad_type", .pool = "discover = { name = \"api.test\"; type = \"MX\"; port = 80; };",
+     .want = {"t.conf:4: pools.api.discover.type: \"MX\" is not one of A, AAAA, SRV"}},
+    {"discover_missing_name", .pool = "discover = { port = 80; };",
+     .want = {"t.conf:4: pools.api.discover: missing required setting \"name\""}},
+    {"discover_unknown_key",
+     .pool = "discover = { name = \"api.test\"; port = 80; intervall = \"1s\"; };",
+     .want = {"t.conf:4: pools.api.discover: unknown setting \"intervall\" (did you mean "
+              "\"interval\"?)"}},
+    {"discover_template_name",
+     .pool = "discover = { name = \"api.test\"; port = 80; template = { name = \"x\"; }; };",
+     .want = {"t.conf:4: pools.api.discover.template: unknown setting \"name\""}},
+    {"discover_damping_range",
+     .pool = "discover = { name = \"api.test\"; port = 80; max_changes_per_minute = 61; };",
+     .want = {"t.conf:4: pools.api.discover.max_changes_per_minute: 61 is out of range (0-60)"}},
+    {"discover_interval_zero",
+     .pool = "discover = { name = \"api.test\"; port = 8080; interval = \"0s\"; };",
+     .want = {"t.conf:4: pools.api.discover.interval: \"0s\" must be more than 0"}},
+    {"discover_port_range", .pool = "discover = { name = \"api.test\"; port = 65536; };",
+     .want = {"t.conf:4: pools.api.discover.port: 65536 is out of range (1-65535)"}},
+    {"pool_without_backends_or_discover",
+     .text = LISTENERS_OK "pools = ( { name = \"api\";\n  balance = \"hash\"; } );\n",
+     .want = {"t.conf:2: pools.api: missing required setting \"backends\" (or \"discover\")"}},
+    {"backend_bad_dns_name", .backend = "} , { name = \"b2\"; address = \"db!1.internal:80\";",
+     .want = {"t.conf:6: pools.api.backends.b2.address: \"db!1.internal:80\": host must be a "
+              "numeric IP address, [IPv6], localhost or a DNS name (letters, digits, '-' and '_' "
+              "in dot-separated labels)"}},
+    {"backend_dns_name_bad_port", .backend = "} , { name = \"b2\"; address = \"db-1.internal:0\";",
+     .want = {"t.conf:6: pools.api.backends.b2.address: \"db-1.internal:0\": port out of range "
+              "(1-65535)"}},
+    {"backend_bad_ipv4_is_no_name", .backend = "} , { name = \"b2\"; address = \"10.0.0.300:80\";",
+     .want = {"t.conf:6: pools.api.backends.b2.address: \"10.0.0.300:80\": host must be a "
+              "numeric IP address, [IPv6], localhost or a DNS name (letters, digits, '-' and '_' "
+              "in dot-separated labels)"}},
+    {"backend_dns_name_duplicate",
+     .backend = "} , { name = \"b1\"; address = \"db-1.internal:5432\";",
+     .want = {"t.conf:6: pools.api.backends.b1: duplicate backend name \"b1\" in this pool (first "
+              "at line 5)"}},
+    {"resolvers_bad", .top = "resolvers = [ \"10.0.0.10:53\", \"ns1.example\", \"unix:/x\" ];",
+     .want = {"t.conf:7: resolvers[1]: \"ns1.example\": host must be a numeric IP address, [IPv6], "
+              "localhost or *",
+              "t.conf:7: resolvers[2]: \"unix:/x\": a resolver is a numeric IP address, with a "
+              "port or not"}},
+    {"resolvers_too_many",
+     .top = "resolvers = [ \"10.0.0.1\", \"10.0.0.2\", \"10.0.0.3\", \"10.0.0.4\", \"10.0.0.5\",\n"
+            "  \"10.0.0.6\", \"10.0.0.7\", \"10.0.0.8\", \"10.0.0.9\" ];",
+     .want = {"t.conf:7: resolvers: 9 resolvers, at most 8"}},
+    {"resolvers_not_a_list", .top = "resolvers = \"10.0.0.10\";",
+     .want = {"t.conf:7: resolvers: expected a list of addresses such as [ \"10.0.0.10:53\" ], "
+              "got \"10.0.0.10\""}},
+    {"resolvers_port", .top = "resolvers = [ \"10.0.0.10:0\" ];",
+     .want = {"t.conf:7: resolvers[0]: \"10.0.0.10:0\": port out of range (1-65535)"}},
+    {"zones_bad_block", .top = "zones = { zone-a = [ \"10.1.0.0/16\", \"10.1.0.1/16\" ]; };",
+     .want = {"t.conf:7: zones.zone-a[1]: \"10.1.0.1/16\": host bits set below the prefix "
+              "length"}},
+    {"zones_duplicate_block",
+     .top = "zones = { zone-a = [ \"10.1.0.0/16\" ];\n  zone-b = [ \"10.1.0.0/16\" ]; };",
+     .want = {"t.conf:8: zones.zone-b[0]: \"10.1.0.0/16\" is already in zone \"zone-a\" (line "
+              "7)"}},
+    {"zones_list_without_subnets", .top = "zones = ( { zone = \"zone-a\"; } );",
+     .want = {"t.conf:7: zones[0]: missing required setting \"subnets\""}},
+    {"zones_list_bad_zone",
+     .top = "zones = ( { zone = \"zone a\"; subnets = [ \"10.1.0.0/16\" ]; } );",
+     .want = {"t.conf:7: zones[0].zone: \"zone a\" is not a valid name (1-63 characters from A-Z "
+              "a-z 0-9 . _ -)"}},
+    {"zones_not_a_group", .top = "zones = 5;",
+     .want = {"t.conf:7: zones: expected a group { ZONE = [ \"10.1.0.0/16\" ]; } or a list ( { "
+              "zone = \"...\"; subnets = [ ... ]; } ), got 5"}},
+    {"zones_subnets_not_a_list", .top = "zones = { zone-a = \"10.1.0.0/16\"; };",
+     .want = {"t.conf:7: zones.zone-a: expected a list of address blocks such as [ "
+              "\"10.1.0.0/16\" ], got \"10.1.0.0/16\""}},
 
     /* libconfig's own errors */
     {"syntax_error", .text = "listeners = (\n  { name = \"web\"; listen = ; }\n);\n",
@@ -1410,6 +1500,175 @@ static void test_names_and_index(void **state)
 }
 
 /* ------------------------------------------------------------------------ */
+/* discovery: discover, named backends, resolvers, zones, derived snapshots */
+
+/* clang-format off */
+static const char disc_text[] =
+    "listeners = ( { name = \"web\"; listen = \"127.0.0.1:8080\"; pool = \"api\"; } );\n" /* 1 */
+    "resolvers = [ \"10.0.0.10\", \"10.0.0.11:5353\", \"[fd00::53]\" ];\n"
+    "zones = { zone-a = [ \"10.1.0.0/16\", \"fd00:a::/32\" ]; zone-b = [ \"10.2.0.0/16\" ]; };\n"
+    "pools = (\n"
+    "  { name = \"api\";\n" /* 5 */
+    "    discover = { name = \"api.prod.svc.cluster.local\"; port = 8080; interval = \"5s\";\n"
+    "      keep_stale = \"2s\"; max_changes_per_minute = 3;\n"
+    "      template = { weight = 50; region = \"r1\"; state = \"drain\"; }; }; },\n"
+    "  { name = \"srv\"; discover = { name = \"_http._tcp.api.service.consul.\"; type = \"SRV\"; };\n"
+    "    backends = ( { name = \"s1\"; address = \"10.1.0.5:80\"; },\n" /* 10 */
+    "                 { name = \"db\"; address = \"db-1.internal:5432\"; weight = 7; },\n"
+    "                 { name = \"s2\"; address = \"10.1.2.5:80\"; zone = \"zone-x\"; } ); },\n"
+    "  { name = \"named\"; backends = ( { name = \"n1\"; address = \"n1.example:80\"; } ); }\n"
+    ");\n";
+/* clang-format on */
+
+static void test_discover_parsed(void **state)
+{
+    struct cfg *cfg = load_ok(disc_text);
+    const struct cfg_pool *api, *srv;
+
+    (void)state;
+    assert_int_equal(cfg->nresolvers, 3);
+    assert_string_equal(cfg->resolvers[0].text, "10.0.0.10:53");
+    assert_int_equal(port_of(&cfg->resolvers[0]), 53);
+    assert_int_equal(port_of(&cfg->resolvers[1]), 5353);
+    assert_string_equal(cfg->resolvers[2].text, "[fd00::53]:53");
+    assert_int_equal(cfg->resolvers[2].sa.ss_family, AF_INET6);
+    assert_int_equal(cfg->nzone_nets, 3);
+
+    api = &cfg->pools[0];
+    assert_true(api->discover.enabled);
+    assert_int_equal(api->nbackends, 0);
+    assert_null(api->backends);
+    assert_string_equal(api->discover.name, "api.prod.svc.cluster.local");
+    assert_int_equal(api->discover.type, CFG_DNS_A);
+    assert_int_equal(api->discover.port, 8080);
+    assert_int_equal(api->discover.interval_ms, 5000);
+    assert_int_equal(api->discover.keep_stale_ms, 2000);
+    assert_int_equal(api->discover.max_changes, 3);
+    assert_int_equal(api->discover.tmpl.weight, 50);
+    assert_string_equal(api->discover.tmpl.zone, "");
+    assert_string_equal(api->discover.tmpl.region, "r1");
+    assert_int_equal(api->discover.tmpl.state, CFG_ADMIN_DRAIN);
+    assert_int_equal(api->discover.line, 6);
+
+    srv = &cfg->pools[1];
+    assert_int_equal(srv->discover.type, CFG_DNS_SRV);
+    assert_int_equal(srv->discover.port, 0);
+    assert_int_equal(srv->discover.interval_ms, 0); /* the TTL */
+    assert_int_equal(srv->discover.keep_stale_ms, 300000);
+    assert_int_equal(srv->discover.max_changes, 10);
+    assert_int_equal(srv->discover.tmpl.weight, 100);
+    assert_string_equal(cfg_dns_type_name(srv->discover.type), "SRV");
+    /* the named backend left the list: every backend there has an address */
+    assert_int_equal(srv->nbackends, 2);
+    assert_string_equal(srv->backends[0].name, "s1");
+    assert_string_equal(srv->backends[1].name, "s2");
+    assert_int_equal(srv->nnamed, 1);
+    assert_string_equal(srv->named[0].name, "db");
+    assert_string_equal(srv->named[0].host, "db-1.internal");
+    assert_int_equal(srv->named[0].port, 5432);
+    assert_int_equal(srv->named[0].weight, 7);
+    assert_int_equal(srv->named[0].addr.len, 0);
+    assert_string_equal(srv->named[0].addr.text, "db-1.internal:5432");
+    assert_int_equal(srv->named[0].line, 11);
+    assert_null(srv->backends[0].host);
+    assert_false(cfg->pools[2].discover.enabled);
+    assert_int_equal(cfg->pools[2].nbackends, 0);
+    assert_int_equal(cfg->pools[2].nnamed, 1);
+    cfg_free(cfg);
+}
+
+static void test_zones_by_block(void **state)
+{
+    struct cfg *cfg = load_ok(disc_text);
+    struct sockaddr_in sin = {.sin_family = AF_INET};
+    struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6};
+    const char *zone = "none", *region = "none";
+
+    (void)state;
+    /* a backend of the file without a zone takes its block's; a written zone stays */
+    assert_string_equal(cfg->pools[1].backends[0].zone, "zone-a");
+    assert_string_equal(cfg->pools[1].backends[1].zone, "zone-x");
+    inet_pton(AF_INET, "10.2.3.4", &sin.sin_addr);
+    assert_true(cfg_zone_of(cfg, (struct sockaddr *)&sin, &zone, &region));
+    assert_string_equal(zone, "zone-b");
+    assert_string_equal(region, "");
+    inet_pton(AF_INET, "10.3.0.1", &sin.sin_addr);
+    zone = "none";
+    assert_false(cfg_zone_of(cfg, (struct sockaddr *)&sin, &zone, &region));
+    assert_string_equal(zone, "none");
+    inet_pton(AF_INET6, "fd00:a::1", &sin6.sin6_addr);
+    assert_true(cfg_zone_of(cfg, (struct sockaddr *)&sin6, &zone, &region));
+    assert_string_equal(zone, "zone-a");
+    cfg_free(cfg);
+
+    /* the list form, with regions; the longest prefix wins */
+    cfg =
+        load_ok(LISTENERS_OK POOLS_OK
+                "zones = ( { zone = \"wide\"; region = \"r-1\"; subnets = [ \"127.0.0.0/8\" ]; },\n"
+                "          { zone = \"narrow\"; subnets = [ \"127.0.0.4/30\" ]; } );\n");
+    inet_pton(AF_INET, "127.0.0.5", &sin.sin_addr);
+    assert_true(cfg_zone_of(cfg, (struct sockaddr *)&sin, &zone, &region));
+    assert_string_equal(zone, "narrow");
+    assert_string_equal(region, "");
+    inet_pton(AF_INET, "127.0.0.3", &sin.sin_addr);
+    assert_true(cfg_zone_of(cfg, (struct sockaddr *)&sin, &zone, &region));
+    assert_string_equal(zone, "wide");
+    assert_string_equal(region, "r-1");
+    assert_string_equal(cfg->pools[0].backends[0].zone, "wide"); /* 127.0.0.1:9001 */
+    assert_string_equal(cfg->pools[0].backends[0].region, "r-1");
+    cfg_free(cfg);
+}
+
+/* A derived snapshot shares everything but the backends it was given, and
+ * outlives the snapshot it came from. */
+static void test_derive(void **state)
+{
+    struct cfg *base = load_ok(disc_text), *d;
+    struct cfg_backend found[2] = {
+        {.name = "10.1.0.7:8080",
+         .weight = 50,
+         .zone = "zone-a",
+         .region = "r1",
+         .discovered = true},
+        {.name = "10.9.0.1:8080", .weight = 50, .zone = NULL, .region = NULL, .discovered = true},
+    };
+    struct cfg_backend *lists[3];
+    int counts[3];
+    char name[16];
+
+    (void)state;
+    cfg_parse_addr("10.1.0.7:8080", &found[0].addr);
+    cfg_parse_addr("10.9.0.1:8080", &found[1].addr);
+    lists[0] = found;
+    counts[0] = 2;
+    lists[1] = base->pools[1].backends; /* kept as it is */
+    counts[1] = base->pools[1].nbackends;
+    lists[2] = base->pools[2].named; /* the named one, as if resolved */
+    counts[2] = 1;
+    d = cfg_derive(base, lists, counts);
+    assert_non_null(d);
+    assert_ptr_equal(d->pools[1].backends, base->pools[1].backends);
+    assert_ptr_not_equal(d->pools[0].backends, found);
+    snprintf(name, sizeof(name), "%s", found[0].name);
+    found[0].name = "changed"; /* copied, not pointed to */
+    cfg_free(base);            /* the derived one keeps what it shares alive */
+    assert_string_equal(d->listeners[0].name, "web");
+    assert_string_equal(d->pools[0].name, "api");
+    assert_string_equal(d->pools[0].discover.name, "api.prod.svc.cluster.local");
+    assert_int_equal(d->pools[0].nbackends, 2);
+    assert_string_equal(d->pools[0].backends[0].name, name);
+    assert_string_equal(d->pools[0].backends[0].zone, "zone-a");
+    assert_string_equal(d->pools[0].backends[1].zone, "");
+    assert_string_equal(d->pools[0].backends[1].region, "");
+    assert_true(d->pools[0].backends[1].discovered);
+    assert_string_equal(d->pools[1].backends[0].name, "s1");
+    assert_string_equal(d->pools[2].backends[0].host, "n1.example");
+    assert_string_equal(d->resolvers[1].text, "10.0.0.11:5353");
+    assert_string_equal(d->zone_nets[2].zone, "zone-b");
+    cfg_free(d);
+}
+
+/* ------------------------------------------------------------------------ */
 
 int main(void)
 {
@@ -1438,6 +1697,9 @@ int main(void)
         cmocka_unit_test(test_parse_status_set),
         cmocka_unit_test(test_cidr),
         cmocka_unit_test(test_names_and_index),
+        cmocka_unit_test(test_discover_parsed),
+        cmocka_unit_test(test_zones_by_block),
+        cmocka_unit_test(test_derive),
     };
     enum { NFIXED = sizeof(fixed) / sizeof(fixed[0]) };
     struct CMUnitTest tests[NFIXED + NCASES];

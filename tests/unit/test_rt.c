@@ -426,14 +426,49 @@ static void test_set_admin(void **state)
     rt_unref(rt);
 }
 
+/* A discovery update (rt_new_derived) keeps admin API changes of backends whose
+ * settings it does not change; a reload (rt_new) restores the file. */
+static void test_derived_keeps_admin_changes(void **state)
+{
+    (void)state;
+    struct rt *r1 = build(conf1, NULL);
+    struct rt_backend *b1 = find(r1, "api", "b1"), *b2 = find(r1, "api", "b2");
+    rt_backend_set_admin(b1, CFG_ADMIN_DRAIN);
+    atomic_store(&b1->weight, 7);
+    rt_backend_set_admin(b2, CFG_ADMIN_MAINT);
+
+    /* the same file with b2's weight changed: as a derived snapshot would differ */
+    struct cfg *c2 = load(conf1);
+    struct cfg_backend *bs = c2->pools[0].backends;
+    bs[1].weight = 60;
+    struct rt *r2 = rt_new_derived(c2, r1, NW);
+    assert_non_null(r2);
+    assert_ptr_equal(find(r2, "api", "b1"), b1);
+    assert_int_equal(atomic_load(&b1->admin), CFG_ADMIN_DRAIN); /* kept */
+    assert_int_equal(atomic_load(&b1->weight), 7);
+    assert_int_equal(atomic_load(&b2->admin), CFG_ADMIN_ACTIVE); /* its settings changed */
+    assert_int_equal(atomic_load(&b2->weight), 60);
+
+    struct rt *r3 = build(conf1, r2); /* a reload restores the file */
+    assert_int_equal(atomic_load(&b1->admin), CFG_ADMIN_ACTIVE);
+    assert_int_equal(atomic_load(&b1->weight), 100);
+    rt_unref(r1);
+    rt_unref(r2);
+    rt_unref(r3);
+}
+
 int main(void)
 {
     log_set_level(LOGL_ERROR); /* the breaker's transitions log at warn */
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_first_table),       cmocka_unit_test(test_find_backend),
-        cmocka_unit_test(test_reload_carry_over), cmocka_unit_test(test_backend_outlives_table),
-        cmocka_unit_test(test_table_refs),        cmocka_unit_test(test_ids_unique_across_reloads),
+        cmocka_unit_test(test_first_table),
+        cmocka_unit_test(test_find_backend),
+        cmocka_unit_test(test_reload_carry_over),
+        cmocka_unit_test(test_backend_outlives_table),
+        cmocka_unit_test(test_table_refs),
+        cmocka_unit_test(test_ids_unique_across_reloads),
         cmocka_unit_test(test_set_admin),
+        cmocka_unit_test(test_derived_keeps_admin_changes),
     };
     return cmocka_run_group_tests_name("rt", tests, NULL, NULL);
 }
