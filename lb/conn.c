@@ -153,7 +153,11 @@ static void conn_update_watchers(struct conn *c)
         break;
     case CS_PROXY: /* read on even after the request: no epoll change per request */
     case CS_TUNNEL:
-        want_read = !c->eof && (!c->in || buf_room(c->in) || c->in->r);
+        if (c->tx.req_splice)
+            want_read = !c->eof && spl_has_room(c->tx.req_pipe) &&
+                        c->tx.req_left > spl_bytes(c->tx.req_pipe);
+        else
+            want_read = !c->eof && (!c->in || buf_room(c->in) || c->in->r);
         break;
     default:
         break;
@@ -213,6 +217,61 @@ ssize_t conn_send(struct conn *c, const char *body, size_t body_len)
     if (from_out)
         buf_consume(c->out, from_out);
     return w - (ssize_t)from_out;
+}
+
+void conn_splice(struct conn *c, struct xprt *from, struct xprt *to, struct spl_pipe **pp,
+                 uint64_t pull, struct spl_io *r)
+{
+    struct spl_pool *pool = &c->wk->spl;
+    *r = (struct spl_io){0};
+    for (int round = 0; round < 16; round++) {
+        bool moved = false;
+        if (pull > r->in && from->rd && spl_has_room(*pp)) {
+            if (!*pp && !(*pp = spl_get(pool))) {
+                r->no_pipe = true;
+                return;
+            }
+            struct spl_pipe *p = *pp;
+            uint64_t want = pull - r->in;
+            size_t len = want < p->cap - p->n ? (size_t)want : p->cap - p->n;
+            ssize_t n = xprt_splice_in(from, p->wr, len);
+            if (n > 0) {
+                p->n += (uint32_t)n;
+                r->in += (uint64_t)n;
+                moved = true;
+            } else if (n == 0) {
+                r->eof = true;
+            } else if (n == XPRT_WANT_READ) {
+                if (p->n) { /* no room in the pipe, not nothing to read: retry once it drains */
+                    p->full = true;
+                    from->rd = true;
+                }
+            } else {
+                r->from_err = true;
+            }
+        }
+        if (*pp && (*pp)->n && !to->wr_blocked) {
+            struct spl_pipe *p = *pp;
+            ssize_t n = xprt_splice_out(to, p->rd, p->n);
+            if (n > 0) {
+                p->n -= (uint32_t)n;
+                p->full = false;
+                r->out += (uint64_t)n;
+                moved = true;
+            } else if (n == XPRT_ERROR) {
+                r->to_err = true;
+                break;
+            }
+        }
+        if (*pp && !(*pp)->n)
+            spl_put(pool, pp);
+        if (!moved || r->eof || r->from_err)
+            break;
+    }
+    if (r->out)
+        cnt_add(&pool->bytes, r->out);
+    if (r->in || r->out)
+        conn_touch(c);
 }
 
 /* ---- birth and death ------------------------------------------------------- */

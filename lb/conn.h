@@ -36,6 +36,7 @@
 #include "lb/core/net.h"
 #include "lb/core/xprt.h"
 #include "lb/rt.h"
+#include "lb/splice.h"
 #include "lb/txn.h"
 
 struct worker;
@@ -135,6 +136,27 @@ ssize_t conn_recv(struct conn *c, struct xprt *x, struct buf **bp);
 /* Send c->out and then BODY[0..len) to the client: bytes of the body sent
  * (>= 0), or -1 when the client is gone. */
 ssize_t conn_send(struct conn *c, const char *body, size_t len);
+
+/* What one conn_splice() did. */
+struct spl_io {
+    uint64_t in;   /* bytes taken from the source */
+    uint64_t out;  /* bytes delivered to the destination */
+    bool eof;      /* the source closed */
+    bool from_err; /* the source broke (a reset) */
+    bool to_err;   /* the destination broke */
+    bool no_pipe;  /* no pipe could be had: go on with the buffers */
+};
+
+/*
+ * Move body bytes FROM -> *pp -> TO with splice(2): at most PULL more bytes
+ * from FROM (0: none, only drain the pipe), and whatever the pipe holds to
+ * TO, for a bounded number of rounds or until neither side can move. A pipe
+ * is taken from the worker's pool when needed and given back whenever empty.
+ * Counts what it delivered in the worker's splice counters and pushes the
+ * timeout out on progress; the caller does the transaction's accounting.
+ */
+void conn_splice(struct conn *c, struct xprt *from, struct xprt *to, struct spl_pipe **pp,
+                 uint64_t pull, struct spl_io *r);
 /* Stop writing and wait briefly for the client to close (or close now). */
 void conn_linger(struct conn *c);
 /* "reading the response head from api/b2": what the connection is doing. */
@@ -146,6 +168,9 @@ enum step request_step(struct conn *c);
 enum step request_send(struct conn *c) MUST_USE;
 enum step request_read(struct conn *c) MUST_USE;
 enum step request_finish(struct conn *c) MUST_USE;
+/* Should the rest of the request body be spliced (and so request_splice() run)? */
+bool request_may_splice(const struct conn *c);
+enum step request_splice(struct conn *c) MUST_USE;
 
 /* forward.c */
 enum step proxy_step(struct conn *c);
@@ -167,6 +192,9 @@ void forward_update_upstream(struct conn *c);
 enum step response_parse(struct conn *c) MUST_USE;
 enum step response_send(struct conn *c) MUST_USE;
 enum step response_read(struct conn *c) MUST_USE;
+/* Should the rest of the response body be spliced (and so response_splice() run)? */
+bool response_may_splice(const struct conn *c);
+enum step response_splice(struct conn *c) MUST_USE;
 
 /* reply.c */
 enum step reply_error(struct conn *c, enum own_reason why) MUST_USE;

@@ -113,6 +113,10 @@ void forward_drop_inflight(struct conn *c)
 void forward_release(struct conn *c, bool reusable)
 {
     struct upstream *up = c->up;
+    /* nothing moves between the two any more: pipes go back (closed if not empty) */
+    spl_put(&c->wk->spl, &c->tx.req_pipe);
+    spl_put(&c->wk->spl, &c->tx.resp_pipe);
+    c->tx.req_splice = c->tx.resp_splice = false;
     if (!up)
         return;
     c->up = NULL;
@@ -126,8 +130,12 @@ void forward_release(struct conn *c, bool reusable)
 void forward_update_upstream(struct conn *c)
 {
     struct upstream *up = c->up;
-    bool want = (!c->tx.resp_done || c->st == CS_TUNNEL) && !up->eof &&
-                (!up->in || buf_room(up->in) || up->in->r);
+    const struct txn *t = &c->tx;
+    bool room = t->resp_splice ? spl_has_room(t->resp_pipe) &&
+                                     (t->resp_body == H1_BODY_CLOSE ||
+                                      t->resp_left > spl_bytes(t->resp_pipe))
+                               : !up->in || buf_room(up->in) || up->in->r;
+    bool want = (!t->resp_done || c->st == CS_TUNNEL) && !up->eof && room;
     upstream_update(up, want);
 }
 
@@ -317,22 +325,34 @@ enum step proxy_step(struct conn *c)
         any = r;
     }
     if (!t->req_done || (c->uhead && t->uhead_sent < buf_len(c->uhead))) {
-        if ((r = request_send(c)) == STEP_MOVED)
+        if (t->req_splice || request_may_splice(c))
+            r = request_splice(c);
+        else
+            r = request_send(c);
+        if (r == STEP_MOVED)
             return r;
         any |= r;
     }
-    if ((r = request_read(c)) == STEP_MOVED)
-        return r;
-    any |= r;
-    if ((r = response_read(c)) == STEP_MOVED)
-        return r;
-    any |= r;
+    if (!t->req_splice) {
+        if ((r = request_read(c)) == STEP_MOVED)
+            return r;
+        any |= r;
+    }
+    if (t->resp_splice || response_may_splice(c)) {
+        if ((r = response_splice(c)) == STEP_MOVED)
+            return r;
+        any |= r;
+    } else {
+        if ((r = response_read(c)) == STEP_MOVED)
+            return r;
+        any |= r;
+    }
     if (!t->resp_head && c->up && c->up->in && buf_len(c->up->in)) {
         if ((r = response_parse(c)) == STEP_MOVED)
             return r;
         any |= r;
     }
-    if ((c->out && buf_len(c->out)) || t->resp_head) {
+    if ((c->out && buf_len(c->out)) || (t->resp_head && !t->resp_splice)) {
         if ((r = response_send(c)) == STEP_MOVED)
             return r;
         any |= r;

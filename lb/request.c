@@ -257,6 +257,63 @@ enum step request_send(struct conn *c)
     return STEP_PROGRESS;
 }
 
+/*
+ * Splice the rest of the body (splice.h) rather than copy it through c->in:
+ * a Content-Length body with at least SPL_MIN_BODY bytes still to come, once
+ * the rewritten head and the body bytes read with it are with the backend,
+ * when lb.splice is "auto" and both sides are plain sockets. Chunked bodies
+ * stay in the buffers, where their framing is checked.
+ */
+bool request_may_splice(const struct conn *c)
+{
+    const struct txn *t = &c->tx;
+    const struct upstream *up = c->up;
+    if (t->req_splice || t->req_nosplice || t->req_done || t->req_body != H1_BODY_LENGTH ||
+        t->req_left < SPL_MIN_BODY || !up || up->connecting || c->eof)
+        return false;
+    return t->rt->cfg->splice == CFG_SPLICE_AUTO && t->req_ready == 0 &&
+           !(c->in && buf_len(c->in)) && !(c->uhead && t->uhead_sent < buf_len(c->uhead)) &&
+           xprt_can_splice(&c->x) && xprt_can_splice(&up->x);
+}
+
+/* The body client -> pipe -> backend, exactly the bytes Content-Length
+ * announced; what comes after them stays in the socket for the next request. */
+enum step request_splice(struct conn *c)
+{
+    struct txn *t = &c->tx;
+    struct upstream *up = c->up;
+    if (up->x.wr_blocked && !c->x.rd)
+        return STEP_WAIT;
+    t->req_splice = true;
+    buf_put_if_empty(&c->wk->bufs, &c->in);
+    uint64_t pull = c->eof ? 0 : t->req_left - spl_bytes(t->req_pipe);
+    struct spl_io r;
+    conn_splice(c, &c->x, &up->x, &t->req_pipe, pull, &r);
+    if (r.out) {
+        t->req_left -= r.out;
+        cnt_add(&t->be->cnt[c->wk->id].bytes_out, r.out);
+    }
+    if (r.to_err)
+        return forward_failed(c, RF_RESET, NULL);
+    if (r.no_pipe) { /* the buffers take it from here */
+        t->req_splice = false;
+        t->req_nosplice = true;
+        return STEP_PROGRESS;
+    }
+    if (r.eof || r.from_err) {
+        c->eof = true;
+        c->x.rd = false;
+        /* the client left in the middle of its request: not the backend's fault */
+        log_debug("client %s closed during the request body", c->peer);
+        return reply_abort(c);
+    }
+    if (t->req_left == 0) {
+        t->req_done = true;
+        t->req_splice = false;
+    }
+    return r.in || r.out ? STEP_PROGRESS : STEP_WAIT;
+}
+
 /* Read the request body, or a pipelined request that waits its turn in c->in. */
 enum step request_read(struct conn *c)
 {

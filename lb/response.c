@@ -153,7 +153,8 @@ static void update_resp_done(struct conn *c)
     else if (t->resp_body == H1_BODY_CHUNKED)
         t->resp_done = h1_chunk_done(&t->resp_chunk) && t->resp_ready == 0;
     else if (t->resp_body == H1_BODY_CLOSE)
-        t->resp_done = c->up && c->up->eof && buf_len(c->up->in) == 0;
+        t->resp_done = c->up && c->up->eof && (!c->up->in || buf_len(c->up->in) == 0) &&
+                       !spl_bytes(t->resp_pipe);
     else
         t->resp_done = true;
 }
@@ -215,4 +216,76 @@ enum step response_read(struct conn *c)
     if (up->in && buf_len(up->in) && response_send(c) == STEP_MOVED)
         return STEP_MOVED; /* the client went away meanwhile */
     return reply_abort(c);
+}
+
+/*
+ * Splice the rest of the body (splice.h) rather than copy it through
+ * up->in: a Content-Length body with at least SPL_MIN_BODY bytes still to
+ * come, or a close-delimited one, when lb.splice is "auto" and both sides
+ * are plain sockets. Only once everything read into buffers so far (the
+ * head, and the body bytes that came with it) has gone to the client, so
+ * the bytes keep their order. Chunked bodies stay in the buffers: their
+ * framing is checked (and for HTTP/1.0 clients removed) on the way.
+ */
+bool response_may_splice(const struct conn *c)
+{
+    const struct txn *t = &c->tx;
+    const struct upstream *up = c->up;
+    if (t->resp_splice || t->resp_nosplice || !t->resp_head || t->resp_done || !up || up->eof)
+        return false;
+    if (t->resp_body == H1_BODY_LENGTH ? t->resp_left < SPL_MIN_BODY : t->resp_body != H1_BODY_CLOSE)
+        return false;
+    return t->rt->cfg->splice == CFG_SPLICE_AUTO && t->resp_ready == 0 &&
+           !(up->in && buf_len(up->in)) && !(c->out && buf_len(c->out)) &&
+           xprt_can_splice(&up->x) && xprt_can_splice(&c->x);
+}
+
+/*
+ * The body backend -> pipe -> client. Exact to the byte: a Content-Length
+ * body takes no more from the backend than it still owes; a close-delimited
+ * one runs to the backend's close. A backend that closes or resets before
+ * the end is a failure (as in response_read()): what the pipe holds goes to
+ * the client if it can take it now, then the client is cut off.
+ */
+enum step response_splice(struct conn *c)
+{
+    struct txn *t = &c->tx;
+    struct upstream *up = c->up;
+    bool by_length = t->resp_body == H1_BODY_LENGTH;
+    t->resp_splice = true;
+    buf_put_if_empty(&c->wk->bufs, &up->in);
+    uint64_t pull = up->eof ? 0 : by_length ? t->resp_left - spl_bytes(t->resp_pipe) : UINT64_MAX;
+    struct spl_io r;
+    conn_splice(c, &up->x, &c->x, &t->resp_pipe, pull, &r);
+    if (r.out) {
+        t->resp_bytes += r.out;
+        if (by_length)
+            t->resp_left -= r.out;
+        cnt_add(&t->be->cnt[c->wk->id].bytes_in, r.out);
+    }
+    if (r.to_err) {
+        log_debug("client %s went away while sending the response", c->peer);
+        return reply_abort(c);
+    }
+    if (r.no_pipe) { /* the buffers take it from here */
+        t->resp_splice = false;
+        t->resp_nosplice = true;
+        return STEP_PROGRESS;
+    }
+    if (r.eof || r.from_err) {
+        up->eof = true;
+        up->x.rd = false;
+        if (by_length || r.from_err) {
+            forward_count_failure(c, RF_RESET);
+            forward_log_failure(c, "closed in the middle of a response");
+            return reply_abort(c);
+        }
+    }
+    if (by_length)
+        t->resp_done = t->resp_left == 0;
+    else
+        t->resp_done = up->eof && !spl_bytes(t->resp_pipe);
+    if (t->resp_done)
+        t->resp_splice = false;
+    return r.in || r.out || r.eof ? STEP_PROGRESS : STEP_WAIT;
 }

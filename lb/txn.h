@@ -23,6 +23,7 @@
 #include "lb/rt.h"
 
 struct conn;
+struct spl_pipe;
 
 struct txn {
     /* where it goes */
@@ -51,6 +52,9 @@ struct txn {
     uint32_t req_ready; /* body bytes at the front of the input that may be sent */
     struct h1_chunk req_chunk;
     uint32_t uhead_sent; /* bytes of the rewritten head sent */
+    bool req_splice;     /* the body goes client -> pipe -> backend (splice.h) */
+    bool req_nosplice;   /* no pipe could be had: buffers for the rest of it */
+    struct spl_pipe *req_pipe; /* while it holds bytes */
 
     /* the response */
     size_t uscanned; /* response head scan progress */
@@ -62,6 +66,9 @@ struct txn {
     uint64_t resp_left;
     uint32_t resp_ready; /* body bytes at the front of the upstream's input that may be sent */
     struct h1_chunk resp_chunk;
+    bool resp_splice;           /* the body goes backend -> pipe -> client */
+    bool resp_nosplice;         /* no pipe could be had: buffers for the rest of it */
+    struct spl_pipe *resp_pipe; /* while it holds bytes */
     int status;          /* of the response sent to the client */
     uint8_t own;         /* enum own_reason + 1 when the proxy answered itself, else 0 */
     uint64_t resp_bytes; /* bytes sent to the client for this request */

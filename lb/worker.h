@@ -18,6 +18,7 @@
 #include "lb/core/rng.h"
 #include "lb/pick.h"
 #include "lb/retry.h"
+#include "lb/splice.h"
 #include "lb/tls.h"
 #include "lb/upstream.h"
 
@@ -87,6 +88,7 @@ struct worker {
     struct up_pool ups; /* connections to backends, idle ones by backend */
 
     struct buf_pool bufs;
+    struct spl_pool spl;     /* pipes for spliced bodies */
     struct h1_request req;   /* scratch: the head being parsed */
     struct h1_response resp; /* scratch */
     struct rng rng;          /* request ids, breaker jitter */
