@@ -44,37 +44,41 @@ struct upstream;
 
 enum conn_state { CS_IDLE, CS_HEAD, CS_QUEUED, CS_PROXY, CS_TUNNEL, CS_ERROR, CS_LINGER, CS_DEAD };
 
+/*
+ * What a connection holds between requests is this struct alone (about 250
+ * bytes): no buffer, no transaction, no pipe. The transaction (txn.h: the
+ * request's state, the response head and rewritten request head buffers)
+ * comes from the worker's pool when a request's first byte arrives and goes
+ * back when the connection is idle again; tx is NULL in between (state IDLE
+ * only). The client's address is kept as a sockaddr; its text is made when
+ * a request or a log line needs it.
+ */
 struct conn {
     ev_io io;
     ev_timer tm;
     struct worker *wk;
     struct conn *next, *prev; /* the worker's list */
     struct xprt x;            /* the client's socket */
-    int ls;                   /* listener index in the worker's snapshot */
-    enum conn_state st;
-
-    struct buf *in;    /* bytes from the client not yet parsed or forwarded */
-    struct buf *out;   /* bytes for the client that we wrote: response head or error */
-    struct buf *uhead; /* the rewritten request head; kept until the response head */
+    struct buf *in;           /* bytes from the client not yet parsed or forwarded */
+    struct txn *tx;           /* the request being served; NULL while idle */
     struct upstream *up;
+    struct rt *hs_rt; /* pinned while the TLS handshake runs on its listener's contexts */
 
     ev_tstamp want_exp;  /* when the current timeout expires */
     ev_tstamp armed_exp; /* when the timer is actually armed (lazy re-arming) */
     uint32_t tmo_ms;     /* the current inactivity timeout */
-    size_t scanned;      /* request head scan progress (h1_parse_request) */
+    int ls;              /* listener index in the worker's snapshot */
+    uint8_t st;          /* enum conn_state */
+    bool eof;            /* the client closed its side */
+    bool closing;        /* close after the current response */
+    bool shut_up;        /* tunnel: we shut down our writing side to the backend */
+    bool shut_client;    /* tunnel: ... and to the client */
 
-    bool eof;         /* the client closed its side */
-    bool closing;     /* close after the current response */
-    bool shut_up;     /* tunnel: we shut down our writing side to the backend */
-    bool shut_client; /* tunnel: ... and to the client */
-
-    struct rt *hs_rt; /* pinned while the TLS handshake runs on its listener's contexts */
-
-    struct txn tx; /* the request being served */
-
-    char peer[NET_PEER_MAX]; /* client "ip:port", for logs */
-    char ip[NET_IP_MAX];     /* client address, for X-Forwarded-For */
+    union net_sa peer; /* the client's address */
 };
+
+/* "ip:port" of the client, for log lines. */
+const char *conn_peer(const struct conn *c, char buf[NET_PEER_MAX]);
 
 /* ---- for the worker ----------------------------------------------------- */
 
@@ -162,6 +166,12 @@ void conn_linger(struct conn *c);
 /* "reading the response head from api/b2": what the connection is doing. */
 const char *conn_action(const struct conn *c, char *buf, size_t len);
 void conn_log_client_error(struct conn *c, int status, const char *what);
+/* The connection's transaction, taken from the worker's pool if it has none:
+ * NULL when memory is exhausted. */
+struct txn *conn_txn_begin(struct conn *c);
+/* Release the transaction with its buffers and snapshot (its upstream, pipes
+ * and in-flight count must be released already): the connection is idle or dying. */
+void conn_txn_end(struct conn *c);
 
 /* request.c */
 enum step request_step(struct conn *c);

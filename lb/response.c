@@ -15,7 +15,7 @@
  * status the pool retries on. STEP_MOVED when the request went elsewhere. */
 static MUST_USE enum step response_arrived(struct conn *c, const struct h1_response *resp)
 {
-    struct txn *t = &c->tx;
+    struct txn *t = c->tx;
     t->t_resp = ev_now(c->wk->loop);
     struct be_counters *cnt = &t->be->cnt[c->wk->id];
     const struct cfg_pool *pcfg = &t->rt->cfg->pools[t->pool];
@@ -43,7 +43,7 @@ static MUST_USE enum step response_arrived(struct conn *c, const struct h1_respo
  */
 enum step response_parse(struct conn *c)
 {
-    struct txn *t = &c->tx;
+    struct txn *t = c->tx;
     struct upstream *up = c->up;
     struct h1_response *resp = &c->wk->resp;
     size_t have = buf_len(up->in);
@@ -54,12 +54,12 @@ enum step response_parse(struct conn *c)
         return forward_failed(c, RF_INVALID, "response head over the 15 KiB limit");
     if (r < 0)
         return forward_failed(c, RF_INVALID, NULL);
-    if (!c->out && !(c->out = buf_get(&c->wk->bufs)))
+    if (!c->tx->out && !(c->tx->out = buf_get(&c->wk->bufs)))
         return reply_abort(c);
     if (resp->status < 200 && resp->status != 101) {
         /* interim: 100 Continue, 103 Early Hints go to HTTP/1.1 clients as they came */
         if (t->minor == 1)
-            buf_append(c->out, buf_head(up->in), (size_t)r);
+            buf_append(c->tx->out, buf_head(up->in), (size_t)r);
         buf_consume(up->in, (size_t)r);
         t->uscanned = 0;
         return STEP_PROGRESS;
@@ -70,8 +70,8 @@ enum step response_parse(struct conn *c)
         return STEP_MOVED;
 
     /* the rewritten head was kept for a retry; with the answer here it is not needed */
-    if (c->uhead && t->uhead_sent == buf_len(c->uhead))
-        buf_put(&c->wk->bufs, &c->uhead);
+    if (c->tx->uhead && t->uhead_sent == buf_len(c->tx->uhead))
+        buf_put(&c->wk->bufs, &c->tx->uhead);
     t->status = resp->status;
     t->resp_body = (uint8_t)resp->body;
     t->resp_left = resp->body == H1_BODY_LENGTH ? resp->content_length : 0;
@@ -89,7 +89,7 @@ enum step response_parse(struct conn *c)
         .closing = c->closing,
         .http10 = t->minor == 0,
     };
-    if (!rw_response_head(c->out, resp, &rs))
+    if (!rw_response_head(c->tx->out, resp, &rs))
         return forward_failed(c, RF_INVALID, "response head too large to rewrite");
     t->resp_head = true;
     buf_consume(up->in, (size_t)r);
@@ -106,7 +106,7 @@ enum step response_parse(struct conn *c)
 /* How many bytes at the front of up->in are response body ready for the client. */
 static int scan_response_body(struct conn *c)
 {
-    struct txn *t = &c->tx;
+    struct txn *t = c->tx;
     struct buf *in = c->up ? c->up->in : NULL;
     size_t avail = in ? buf_len(in) : 0;
     switch (t->resp_body) {
@@ -145,7 +145,7 @@ static int scan_response_body(struct conn *c)
 
 static void update_resp_done(struct conn *c)
 {
-    struct txn *t = &c->tx;
+    struct txn *t = c->tx;
     if (!t->resp_head)
         return;
     if (t->resp_body == H1_BODY_LENGTH)
@@ -159,10 +159,10 @@ static void update_resp_done(struct conn *c)
         t->resp_done = true;
 }
 
-/* What is waiting in c->out (a head), then response body, to the client. */
+/* What is waiting in c->tx->out (a head), then response body, to the client. */
 enum step response_send(struct conn *c)
 {
-    struct txn *t = &c->tx;
+    struct txn *t = c->tx;
     if (t->resp_head && scan_response_body(c) == -1) {
         forward_count_failure(c, RF_INVALID);
         forward_log_failure(c, "invalid chunked response body");
@@ -171,7 +171,8 @@ enum step response_send(struct conn *c)
     const char *body = t->resp_ready ? buf_head(c->up->in) : NULL;
     ssize_t b = conn_send(c, body, t->resp_ready);
     if (b < 0) {
-        log_debug("client %s went away while sending the response", c->peer);
+        log_debug("client %s went away while sending the response",
+                  conn_peer(c, (char[NET_PEER_MAX]){0}));
         return reply_abort(c);
     }
     if (b > 0) {
@@ -204,9 +205,9 @@ enum step response_read(struct conn *c)
     up->x.rd = false;
     bool reset = n == -1;
     up->eof = true; /* a reset is an end too, only not a clean one */
-    if (!c->tx.resp_head)
+    if (!c->tx->resp_head)
         return forward_failed(c, RF_RESET, NULL);
-    if (c->tx.resp_body == H1_BODY_CLOSE && !reset) {
+    if (c->tx->resp_body == H1_BODY_CLOSE && !reset) {
         update_resp_done(c);
         return STEP_PROGRESS;
     }
@@ -229,14 +230,14 @@ enum step response_read(struct conn *c)
  */
 bool response_may_splice(const struct conn *c)
 {
-    const struct txn *t = &c->tx;
+    const struct txn *t = c->tx;
     const struct upstream *up = c->up;
     if (t->resp_splice || t->resp_nosplice || !t->resp_head || t->resp_done || !up || up->eof)
         return false;
     if (t->resp_body == H1_BODY_LENGTH ? t->resp_left < SPL_MIN_BODY : t->resp_body != H1_BODY_CLOSE)
         return false;
     return t->rt->cfg->splice == CFG_SPLICE_AUTO && t->resp_ready == 0 &&
-           !(up->in && buf_len(up->in)) && !(c->out && buf_len(c->out)) &&
+           !(up->in && buf_len(up->in)) && !(c->tx->out && buf_len(c->tx->out)) &&
            xprt_can_splice(&up->x) && xprt_can_splice(&c->x);
 }
 
@@ -249,7 +250,7 @@ bool response_may_splice(const struct conn *c)
  */
 enum step response_splice(struct conn *c)
 {
-    struct txn *t = &c->tx;
+    struct txn *t = c->tx;
     struct upstream *up = c->up;
     bool by_length = t->resp_body == H1_BODY_LENGTH;
     t->resp_splice = true;
@@ -264,7 +265,8 @@ enum step response_splice(struct conn *c)
         cnt_add(&t->be->cnt[c->wk->id].bytes_in, r.out);
     }
     if (r.to_err) {
-        log_debug("client %s went away while sending the response", c->peer);
+        log_debug("client %s went away while sending the response",
+                  conn_peer(c, (char[NET_PEER_MAX]){0}));
         return reply_abort(c);
     }
     if (r.no_pipe) { /* the buffers take it from here */

@@ -14,6 +14,7 @@
 #include <ev.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "lb/bitset.h"
 #include "lb/core/h1.h"
@@ -22,6 +23,7 @@
 #include "lb/rewrite.h"
 #include "lb/rt.h"
 
+struct buf;
 struct conn;
 struct spl_pipe;
 
@@ -80,6 +82,11 @@ struct txn {
 
     struct conn *qnext, *qprev; /* the worker's queue of requests waiting for a backend */
 
+    struct buf *out;   /* bytes for the client that we wrote: response head or error */
+    struct buf *uhead; /* the rewritten request head; kept until the response head */
+    size_t scanned;    /* request head scan progress (h1_parse_request) */
+    struct txn *pool_next; /* free-list link of a txn_pool */
+
     /* what the access log and the request id header need; last: txn_init()
      * clears what comes before rid_len only (these are set before use) */
     uint8_t rid_len;
@@ -89,9 +96,23 @@ struct txn {
     char lpath[256];
 };
 
+/* A worker's spare transactions: a connection holds one only while it
+ * serves a request, so an idle connection costs none. */
+struct txn_pool {
+    struct txn *free;
+    uint32_t nfree;
+    uint32_t max_free; /* beyond this, released ones go back to malloc */
+};
+
 /* A fresh transaction: nothing routed or chosen, no body either way. */
 void txn_init(struct txn *t);
 void txn_deinit(struct txn *t);
+
+/* A fresh transaction from the pool, or NULL when memory is exhausted. */
+struct txn *txn_get(struct txn_pool *p);
+/* Give *tp back (its buffers, snapshot and pipes already released) and NULL it. */
+void txn_put(struct txn_pool *p, struct txn **tp);
+void txn_pool_deinit(struct txn_pool *p);
 
 /* Take the client's X-Request-Id (an acceptable one, see rw_scan), or make one when NULL. */
 void txn_set_request_id(struct txn *t, const struct h1_header *client, struct rng *rng);
@@ -99,9 +120,10 @@ void txn_set_request_id(struct txn *t, const struct h1_header *client, struct rn
 /* Keep method and target for the access log. */
 void txn_remember(struct txn *t, const struct h1_request *req);
 
-/* The access log line of the transaction, if the access log is on; X is the client's
- * transport (its TLS version, cipher and server name are logged). */
-void txn_log(const struct txn *t, const char *client, const struct xprt *x, ev_tstamp now);
+/* The access log line of the transaction, if the access log is on; CLIENT is the
+ * client's address, X its transport (its TLS version, cipher and server name are logged). */
+void txn_log(const struct txn *t, const struct sockaddr *client, const struct xprt *x,
+             ev_tstamp now);
 
 /* The response class (1xx..5xx) of STATUS. */
 enum rt_resp_class txn_resp_class(int status);

@@ -20,6 +20,7 @@
 #include "lb/retry.h"
 #include "lb/splice.h"
 #include "lb/tls.h"
+#include "lb/txn.h"
 #include "lb/upstream.h"
 
 #define WORKER_BACKLOG 4096 /* listen() backlog of every worker socket */
@@ -89,6 +90,7 @@ struct worker {
 
     struct buf_pool bufs;
     struct spl_pool spl;     /* pipes for spliced bodies */
+    struct txn_pool txns;    /* transactions of connections between requests */
     struct h1_request req;   /* scratch: the head being parsed */
     struct h1_response resp; /* scratch */
     struct rng rng;          /* request ids, breaker jitter */
