@@ -334,7 +334,8 @@ enum step proxy_step(struct conn *c)
             return r;
         any |= r;
     }
-    if (!t->req_splice) {
+    /* once the body can be spliced, reading it into c->in would only delay that */
+    if (!t->req_splice && !request_may_splice(c)) {
         if ((r = request_read(c)) == STEP_MOVED)
             return r;
         any |= r;
