@@ -11,7 +11,7 @@
                                  send SIG to PID every INTERVAL_MS for SECONDS,
                                  watching its process tree; JSON on stdout
   bench.py storm-progress STORMS T   the progress line of the last storm
-  bench.py report RUNS OUTDIR [STORMS]
+  bench.py report RUNS OUTDIR [STORMS [IDLE]]
                                  medians, ratios to HAProxy, the tables (stdout,
                                  OUTDIR/bench-STAMP.txt, latest.txt) and the JSON
                                  (OUTDIR/bench-STAMP.json, latest.json)
@@ -21,6 +21,12 @@ RUNS holds one JSON object per measured run, written by bench.sh:
 where "out" is the client's result: the line loadtest/bench/report.lua prints
 (client "wrk") or lb-load's --json object (client "lb-load").
 STORMS holds one JSON object per reload storm (mode and proxy), written by bench.sh.
+IDLE holds one JSON object per proxy: loadtest/bench/idle_mem.py's result, with "proxy".
+
+Two comparisons come out of one run: the peers doing the header work lb does
+(proxies "haproxy" and "nginx", ratios to "haproxy"), and the peers in their plain
+configuration ("haproxy-plain", "nginx-plain", ratios to "haproxy-plain"). "lb" is
+in both; "lb-nosplice" (lb.splice = "off") and "lb-base" are in the first.
 The settings and the start time come from the environment (BENCH_*).
 """
 import hashlib
@@ -36,8 +42,16 @@ import time
 
 WORKLOAD_ORDER = ["keepalive", "newconn", "64k", "openloop"]
 STORM_ORDER = ["newconn", "keepalive"]
-PROXY_ORDER = ["lb", "lb-base", "haproxy", "nginx"]
+PROXY_ORDER = ["lb", "lb-nosplice", "lb-base", "haproxy", "nginx", "haproxy-plain", "nginx-plain"]
 REF = "haproxy"
+REF_PLAIN = "haproxy-plain"
+# the two tables: (title, proxies, reference)
+TABLES = [
+    ("peers doing lb's header work (X-Forwarded-For/-Proto, X-Request-Id)",
+     ["lb", "lb-nosplice", "lb-base", "haproxy", "nginx"], REF),
+    ("peers in their plain configuration (no added headers)",
+     ["lb", "haproxy-plain", "nginx-plain"], REF_PLAIN),
+]
 
 
 def free_ports(base, n):
@@ -124,6 +138,8 @@ def settings():
         "backend": env.get("BENCH_BACKEND", "lb-backend"),
         "peer_headers": env.get("BENCH_PEER_HEADERS", "1") == "1",
         "pinning": env.get("BENCH_PIN_DESC", ""),
+        "workers": int(env.get("BENCH_WORKERS", "1")),
+        "idle_connections": int(env.get("BENCH_IDLE_CONNS", "0")),
         "cpu_source": env.get("BENCH_CPU_SOURCE", ""),
     }
 
@@ -381,9 +397,10 @@ def fmt(v, spec, width):
     return (format(v, spec) if v is not None else "-").rjust(width)
 
 
-def report(runs_path, outdir, storms_path=None):
+def report(runs_path, outdir, storms_path=None, idle_path=None):
     runs = read_jsonl(runs_path)
     storms = [storm_metrics(x) for x in read_jsonl(storms_path)]
+    idle = read_jsonl(idle_path) if idle_path else []
 
     groups = {}
     for r in runs:
@@ -419,21 +436,24 @@ def report(runs_path, outdir, storms_path=None):
             by_key[(w, p)] = entry
 
     for e in results:
-        ref = by_key.get((e["workload"], REF))
-        e["vs_haproxy"] = {k: ratio(e["median"][k], ref["median"][k]) if ref else None
-                           for k in ("rps", "cpu_us_per_req", "p50_ms", "p99_ms", "p99.9_ms")}
+        for key, refname in (("vs_haproxy", REF), ("vs_haproxy_plain", REF_PLAIN)):
+            ref = by_key.get((e["workload"], refname))
+            e[key] = {k: ratio(e["median"][k], ref["median"][k]) if ref else None
+                      for k in ("rps", "cpu_us_per_req", "p50_ms", "p99_ms", "p99.9_ms")}
 
     bar = {}
+    bar_plain = {}
     for w in workloads:
-        lb, ref = by_key.get((w, "lb")), by_key.get((w, REF))
-        if lb and ref and lb["median"]["cpu_us_per_req"] is not None:
-            bar[w] = {
-                "lb_cpu_us_per_req": lb["median"]["cpu_us_per_req"],
-                "haproxy_cpu_us_per_req": ref["median"]["cpu_us_per_req"],
-                "ratio": lb["vs_haproxy"]["cpu_us_per_req"],
-                "pass": lb["median"]["cpu_us_per_req"] <= ref["median"]["cpu_us_per_req"]
-                        and not lb["errors"],
-            }
+        for out, refname, key in ((bar, REF, "vs_haproxy"), (bar_plain, REF_PLAIN, "vs_haproxy_plain")):
+            lb, ref = by_key.get((w, "lb")), by_key.get((w, refname))
+            if lb and ref and lb["median"]["cpu_us_per_req"] is not None:
+                out[w] = {
+                    "lb_cpu_us_per_req": lb["median"]["cpu_us_per_req"],
+                    "haproxy_cpu_us_per_req": ref["median"]["cpu_us_per_req"],
+                    "ratio": lb[key]["cpu_us_per_req"],
+                    "pass": lb["median"]["cpu_us_per_req"] <= ref["median"]["cpu_us_per_req"]
+                            and not lb["errors"],
+                }
 
     storms.sort(key=lambda x: (order(x["mode"], STORM_ORDER), order(x["proxy"], PROXY_ORDER)))
     for x in storms:
@@ -446,8 +466,8 @@ def report(runs_path, outdir, storms_path=None):
     root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
     m = meta(root)
     st = settings()
-    doc = {"meta": m, "settings": st, "results": results, "bar": bar, "storm": storms,
-           "elapsed_s": None}
+    doc = {"meta": m, "settings": st, "results": results, "bar": bar, "bar_plain": bar_plain,
+           "storm": storms, "idle": idle, "elapsed_s": None}
 
     lines = []
     v = m["versions"]
@@ -468,7 +488,9 @@ def report(runs_path, outdir, storms_path=None):
         lines.append(f"# openloop: lb-load --rate {ol['rate']} -c{st['connections']} keep-alive ({src}), "
                      f"the same rate for every proxy; latency from each request's scheduled send time")
     lines.append("# haproxy and nginx " + ("add X-Forwarded-For/-Proto and X-Request-Id like lb"
-                                          if st["peer_headers"] else "proxy plainly (no added headers)"))
+                                          if st["peer_headers"] else "proxy plainly (no added headers)")
+                 + "; haproxy-plain and nginx-plain proxy plainly; lb-nosplice is lb with lb.splice = off"
+                 + f"; {st['workers']} worker(s)/thread(s) each")
     loads = [run["loadavg"] for e in results for run in e["runs"] if run.get("loadavg") is not None]
     if loads:
         # the bench itself keeps about nproc tasks runnable
@@ -476,29 +498,46 @@ def report(runs_path, outdir, storms_path=None):
         lines.append(f"# load average during the runs {min(loads):.1f}..{max(loads):.1f}"
                      + (f" -- the machine was busy with other work; expect noise" if busy else ""))
         m["loadavg_range"] = [min(loads), max(loads)]
-    hdr = (f"{'workload':<10} {'proxy':<8} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'p99.9 ms':>8} "
-           f"{'cpu us/req':>10} {'cpu vs haproxy':>14} {'req/s vs haproxy':>16} {'p99 vs haproxy':>14} "
-           f"{'proxy cpu%':>10} {'wait%':>5} {'be conn/req':>11} {'spread rps/cpu':>14}  errors")
-    if results:
-        lines.append(hdr)
-    for e in results:
-        md, vs, sp = e["median"], e["vs_haproxy"], e["spread_pct"]
-        err = str(e["errors"]) if e["errors"] else "0"
-        if e["flagged_runs"]:
-            err += " FLAGGED (rounds " + ",".join(map(str, e["flagged_runs"])) + ")"
-        sp_s = f"{sp['rps']:.0f}%/{sp['cpu_us_per_req']:.0f}%" if sp["rps"] is not None \
-            and sp["cpu_us_per_req"] is not None else "-"
-        lines.append(
-            f"{e['workload']:<10} {e['proxy']:<8} {fmt(md['rps'], '.0f', 9)} "
-            f"{fmt(md['p50_ms'], '.3f', 7)} {fmt(md['p99_ms'], '.3f', 7)} {fmt(md['p99.9_ms'], '.3f', 8)} "
-            f"{fmt(md['cpu_us_per_req'], '.2f', 10)} {fmt(vs['cpu_us_per_req'], '.2f', 14)} "
-            f"{fmt(vs['rps'], '.2f', 16)} {fmt(vs['p99_ms'], '.2f', 14)} {fmt(md['proxy_cpu_pct'], '.0f', 10)} "
-            f"{fmt(md['proxy_runq_wait_pct'], '.0f', 5)} {fmt(md['backend_conns_per_req'], '.3f', 11)} "
-            f"{sp_s:>14}  {err}")
-    for w, b in bar.items():
-        lines.append(f"bar {w:<10} lb {b['lb_cpu_us_per_req']:.2f} us/req vs haproxy "
-                     f"{b['haproxy_cpu_us_per_req']:.2f} us/req (x{b['ratio']:.2f}): "
-                     f"{'ok' if b['pass'] else 'NOT MET'}")
+    for title, members, refname in TABLES:
+        rows = [e for e in results if e["proxy"] in members]
+        if not any(e["proxy"] != "lb" for e in rows):
+            continue
+        key = "vs_haproxy" if refname == REF else "vs_haproxy_plain"
+        lines.append("")
+        lines.append(f"# {title}: ratios to {refname}")
+        lines.append(f"{'workload':<10} {'proxy':<13} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'p99.9 ms':>8} "
+                     f"{'cpu us/req':>10} {'cpu vs ' + refname:>20} {'req/s vs ref':>12} {'p99 vs ref':>10} "
+                     f"{'proxy cpu%':>10} {'wait%':>5} {'be conn/req':>11} {'spread rps/cpu':>14}  errors")
+        for e in rows:
+            md, vs, sp = e["median"], e[key], e["spread_pct"]
+            err = str(e["errors"]) if e["errors"] else "0"
+            if e["flagged_runs"]:
+                err += " FLAGGED (rounds " + ",".join(map(str, e["flagged_runs"])) + ")"
+            sp_s = f"{sp['rps']:.0f}%/{sp['cpu_us_per_req']:.0f}%" if sp["rps"] is not None \
+                and sp["cpu_us_per_req"] is not None else "-"
+            lines.append(
+                f"{e['workload']:<10} {e['proxy']:<13} {fmt(md['rps'], '.0f', 9)} "
+                f"{fmt(md['p50_ms'], '.3f', 7)} {fmt(md['p99_ms'], '.3f', 7)} {fmt(md['p99.9_ms'], '.3f', 8)} "
+                f"{fmt(md['cpu_us_per_req'], '.2f', 10)} {fmt(vs['cpu_us_per_req'], '.2f', 20)} "
+                f"{fmt(vs['rps'], '.2f', 12)} {fmt(vs['p99_ms'], '.2f', 10)} {fmt(md['proxy_cpu_pct'], '.0f', 10)} "
+                f"{fmt(md['proxy_runq_wait_pct'], '.0f', 5)} {fmt(md['backend_conns_per_req'], '.3f', 11)} "
+                f"{sp_s:>14}  {err}")
+        for w, b in (bar if refname == REF else bar_plain).items():
+            lines.append(f"bar {w:<10} lb {b['lb_cpu_us_per_req']:.2f} us/req vs {refname} "
+                         f"{b['haproxy_cpu_us_per_req']:.2f} us/req (x{b['ratio']:.2f}): "
+                         f"{'ok' if b['pass'] else 'NOT MET'}")
+
+    if idle:
+        ref = next((x for x in idle if x["proxy"] == REF), None)
+        lines.append("")
+        lines.append("# idle keep-alive client connections: each served one GET / and stays open; "
+                     "RSS growth of the proxy (all its processes) / connections, after a warm-up")
+        lines.append(f"{'proxy':<13} {'connections':>11} {'rss KiB before':>14} {'rss KiB after':>13} "
+                     f"{'KiB per conn':>12} {'vs haproxy':>10}")
+        for x in sorted(idle, key=lambda x: order(x["proxy"], PROXY_ORDER)):
+            lines.append(f"{x['proxy']:<13} {x['connections']:>11} {x['rss_kb_before']:>14} "
+                         f"{x['rss_kb_after']:>13} {x['kib_per_conn']:>12.2f} "
+                         f"{fmt(ratio(x['kib_per_conn'], ref['kib_per_conn']) if ref else None, '.2f', 10)}")
 
     if storms:
         x0 = storms[0]
@@ -571,8 +610,8 @@ def main(argv):
         storm(argv[2], argv[3], argv[4], argv[5])
     elif len(argv) == 4 and argv[1] == "storm-progress":
         storm_progress(argv[2], argv[3])
-    elif len(argv) in (4, 5) and argv[1] == "report":
-        report(argv[2], argv[3], argv[4] if len(argv) == 5 else None)
+    elif len(argv) in (4, 5, 6) and argv[1] == "report":
+        report(argv[2], argv[3], argv[4] if len(argv) >= 5 else None, argv[5] if len(argv) == 6 else None)
     else:
         sys.exit(__doc__)
 
