@@ -285,7 +285,11 @@ static bool valid_host(const char *v, size_t n)
     return *p == ':' && valid_port(p + 1, end);
 }
 
-/* Fold one header field into f. idx is its index in the headers array. */
+/* Is H's name LOWER (a string literal of its length's case below)? */
+#define NAME_IS(h, lower) h1_token_eq_lower((h)->name, lower, sizeof(lower) - 1)
+
+/* Fold one header field into f. idx is its index in the headers array. The
+ * switch on the name's length has already matched the length. */
 static int field_apply(struct fields *f, const struct h1_header *h, int idx)
 {
     const char *v = h->value;
@@ -293,28 +297,28 @@ static int field_apply(struct fields *f, const struct h1_header *h, int idx)
 
     switch (h->name_len) {
     case 4:
-        if (f->response || !h1_name_is(h, "host"))
+        if (f->response || !NAME_IS(h, "host"))
             return 0;
         if (f->host >= 0 || !valid_host(v, n))
             return H1_ERROR;
         f->host = idx;
         return 0;
     case 6:
-        if (h1_name_is(h, "expect") && ci_eq(v, n, "100-continue"))
+        if (NAME_IS(h, "expect") && ci_eq(v, n, "100-continue"))
             f->expect_continue = true;
         return 0;
     case 7:
-        if (h1_name_is(h, "upgrade"))
+        if (NAME_IS(h, "upgrade"))
             f->has_upgrade = true;
         return 0;
     case 10:
-        if (h1_name_is(h, "connection"))
+        if (NAME_IS(h, "connection"))
             field_connection(f, v, n);
         return 0;
     case 14:
-        return h1_name_is(h, "content-length") ? field_content_length(f, v, n) : 0;
+        return NAME_IS(h, "content-length") ? field_content_length(f, v, n) : 0;
     case 17:
-        return h1_name_is(h, "transfer-encoding") ? field_transfer_encoding(f, v, n) : 0;
+        return NAME_IS(h, "transfer-encoding") ? field_transfer_encoding(f, v, n) : 0;
     default:
         return 0;
     }

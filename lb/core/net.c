@@ -35,6 +35,9 @@ int net_listen(const struct cfg_addr *a, bool reuseport, int backlog, char *err,
         if (a->sa.ss_family == AF_INET6)
             setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
     }
+    /* accepted sockets inherit TCP_NODELAY from their listener (Linux): one
+     * setsockopt here instead of one per connection */
+    set_nodelay(fd, a->sa.ss_family);
     if (bind(fd, (const struct sockaddr *)&a->sa, a->len) == -1) {
         snprintf(err, errlen, "bind %s: %s", a->text, strerror(errno));
         goto fail;
@@ -52,10 +55,7 @@ fail:
 int net_accept(int lfd, struct sockaddr_storage *ss)
 {
     socklen_t len = sizeof(*ss);
-    int fd = accept4(lfd, (struct sockaddr *)ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd != -1)
-        set_nodelay(fd, ss->ss_family);
-    return fd;
+    return accept4(lfd, (struct sockaddr *)ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 }
 
 int net_connect(const struct cfg_addr *a, bool *in_progress)

@@ -24,8 +24,9 @@
  * own); -1 with a message in ERR. */
 int net_listen(const struct cfg_addr *a, bool reuseport, int backlog, char *err, size_t errlen);
 
-/* Accept one connection: the fd (non-blocking, TCP_NODELAY on TCP) and its
- * peer in SS; -1 with errno set (EAGAIN when none is waiting). */
+/* Accept one connection: the fd (non-blocking; TCP_NODELAY on TCP, inherited
+ * from a listener made by net_listen()) and its peer in SS; -1 with errno set
+ * (EAGAIN when none is waiting). */
 int net_accept(int lfd, struct sockaddr_storage *ss);
 
 /*
