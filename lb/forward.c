@@ -132,10 +132,12 @@ void forward_update_upstream(struct conn *c)
 {
     struct upstream *up = c->up;
     const struct txn *t = c->tx;
-    bool room = t->resp_splice ? spl_has_room(t->resp_pipe) &&
-                                     (t->resp_body == H1_BODY_CLOSE ||
-                                      t->resp_left > spl_bytes(t->resp_pipe))
-                               : !up->in || buf_room(up->in) || up->in->r;
+    bool room;
+    if (t->resp_splice) /* the pipe has room, and the body bytes owed are not all in it */
+        room = spl_has_room(t->resp_pipe) &&
+               (t->resp_body == H1_BODY_CLOSE || t->resp_left > spl_bytes(t->resp_pipe));
+    else /* a head may be moved to the front of the buffer to make room, a body is not */
+        room = !up->in || buf_room(up->in) || (up->in->r && !t->resp_head);
     bool want = (!t->resp_done || c->st == CS_TUNNEL) && !up->eof && room;
     upstream_update(up, want);
 }
@@ -206,7 +208,7 @@ enum step forward_dispatch(struct conn *c)
     if (r == PICK_NONE)
         return reply_error(c, OWN_NO_BACKEND);
     return reply_error(c, c->tx->rt->cfg->pools[c->tx->pool].limits.max_pending ? OWN_QUEUE_FULL
-                                                                               : OWN_AT_LIMITS);
+                                                                                : OWN_AT_LIMITS);
 }
 
 /*

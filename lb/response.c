@@ -192,6 +192,11 @@ enum step response_read(struct conn *c)
     struct upstream *up = c->up;
     if (!up || !up->x.rd || up->eof || up->connecting || up->x.handshaking)
         return STEP_WAIT;
+    /* a body leaves from the front of the buffer, which empties it soon enough:
+     * moving what is left to the front to read the few bytes the head freed
+     * would copy up to a whole buffer per response */
+    if (c->tx->resp_head && up->in && !buf_room(up->in))
+        return STEP_WAIT;
     ssize_t n = conn_recv(c, &up->x, &up->in);
     if (n > 0) {
         conn_touch(c);
@@ -234,7 +239,8 @@ bool response_may_splice(const struct conn *c)
     const struct upstream *up = c->up;
     if (t->resp_splice || t->resp_nosplice || !t->resp_head || t->resp_done || !up || up->eof)
         return false;
-    if (t->resp_body == H1_BODY_LENGTH ? t->resp_left < SPL_MIN_BODY : t->resp_body != H1_BODY_CLOSE)
+    if (t->resp_body == H1_BODY_LENGTH ? t->resp_left < SPL_MIN_BODY
+                                       : t->resp_body != H1_BODY_CLOSE)
         return false;
     return t->rt->cfg->splice == CFG_SPLICE_AUTO && t->resp_ready == 0 &&
            !(up->in && buf_len(up->in)) && !(c->tx->out && buf_len(c->tx->out)) &&

@@ -58,8 +58,10 @@ done
 
 port=$(free_port)
 admin=$(free_port)
+splice_key=
+[ -n "$splice" ] && splice_key=" splice = \"$splice\";"
 cat >"$dir/lb.conf" <<EOF
-lb: { workers = 1;${splice:+ splice = "$splice";} };
+lb: { workers = 1;$splice_key };
 log: { level = "warn"; access = "off"; };
 admin: { listen = "127.0.0.1:$admin"; };
 listeners = ( { name = "web"; listen = "127.0.0.1:$port"; pool = "api"; } );
