@@ -319,7 +319,8 @@ enum step request_splice(struct conn *c)
         c->eof = true;
         c->x.rd = false;
         /* the client left in the middle of its request: not the backend's fault */
-        log_debug("client %s closed during the request body", conn_peer(c, (char[NET_PEER_MAX]){0}));
+        log_debug("client %s closed during the request body",
+                  conn_peer(c, (char[NET_PEER_MAX]){0}));
         return reply_abort(c);
     }
     if (t->req_left == 0) {

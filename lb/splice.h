@@ -20,8 +20,9 @@
 
 #define SPL_MAX_PIPES 1024 /* pipes in use per worker (two descriptors each) */
 #define SPL_MAX_FREE  16   /* empty pipes kept for the next body */
-#define SPL_MIN_BODY  16384 /* bytes of a Content-Length body still to come that make
-                             * splicing worth a pipe (one buffer's worth) */
+#define SPL_MIN_BODY                                                                               \
+    16384 /* bytes of a Content-Length body still to come that make                                \
+           * splicing worth a pipe (one buffer's worth) */
 
 struct spl_pipe {
     int rd, wr;            /* its two ends, both non-blocking */

@@ -53,9 +53,9 @@ struct txn {
     uint64_t req_left;  /* LENGTH: body bytes not yet sent */
     uint32_t req_ready; /* body bytes at the front of the input that may be sent */
     struct h1_chunk req_chunk;
-    uint32_t uhead_sent; /* bytes of the rewritten head sent */
-    bool req_splice;     /* the body goes client -> pipe -> backend (splice.h) */
-    bool req_nosplice;   /* no pipe could be had: buffers for the rest of it */
+    uint32_t uhead_sent;       /* bytes of the rewritten head sent */
+    bool req_splice;           /* the body goes client -> pipe -> backend (splice.h) */
+    bool req_nosplice;         /* no pipe could be had: buffers for the rest of it */
     struct spl_pipe *req_pipe; /* while it holds bytes */
 
     /* the response */
@@ -71,9 +71,9 @@ struct txn {
     bool resp_splice;           /* the body goes backend -> pipe -> client */
     bool resp_nosplice;         /* no pipe could be had: buffers for the rest of it */
     struct spl_pipe *resp_pipe; /* while it holds bytes */
-    int status;          /* of the response sent to the client */
-    uint8_t own;         /* enum own_reason + 1 when the proxy answered itself, else 0 */
-    uint64_t resp_bytes; /* bytes sent to the client for this request */
+    int status;                 /* of the response sent to the client */
+    uint8_t own;                /* enum own_reason + 1 when the proxy answered itself, else 0 */
+    uint64_t resp_bytes;        /* bytes sent to the client for this request */
 
     /* timings, ev_now() */
     ev_tstamp t_start; /* head complete */
@@ -82,9 +82,9 @@ struct txn {
 
     struct conn *qnext, *qprev; /* the worker's queue of requests waiting for a backend */
 
-    struct buf *out;   /* bytes for the client that we wrote: response head or error */
-    struct buf *uhead; /* the rewritten request head; kept until the response head */
-    size_t scanned;    /* request head scan progress (h1_parse_request) */
+    struct buf *out;       /* bytes for the client that we wrote: response head or error */
+    struct buf *uhead;     /* the rewritten request head; kept until the response head */
+    size_t scanned;        /* request head scan progress (h1_parse_request) */
     struct txn *pool_next; /* free-list link of a txn_pool */
 
     /* what the access log and the request id header need; last: txn_init()

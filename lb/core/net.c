@@ -142,7 +142,8 @@ void net_peer_text(const struct sockaddr *sa, char ip[NET_IP_MAX], char peer[NET
 {
     net_ip_text(sa, ip);
     if (sa->sa_family == AF_INET)
-        snprintf(peer, NET_PEER_MAX, "%s:%u", ip, ntohs(((const struct sockaddr_in *)sa)->sin_port));
+        snprintf(peer, NET_PEER_MAX, "%s:%u", ip,
+                 ntohs(((const struct sockaddr_in *)sa)->sin_port));
     else if (sa->sa_family == AF_INET6)
         snprintf(peer, NET_PEER_MAX, "[%s]:%u", ip,
                  ntohs(((const struct sockaddr_in6 *)sa)->sin6_port));
