@@ -4,10 +4,11 @@
 Opens N client connections to 127.0.0.1:PORT, sends one `GET /` on each and
 reads its response (so each connection has served a request and is idle in
 keep-alive), then measures the proxy's RSS (every PID given, summed) and
-divides the growth by N. A warm-up of the same kind first (one batch of 200
-connections, as many as are opened at once later, closed again) lets the
-proxy fill its buffer pools and caches to the level the run needs, so that
-what is measured is the connections themselves. Run it against a freshly
+divides the growth by N. Connections are opened with at most 16 requests in
+flight, so the buffers a proxy keeps for later requests (every one of them
+has pools) stay at that level; a warm-up of the same kind first (200
+connections, closed again) fills those pools and caches, so that what is
+measured is the connections themselves. Run it against a freshly
 started proxy: memory freed by earlier connections would be reused.
 
     idle_mem.py --port 18400 --pid 1234 [--pid 1235] [-n 10000] [--json]
@@ -42,7 +43,7 @@ def open_idle(port, n, deadline):
     socks = []
     sel = selectors.DefaultSelector()
     pending = {}
-    batch = 200
+    batch = 16  # requests in flight at once: the proxies' buffer pools stay small
     i = 0
     while i < n or pending:
         if time.monotonic() > deadline:
