@@ -546,7 +546,7 @@ if awk -v l="$load1" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }'; then
     log "WARNING: load average $load1 on $(nproc) CPUs before starting: other work will skew the numbers"
 fi
 log "$n_total runs of ${DURATION}s (+${WARMUP}s warm-up): workloads ${WORKLOADS}; proxies ${PROXIES}; client $CLIENT; $ROUNDS rounds; $BENCH_PIN_DESC"
-[[ ${#STORM[@]} -gt 0 ]] && log "then the reload storm: ${STORM_MODES} x ${PROXIES}, ${STORM_SECONDS}s each, a reload every ${STORM_INTERVAL_MS} ms"
+[[ ${#STORM[@]} -gt 0 ]] && log "then the reload storm: ${STORM_MODES} x the proxies but lb-nosplice and the plain peers, ${STORM_SECONDS}s each, a reload every ${STORM_INTERVAL_MS} ms"
 [[ $LOCALITY == 1 ]] && log "then lb alone: 4 locality runs and 5 hash runs of ${BENCH_LOCALITY_SECONDS:-5}s (+1s warm-up) at ${BENCH_LOCALITY_RATE:-2000} req/s"
 
 # The open-loop rate: BENCH_OPEN_FRACTION of HAProxy's median keepalive req/s
