@@ -485,6 +485,12 @@ static const struct cfg_enum_name locality_names[] = {
     {NULL, 0},
 };
 
+static const struct cfg_enum_name splice_names[] = {
+    {"auto", CFG_SPLICE_AUTO},
+    {"off", CFG_SPLICE_OFF},
+    {NULL, 0},
+};
+
 static const struct cfg_enum_name health_names[] = {
     {"http", CFG_HC_HTTP},
     {"tcp", CFG_HC_TCP},
@@ -507,6 +513,7 @@ _Static_assert(sizeof(enum cfg_balance) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum cfg_locality) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum cfg_health_type) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum cfg_dns_type) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum cfg_splice) == sizeof(int), "enum size");
 
 static const char *enum_name(const struct cfg_enum_name *t, int value)
 {
@@ -2205,6 +2212,7 @@ static const struct cfg_key lb_keys[] = {
     C("max_connections", key_u32, max_connections, .lo = 1, .hi = CFG_BIG_MAX),
     C("user", key_text, user),
     C("watch_config", key_bool, watch_config),
+    C("splice", key_enum, splice, .arg = splice_names),
 };
 
 static const struct cfg_key log_keys[] = {
@@ -2257,6 +2265,7 @@ static void cfg_set_defaults(struct cfg *c)
     c->region = "";
     c->max_connections = 20000;
     c->user = NULL;
+    c->splice = CFG_SPLICE_AUTO;
     c->log_level = CFG_LOG_INFO;
     c->log_access = NULL;
     c->log_format = CFG_FMT_TEXT;

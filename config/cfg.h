@@ -29,6 +29,8 @@ enum cfg_log_format { CFG_FMT_TEXT, CFG_FMT_JSON };
 enum cfg_admin_state { CFG_ADMIN_ACTIVE, CFG_ADMIN_DRAIN, CFG_ADMIN_MAINT };
 enum cfg_balance { CFG_BAL_ROUND_ROBIN, CFG_BAL_LEAST_REQUEST, CFG_BAL_P2C_EWMA, CFG_BAL_HASH };
 enum cfg_locality { CFG_LOC_ZONE_AWARE, CFG_LOC_OFF };
+/* lb.splice: move large plain-TCP bodies through a pipe (auto) or always through buffers */
+enum cfg_splice { CFG_SPLICE_AUTO, CFG_SPLICE_OFF };
 enum cfg_hash_src {
     CFG_HASH_HEADER,
     CFG_HASH_COOKIE,
@@ -245,6 +247,7 @@ struct cfg {
     uint32_t max_connections;
     const char *user; /* NULL: do not drop privileges */
     bool watch_config; /* reload by itself when the file (or admin.token_file) changes */
+    enum cfg_splice splice;
 
     /* log */
     enum cfg_level log_level;

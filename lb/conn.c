@@ -5,7 +5,7 @@
  * Bytes are never copied between buffers on the way through: a request body
  * goes from c->in straight to the backend's socket, a response body from
  * the upstream's input straight to the client's. Only heads are rewritten
- * (into c->uhead and c->out). Every buffer is bounded, and a full buffer
+ * (into c->tx->uhead and c->tx->out). Every buffer is bounded, and a full buffer
  * stops reading from its source: that is the backpressure.
  */
 #include "lb/conn.h"
@@ -68,7 +68,7 @@ static uint32_t tmo_ms(const struct conn *c, enum conn_tmo t)
     case TMO_CLIENT_HEADER:
         return cfg->client_header_ms;
     case TMO_PENDING:
-        return c->tx.rt->cfg->pools[c->tx.pool].limits.pending_timeout_ms;
+        return c->tx->rt->cfg->pools[c->tx->pool].limits.pending_timeout_ms;
     case TMO_BACKEND:
         return cfg->backend_ms;
     case TMO_TUNNEL:
@@ -112,15 +112,15 @@ void conn_touch(struct conn *c)
 
 const char *conn_action(const struct conn *c, char *buf, size_t len)
 {
-    const struct txn *t = &c->tx;
+    const struct txn *t = c->tx;
     const char *what = conn_states[c->st].action;
-    if (c->st != CS_PROXY || !t->be)
+    if (c->st != CS_PROXY || !t || !t->be)
         return what;
     if (c->up && c->up->connecting)
         what = "connecting to";
     else if (c->up && c->up->x.handshaking)
         what = "in the TLS handshake with";
-    else if (!t->resp_head && c->uhead && t->uhead_sent < buf_len(c->uhead))
+    else if (!t->resp_head && c->tx->uhead && t->uhead_sent < buf_len(c->tx->uhead))
         what = "sending the request head to";
     else if (!t->resp_head && !t->req_done)
         what = "sending the request body to";
@@ -132,14 +132,21 @@ const char *conn_action(const struct conn *c, char *buf, size_t len)
     return buf;
 }
 
+const char *conn_peer(const struct conn *c, char buf[NET_PEER_MAX])
+{
+    char ip[NET_IP_MAX];
+    net_peer_text(&c->peer.sa, ip, buf);
+    return buf;
+}
+
 void conn_log_client_error(struct conn *c, int status, const char *what)
 {
     uint32_t more;
-    char action[160];
+    char action[160], peer[NET_PEER_MAX];
     if (!log_enabled(LOGL_INFO) || !log_rl_allow(&c->wk->client_log, ev_now(c->wk->loop), &more))
         return;
     log_info("%d to client %s: %s while %s (%u more client errors in the last second)", status,
-             c->peer, what, conn_action(c, action, sizeof(action)), more);
+             conn_peer(c, peer), what, conn_action(c, action, sizeof(action)), more);
 }
 
 static void conn_update_watchers(struct conn *c)
@@ -153,7 +160,11 @@ static void conn_update_watchers(struct conn *c)
         break;
     case CS_PROXY: /* read on even after the request: no epoll change per request */
     case CS_TUNNEL:
-        want_read = !c->eof && (!c->in || buf_room(c->in) || c->in->r);
+        if (c->tx->req_splice)
+            want_read = !c->eof && spl_has_room(c->tx->req_pipe) &&
+                        c->tx->req_left > spl_bytes(c->tx->req_pipe);
+        else
+            want_read = !c->eof && (!c->in || buf_room(c->in) || c->in->r);
         break;
     default:
         break;
@@ -193,9 +204,9 @@ ssize_t conn_send(struct conn *c, const char *body, size_t body_len)
 {
     struct iovec iov[2];
     int n = 0;
-    size_t out_len = c->out ? buf_len(c->out) : 0;
+    size_t out_len = c->tx->out ? buf_len(c->tx->out) : 0;
     if (out_len) {
-        iov[n].iov_base = buf_head(c->out);
+        iov[n].iov_base = buf_head(c->tx->out);
         iov[n++].iov_len = out_len;
     }
     if (body_len) {
@@ -207,35 +218,107 @@ ssize_t conn_send(struct conn *c, const char *body, size_t body_len)
     ssize_t w = xprt_sendv(&c->x, iov, n);
     if (w < 0)
         return w == XPRT_ERROR ? -1 : 0;
-    c->tx.resp_bytes += (uint64_t)w;
+    c->tx->resp_bytes += (uint64_t)w;
     conn_touch(c);
     size_t from_out = (size_t)w < out_len ? (size_t)w : out_len;
     if (from_out)
-        buf_consume(c->out, from_out);
+        buf_consume(c->tx->out, from_out);
     return w - (ssize_t)from_out;
+}
+
+void conn_splice(struct conn *c, struct xprt *from, struct xprt *to, struct spl_pipe **pp,
+                 uint64_t pull, struct spl_io *r)
+{
+    struct spl_pool *pool = &c->wk->spl;
+    *r = (struct spl_io){0};
+    for (int round = 0; round < 16; round++) {
+        bool moved = false;
+        if (pull > r->in && from->rd && spl_has_room(*pp)) {
+            if (!*pp && !(*pp = spl_get(pool))) {
+                r->no_pipe = true;
+                return;
+            }
+            struct spl_pipe *p = *pp;
+            uint64_t want = pull - r->in;
+            size_t len = want < p->cap - p->n ? (size_t)want : p->cap - p->n;
+            ssize_t n = xprt_splice_in(from, p->wr, len);
+            if (n > 0) {
+                p->n += (uint32_t)n;
+                r->in += (uint64_t)n;
+                moved = true;
+            } else if (n == 0) {
+                r->eof = true;
+            } else if (n == XPRT_WANT_READ) {
+                if (p->n) { /* no room in the pipe, not nothing to read: retry once it drains */
+                    p->full = true;
+                    from->rd = true;
+                }
+            } else {
+                r->from_err = true;
+            }
+        }
+        if (*pp && (*pp)->n && !to->wr_blocked) {
+            struct spl_pipe *p = *pp;
+            ssize_t n = xprt_splice_out(to, p->rd, p->n);
+            if (n > 0) {
+                p->n -= (uint32_t)n;
+                p->full = false;
+                r->out += (uint64_t)n;
+                moved = true;
+            } else if (n == XPRT_ERROR) {
+                r->to_err = true;
+                break;
+            }
+        }
+        if (*pp && !(*pp)->n)
+            spl_put(pool, pp);
+        if (!moved || r->eof || r->from_err)
+            break;
+    }
+    if (r->out)
+        cnt_add(&pool->bytes, r->out);
+    if (r->in || r->out)
+        conn_touch(c);
 }
 
 /* ---- birth and death ------------------------------------------------------- */
 
+struct txn *conn_txn_begin(struct conn *c)
+{
+    if (!c->tx)
+        c->tx = txn_get(&c->wk->txns);
+    return c->tx;
+}
+
+void conn_txn_end(struct conn *c)
+{
+    struct txn *t = c->tx;
+    if (!t)
+        return;
+    buf_put(&c->wk->bufs, &t->out);
+    buf_put(&c->wk->bufs, &t->uhead);
+    if (t->rt) {
+        rt_unref(t->rt);
+        t->rt = NULL;
+    }
+    txn_put(&c->wk->txns, &c->tx);
+}
+
 static void conn_free(struct conn *c)
 {
     struct worker *wk = c->wk;
-    queue_remove(c);
-    forward_drop_inflight(c);
-    forward_release(c, false);
-    if (c->tx.rt) {
-        rt_unref(c->tx.rt);
-        c->tx.rt = NULL;
+    if (c->tx) {
+        queue_remove(c);
+        forward_drop_inflight(c);
+        forward_release(c, false);
+        conn_txn_end(c);
     }
-    txn_deinit(&c->tx);
     if (c->hs_rt)
         rt_unref(c->hs_rt);
     ev_io_stop(wk->loop, &c->io);
     ev_timer_stop(wk->loop, &c->tm);
     xprt_close(&c->x);
     buf_put(&wk->bufs, &c->in);
-    buf_put(&wk->bufs, &c->out);
-    buf_put(&wk->bufs, &c->uhead);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -252,13 +335,13 @@ static void conn_free(struct conn *c)
  * not destroyed by a reset caused by unread input. */
 void conn_linger(struct conn *c)
 {
-    if (c->eof || (c->tx.req_done && (!c->in || !buf_len(c->in)))) {
+    if (c->eof || (c->tx->req_done && (!c->in || !buf_len(c->in)))) {
         /* nothing unread that could turn our close into a reset */
         c->st = CS_DEAD;
         return;
     }
     xprt_shutw(&c->x);
-    buf_put(&c->wk->bufs, &c->out);
+    buf_put(&c->wk->bufs, &c->tx->out);
     conn_enter(c, CS_LINGER);
 }
 
@@ -329,19 +412,19 @@ static MUST_USE enum step conn_expired(struct conn *c)
             cnt_add(&c->wk->lsc[c->ls].tls_failed[TLSF_TIMEOUT], 1);
             break;
         }
-        if (c->in && buf_len(c->in)) {
+        if (c->tx && c->in && buf_len(c->in)) {
             conn_log_client_error(c, 408, "no complete request head within timeouts.client_header");
-            c->tx.req_done = false;
+            c->tx->req_done = false;
             return reply_error(c, OWN_HEADER_TIMEOUT);
         }
         break;
     case CS_PROXY:
         if (c->up && (c->up->connecting || c->up->x.handshaking))
             return forward_failed(c, RF_CONNECT, NULL);
-        if (!c->tx.resp_head)
+        if (!c->tx->resp_head)
             return forward_failed(c, RF_TIMEOUT, NULL);
         forward_count_failure(c, RF_TIMEOUT);
-        c->tx.term = "backend_timeout";
+        c->tx->term = "backend_timeout";
         return reply_abort(c);
     default: /* idle, tunnel, error, linger */
         break;
@@ -386,8 +469,7 @@ void conn_accept(struct worker *wk, int fd, const struct sockaddr *sa, int ls)
         c->hs_rt = wk->rt; /* its contexts (SNI) must outlive the handshake */
         rt_ref(c->hs_rt);
     }
-    txn_init(&c->tx);
-    net_peer_text(sa, c->ip, c->peer);
+    net_sa_keep(&c->peer, sa);
     c->next = wk->conns;
     if (wk->conns)
         wk->conns->prev = c;
@@ -445,11 +527,11 @@ void conn_cut_drained(struct worker *wk)
     struct conn *c = wk->conns;
     while (c) {
         struct conn *next = c->next;
-        if ((c->st == CS_PROXY || c->st == CS_TUNNEL) && c->tx.be) {
-            int64_t since = atomic_load_explicit(&c->tx.be->drain_since_ms, memory_order_relaxed);
+        if ((c->st == CS_PROXY || c->st == CS_TUNNEL) && c->tx->be) {
+            int64_t since = atomic_load_explicit(&c->tx->be->drain_since_ms, memory_order_relaxed);
             if (since && now - since >= limit) {
                 forward_log_failure(c, "drain took longer than timeouts.drain: request cut");
-                c->tx.term = "drain_timeout";
+                c->tx->term = "drain_timeout";
                 conn_resume(c, reply_abort(c)); /* dead: freed right there */
             }
         }

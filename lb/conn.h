@@ -36,6 +36,7 @@
 #include "lb/core/net.h"
 #include "lb/core/xprt.h"
 #include "lb/rt.h"
+#include "lb/splice.h"
 #include "lb/txn.h"
 
 struct worker;
@@ -43,37 +44,41 @@ struct upstream;
 
 enum conn_state { CS_IDLE, CS_HEAD, CS_QUEUED, CS_PROXY, CS_TUNNEL, CS_ERROR, CS_LINGER, CS_DEAD };
 
+/*
+ * What a connection holds between requests is this struct alone (about 250
+ * bytes): no buffer, no transaction, no pipe. The transaction (txn.h: the
+ * request's state, the response head and rewritten request head buffers)
+ * comes from the worker's pool when a request's first byte arrives and goes
+ * back when the connection is idle again; tx is NULL in between (state IDLE
+ * only). The client's address is kept as a sockaddr; its text is made when
+ * a request or a log line needs it.
+ */
 struct conn {
     ev_io io;
     ev_timer tm;
     struct worker *wk;
     struct conn *next, *prev; /* the worker's list */
     struct xprt x;            /* the client's socket */
-    int ls;                   /* listener index in the worker's snapshot */
-    enum conn_state st;
-
-    struct buf *in;    /* bytes from the client not yet parsed or forwarded */
-    struct buf *out;   /* bytes for the client that we wrote: response head or error */
-    struct buf *uhead; /* the rewritten request head; kept until the response head */
+    struct buf *in;           /* bytes from the client not yet parsed or forwarded */
+    struct txn *tx;           /* the request being served; NULL while idle */
     struct upstream *up;
+    struct rt *hs_rt; /* pinned while the TLS handshake runs on its listener's contexts */
 
     ev_tstamp want_exp;  /* when the current timeout expires */
     ev_tstamp armed_exp; /* when the timer is actually armed (lazy re-arming) */
     uint32_t tmo_ms;     /* the current inactivity timeout */
-    size_t scanned;      /* request head scan progress (h1_parse_request) */
+    int ls;              /* listener index in the worker's snapshot */
+    uint8_t st;          /* enum conn_state */
+    bool eof;            /* the client closed its side */
+    bool closing;        /* close after the current response */
+    bool shut_up;        /* tunnel: we shut down our writing side to the backend */
+    bool shut_client;    /* tunnel: ... and to the client */
 
-    bool eof;         /* the client closed its side */
-    bool closing;     /* close after the current response */
-    bool shut_up;     /* tunnel: we shut down our writing side to the backend */
-    bool shut_client; /* tunnel: ... and to the client */
-
-    struct rt *hs_rt; /* pinned while the TLS handshake runs on its listener's contexts */
-
-    struct txn tx; /* the request being served */
-
-    char peer[NET_PEER_MAX]; /* client "ip:port", for logs */
-    char ip[NET_IP_MAX];     /* client address, for X-Forwarded-For */
+    union net_sa peer; /* the client's address */
 };
+
+/* "ip:port" of the client, for log lines. */
+const char *conn_peer(const struct conn *c, char buf[NET_PEER_MAX]);
 
 /* ---- for the worker ----------------------------------------------------- */
 
@@ -135,17 +140,47 @@ ssize_t conn_recv(struct conn *c, struct xprt *x, struct buf **bp);
 /* Send c->out and then BODY[0..len) to the client: bytes of the body sent
  * (>= 0), or -1 when the client is gone. */
 ssize_t conn_send(struct conn *c, const char *body, size_t len);
+
+/* What one conn_splice() did. */
+struct spl_io {
+    uint64_t in;   /* bytes taken from the source */
+    uint64_t out;  /* bytes delivered to the destination */
+    bool eof;      /* the source closed */
+    bool from_err; /* the source broke (a reset) */
+    bool to_err;   /* the destination broke */
+    bool no_pipe;  /* no pipe could be had: go on with the buffers */
+};
+
+/*
+ * Move body bytes FROM -> *pp -> TO with splice(2): at most PULL more bytes
+ * from FROM (0: none, only drain the pipe), and whatever the pipe holds to
+ * TO, for a bounded number of rounds or until neither side can move. A pipe
+ * is taken from the worker's pool when needed and given back whenever empty.
+ * Counts what it delivered in the worker's splice counters and pushes the
+ * timeout out on progress; the caller does the transaction's accounting.
+ */
+void conn_splice(struct conn *c, struct xprt *from, struct xprt *to, struct spl_pipe **pp,
+                 uint64_t pull, struct spl_io *r);
 /* Stop writing and wait briefly for the client to close (or close now). */
 void conn_linger(struct conn *c);
 /* "reading the response head from api/b2": what the connection is doing. */
 const char *conn_action(const struct conn *c, char *buf, size_t len);
 void conn_log_client_error(struct conn *c, int status, const char *what);
+/* The connection's transaction, taken from the worker's pool if it has none:
+ * NULL when memory is exhausted. */
+struct txn *conn_txn_begin(struct conn *c);
+/* Release the transaction with its buffers and snapshot (its upstream, pipes
+ * and in-flight count must be released already): the connection is idle or dying. */
+void conn_txn_end(struct conn *c);
 
 /* request.c */
 enum step request_step(struct conn *c);
 enum step request_send(struct conn *c) MUST_USE;
 enum step request_read(struct conn *c) MUST_USE;
 enum step request_finish(struct conn *c) MUST_USE;
+/* Should the rest of the request body be spliced (and so request_splice() run)? */
+bool request_may_splice(const struct conn *c);
+enum step request_splice(struct conn *c) MUST_USE;
 
 /* forward.c */
 enum step proxy_step(struct conn *c);
@@ -167,6 +202,9 @@ void forward_update_upstream(struct conn *c);
 enum step response_parse(struct conn *c) MUST_USE;
 enum step response_send(struct conn *c) MUST_USE;
 enum step response_read(struct conn *c) MUST_USE;
+/* Should the rest of the response body be spliced (and so response_splice() run)? */
+bool response_may_splice(const struct conn *c);
+enum step response_splice(struct conn *c) MUST_USE;
 
 /* reply.c */
 enum step reply_error(struct conn *c, enum own_reason why) MUST_USE;

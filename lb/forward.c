@@ -27,10 +27,10 @@ static void pick_env_init(struct conn *c, struct pick_env *env)
 {
     struct worker *wk = c->wk;
     *env = (struct pick_env){
-        .bal = c->tx.rt == wk->rt ? wk->pools[c->tx.pool].bal : NULL,
-        .state = c->tx.rt == wk->rt ? &wk->pools[c->tx.pool].pick : NULL,
-        .key = c->tx.key,
-        .has_key = c->tx.has_key,
+        .bal = c->tx->rt == wk->rt ? wk->pools[c->tx->pool].bal : NULL,
+        .state = c->tx->rt == wk->rt ? &wk->pools[c->tx->pool].pick : NULL,
+        .key = c->tx->key,
+        .has_key = c->tx->has_key,
         .idle = worker_idle_upstreams,
         .idle_arg = wk,
         .rng = &wk->rng,
@@ -42,13 +42,13 @@ int forward_pick(struct conn *c, int *idx, bool *probe)
 {
     struct pick_env env;
     pick_env_init(c, &env);
-    return pick_backend(c->tx.rt, c->tx.pool, &c->tx.tried, &env, idx, probe);
+    return pick_backend(c->tx->rt, c->tx->pool, &c->tx->tried, &env, idx, probe);
 }
 
 void forward_count_failure(struct conn *c, enum rt_fail kind)
 {
-    if (c->tx.be)
-        cnt_add(&c->tx.be->cnt[c->wk->id].fail[kind], 1);
+    if (c->tx->be)
+        cnt_add(&c->tx->be->cnt[c->wk->id].fail[kind], 1);
 }
 
 /*
@@ -59,7 +59,7 @@ void forward_count_failure(struct conn *c, enum rt_fail kind)
  */
 void forward_outcome(struct conn *c, bool failure, bool slow)
 {
-    struct txn *t = &c->tx;
+    struct txn *t = c->tx;
     if (!t->be || t->recorded)
         return;
     t->recorded = true;
@@ -78,23 +78,24 @@ void forward_outcome(struct conn *c, bool failure, bool slow)
 /* One warning per second per backend about its failures, with how many were folded in. */
 void forward_log_failure(struct conn *c, const char *what)
 {
-    struct rt_backend *be = c->tx.be;
+    struct rt_backend *be = c->tx->be;
     uint32_t more;
-    char action[160];
+    char action[160], peer[NET_PEER_MAX];
     if (!be || !log_enabled(LOGL_WARN) || !log_rl_allow(&be->fail_log, ev_now(c->wk->loop), &more))
         return;
     conn_action(c, action, sizeof(action));
+    conn_peer(c, peer);
     if (more)
         log_warn("%s/%s (%s): %s, for client %s while %s (%u more failures in the last second)",
-                 be->pool, be->name, be->addr.text, what, c->peer, action, more);
+                 be->pool, be->name, be->addr.text, what, peer, action, more);
     else
         log_warn("%s/%s (%s): %s, for client %s while %s", be->pool, be->name, be->addr.text, what,
-                 c->peer, action);
+                 peer, action);
 }
 
 void forward_drop_inflight(struct conn *c)
 {
-    struct txn *t = &c->tx;
+    struct txn *t = c->tx;
     if (!t->inflight)
         return;
     if (!t->recorded) /* no verdict (client gone, shutdown): a probe slot goes back */
@@ -113,6 +114,10 @@ void forward_drop_inflight(struct conn *c)
 void forward_release(struct conn *c, bool reusable)
 {
     struct upstream *up = c->up;
+    /* nothing moves between the two any more: pipes go back (closed if not empty) */
+    spl_put(&c->wk->spl, &c->tx->req_pipe);
+    spl_put(&c->wk->spl, &c->tx->resp_pipe);
+    c->tx->req_splice = c->tx->resp_splice = false;
     if (!up)
         return;
     c->up = NULL;
@@ -126,15 +131,21 @@ void forward_release(struct conn *c, bool reusable)
 void forward_update_upstream(struct conn *c)
 {
     struct upstream *up = c->up;
-    bool want = (!c->tx.resp_done || c->st == CS_TUNNEL) && !up->eof &&
-                (!up->in || buf_room(up->in) || up->in->r);
+    const struct txn *t = c->tx;
+    bool room;
+    if (t->resp_splice) /* the pipe has room, and the body bytes owed are not all in it */
+        room = spl_has_room(t->resp_pipe) &&
+               (t->resp_body == H1_BODY_CLOSE || t->resp_left > spl_bytes(t->resp_pipe));
+    else /* a head may be moved to the front of the buffer to make room, a body is not */
+        room = !up->in || buf_room(up->in) || (up->in->r && !t->resp_head);
+    bool want = (!t->resp_done || c->st == CS_TUNNEL) && !up->eof && room;
     upstream_update(up, want);
 }
 
 /* Attach an upstream to the chosen backend: an idle one, or a new connection. */
 static MUST_USE enum step start_upstream(struct conn *c)
 {
-    struct txn *t = &c->tx;
+    struct txn *t = c->tx;
     int err = 0;
     const struct cfg_backend_tls *tc = &t->rt->cfg->pools[t->pool].tls;
     struct up_tls tls = {
@@ -169,7 +180,7 @@ static MUST_USE enum step start_upstream(struct conn *c)
 /* Start the transaction on backend IDX of its pool: always STEP_MOVED. */
 enum step forward_start(struct conn *c, int idx, bool probe)
 {
-    struct txn *t = &c->tx;
+    struct txn *t = c->tx;
     queue_remove(c);
     t->be = t->rt->pools[t->pool].be[idx];
     t->be_idx = idx;
@@ -197,8 +208,8 @@ enum step forward_dispatch(struct conn *c)
     }
     if (r == PICK_NONE)
         return reply_error(c, OWN_NO_BACKEND);
-    return reply_error(c, c->tx.rt->cfg->pools[c->tx.pool].limits.max_pending ? OWN_QUEUE_FULL
-                                                                              : OWN_AT_LIMITS);
+    return reply_error(c, c->tx->rt->cfg->pools[c->tx->pool].limits.max_pending ? OWN_QUEUE_FULL
+                                                                                : OWN_AT_LIMITS);
 }
 
 /*
@@ -209,7 +220,7 @@ enum step forward_dispatch(struct conn *c)
  */
 bool forward_may_retry(const struct conn *c, enum rt_fail kind, int status)
 {
-    const struct txn *t = &c->tx;
+    const struct txn *t = c->tx;
     struct retry_req q = {
         .attempts = t->attempts,
         .meth = t->meth,
@@ -226,7 +237,7 @@ bool forward_may_retry(const struct conn *c, enum rt_fail kind, int status)
  */
 enum step forward_retry(struct conn *c)
 {
-    struct txn *t = &c->tx;
+    struct txn *t = c->tx;
     int idx;
     bool probe;
     if (forward_pick(c, &idx, &probe) != PICK_OK)
@@ -245,7 +256,7 @@ enum step forward_retry(struct conn *c)
     cnt_add(&t->be->cnt[c->wk->id].retried, 1);
     forward_drop_inflight(c);
     forward_release(c, false);
-    buf_put(&c->wk->bufs, &c->out); /* interim answers of the failed attempt, not yet sent */
+    buf_put(&c->wk->bufs, &c->tx->out); /* interim answers of the failed attempt, not yet sent */
     t->attempts++;
     t->uhead_sent = 0;
     t->uscanned = 0;
@@ -263,7 +274,7 @@ enum step forward_retry(struct conn *c)
  */
 enum step forward_failed(struct conn *c, enum rt_fail kind, const char *what)
 {
-    struct txn *t = &c->tx;
+    struct txn *t = c->tx;
     struct upstream *up = c->up;
     bool stale = up && up->nreq > 1 && kind == RF_RESET && !t->retried && t->replayable &&
                  h1_method_idempotent(t->meth) && (!up->in || buf_len(up->in) == 0);
@@ -311,35 +322,48 @@ static MUST_USE enum step upstream_handshake(struct conn *c)
  */
 enum step proxy_step(struct conn *c)
 {
-    struct txn *t = &c->tx;
+    struct txn *t = c->tx;
     enum step r, any = STEP_WAIT;
     if (c->up && !c->up->connecting && c->up->x.handshaking) {
         if ((r = upstream_handshake(c)) != STEP_PROGRESS)
             return r;
         any = r;
     }
-    if (!t->req_done || (c->uhead && t->uhead_sent < buf_len(c->uhead))) {
-        if ((r = request_send(c)) == STEP_MOVED)
+    if (!t->req_done || (c->tx->uhead && t->uhead_sent < buf_len(c->tx->uhead))) {
+        if (t->req_splice || request_may_splice(c))
+            r = request_splice(c);
+        else
+            r = request_send(c);
+        if (r == STEP_MOVED)
             return r;
         any |= r;
     }
-    if ((r = request_read(c)) == STEP_MOVED)
-        return r;
-    any |= r;
-    if ((r = response_read(c)) == STEP_MOVED)
-        return r;
-    any |= r;
+    /* once the body can be spliced, reading it into c->in would only delay that */
+    if (!t->req_splice && !request_may_splice(c)) {
+        if ((r = request_read(c)) == STEP_MOVED)
+            return r;
+        any |= r;
+    }
+    if (t->resp_splice || response_may_splice(c)) {
+        if ((r = response_splice(c)) == STEP_MOVED)
+            return r;
+        any |= r;
+    } else {
+        if ((r = response_read(c)) == STEP_MOVED)
+            return r;
+        any |= r;
+    }
     if (!t->resp_head && c->up && c->up->in && buf_len(c->up->in)) {
         if ((r = response_parse(c)) == STEP_MOVED)
             return r;
         any |= r;
     }
-    if ((c->out && buf_len(c->out)) || t->resp_head) {
+    if ((c->tx->out && buf_len(c->tx->out)) || (t->resp_head && !t->resp_splice)) {
         if ((r = response_send(c)) == STEP_MOVED)
             return r;
         any |= r;
     }
-    if (t->resp_done && !(c->out && buf_len(c->out)) && t->resp_ready == 0)
+    if (t->resp_done && !(c->tx->out && buf_len(c->tx->out)) && t->resp_ready == 0)
         return request_finish(c);
     return any;
 }

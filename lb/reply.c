@@ -35,7 +35,7 @@ enum step reply_abort(struct conn *c)
     forward_drop_inflight(c);
     forward_release(c, false);
     if (c->st != CS_DEAD)
-        txn_log(&c->tx, c->peer, &c->x, ev_now(c->wk->loop));
+        txn_log(c->tx, &c->peer.sa, &c->x, ev_now(c->wk->loop));
     c->st = CS_DEAD;
     return STEP_MOVED;
 }
@@ -47,7 +47,7 @@ enum step reply_abort(struct conn *c)
  */
 enum step reply_error(struct conn *c, enum own_reason why)
 {
-    struct txn *t = &c->tx;
+    struct txn *t = c->tx;
     int status = own_status(why);
     const char *body = error_body(why);
     t->own = (uint8_t)(why + 1);
@@ -58,14 +58,14 @@ enum step reply_error(struct conn *c, enum own_reason why)
         return reply_abort(c);
     forward_drop_inflight(c);
     forward_release(c, false);
-    buf_put(&c->wk->bufs, &c->uhead);
+    buf_put(&c->wk->bufs, &c->tx->uhead);
     if (!t->t_start) /* refused before its head was complete: logged as of now */
         t->t_start = ev_now(c->wk->loop);
-    if (!c->out && !(c->out = buf_get(&c->wk->bufs))) {
+    if (!c->tx->out && !(c->tx->out = buf_get(&c->wk->bufs))) {
         c->st = CS_DEAD;
         return STEP_MOVED;
     }
-    c->out->r = c->out->w = 0;
+    c->tx->out->r = c->tx->out->w = 0;
     if (status == 400 || status == 408 || status == 431 || !t->req_done || c->eof ||
         c->wk->stopping || !t->keep_alive)
         c->closing = true;
@@ -77,9 +77,9 @@ enum step reply_error(struct conn *c, enum own_reason why)
         status, h1_reason(status), strlen(body), status == 503 ? "Retry-After: 1\r\n" : "",
         t->rid_len ? "X-Request-Id: " : "", t->rid_len ? t->rid : "", t->rid_len ? "\r\n" : "",
         c->closing ? "Connection: close\r\n" : (t->minor == 0 ? "Connection: keep-alive\r\n" : ""));
-    buf_append(c->out, head, (size_t)n);
+    buf_append(c->tx->out, head, (size_t)n);
     if (t->meth != H1_M_HEAD)
-        buf_append(c->out, body, strlen(body));
+        buf_append(c->tx->out, body, strlen(body));
     t->status = status;
     /* what is left of a request we will not serve must not be read as the next one */
     if (c->closing && c->in)
@@ -96,7 +96,7 @@ enum step reply_step(struct conn *c)
         c->st = CS_DEAD;
         return STEP_MOVED;
     }
-    if (c->out && buf_len(c->out))
+    if (c->tx->out && buf_len(c->tx->out))
         return STEP_WAIT;
     return request_finish(c);
 }

@@ -21,11 +21,15 @@
 /* Is the client a trusted forwarder of this listener (its forwarding headers are kept)? */
 static bool client_trusted(const struct conn *c, const struct cfg_listener *l)
 {
-    unsigned char a[16];
+    const void *a;
+    int family = c->peer.sa.sa_family;
     if (!l->ntrusted)
         return false;
-    int family = strchr(c->ip, ':') ? AF_INET6 : AF_INET;
-    if (inet_pton(family, c->ip, a) != 1)
+    if (family == AF_INET)
+        a = &c->peer.in4.sin_addr;
+    else if (family == AF_INET6)
+        a = &c->peer.in6.sin6_addr;
+    else
         return false; /* a unix socket peer */
     for (int i = 0; i < l->ntrusted; i++)
         if (cfg_cidr_contains(&l->trusted[i], family, a))
@@ -37,7 +41,7 @@ static bool client_trusted(const struct conn *c, const struct cfg_listener *l)
 static MUST_USE enum step request_start(struct conn *c, size_t head_len)
 {
     struct worker *wk = c->wk;
-    struct txn *t = &c->tx;
+    struct txn *t = c->tx;
     const struct h1_request *req = &wk->req;
     t->t_start = ev_now(wk->loop);
     t->meth = (uint8_t)req->meth;
@@ -50,6 +54,8 @@ static MUST_USE enum step request_start(struct conn *c, size_t head_len)
     rw_scan(req->headers, req->nheaders, true, &scan);
     txn_set_request_id(t, scan.request_id >= 0 ? &req->headers[scan.request_id] : NULL, &wk->rng);
 
+    char ip[NET_IP_MAX];
+    net_ip_text(&c->peer.sa, ip);
     t->rt = wk->rt;
     rt_ref(t->rt);
     const struct cfg_listener *l = &t->rt->cfg->listeners[c->ls];
@@ -57,7 +63,7 @@ static MUST_USE enum step request_start(struct conn *c, size_t head_len)
     route_target_of(req, &target);
     t->pool = route_pool(l, &target);
     if (t->rt->pools[t->pool].bal == &bal_hash)
-        t->has_key = hashkey_of(t->rt->pools[t->pool].cfg, req, &target, c->ip, &t->key);
+        t->has_key = hashkey_of(t->rt->pools[t->pool].cfg, req, &target, ip, &t->key);
     cnt_add(&wk->lsc[c->ls].requests, 1);
     if (bset_init(&t->tried, (uint32_t)t->rt->pools[t->pool].n) == -1) {
         c->st = CS_DEAD; /* out of memory: this connection only */
@@ -73,14 +79,14 @@ static MUST_USE enum step request_start(struct conn *c, size_t head_len)
 
     if (t->rt == wk->rt)
         rb_note_request(&wk->pools[t->pool].rb, ev_now(wk->loop));
-    if (!(c->uhead = buf_get(&wk->bufs))) {
+    if (!(c->tx->uhead = buf_get(&wk->bufs))) {
         c->st = CS_DEAD;
         return STEP_MOVED;
     }
     struct rw_request rq = {
         .scan = &scan,
         .target = &target,
-        .client_ip = c->ip,
+        .client_ip = ip,
         /* a unix socket path is no host name */
         .listen_addr = l->addr.sa.ss_family == AF_UNIX ? "localhost" : l->addr.text,
         .rid = t->rid,
@@ -89,13 +95,13 @@ static MUST_USE enum step request_start(struct conn *c, size_t head_len)
         .https = l->tls_enabled,
         .upgrade = t->upgrade,
     };
-    if (!rw_request_head(c->uhead, req, &rq)) {
+    if (!rw_request_head(c->tx->uhead, req, &rq)) {
         buf_consume(c->in, head_len);
         t->req_done = false; /* the body, if any, will not be read: close */
         return reply_error(c, OWN_HEADER_TOO_LARGE);
     }
     buf_consume(c->in, head_len);
-    c->scanned = 0;
+    c->tx->scanned = 0;
     return forward_dispatch(c);
 }
 
@@ -122,15 +128,20 @@ static MUST_USE enum step handshake_step(struct conn *c)
         int fd = c->x.fd;
         SSL_free(c->x.ctx);
         xprt_tcp_init(&c->x, fd);
+        if (!conn_txn_begin(c)) {
+            c->st = CS_DEAD;
+            return STEP_MOVED;
+        }
         conn_log_client_error(c, 400, "plain HTTP request on a TLS port");
-        c->tx.req_done = false;
+        c->tx->req_done = false;
         return reply_error(c, OWN_PLAIN_HTTP);
     }
     uint32_t more;
+    char peer[NET_PEER_MAX];
     if (log_enabled(LOGL_INFO) && log_rl_allow(&c->wk->client_log, ev_now(c->wk->loop), &more))
         log_info("TLS handshake with client %s failed: %s (%u more client errors in the last "
                  "second)",
-                 c->peer, reason[0] ? reason : tls_fail_name(why), more);
+                 conn_peer(c, peer), reason[0] ? reason : tls_fail_name(why), more);
     c->st = CS_DEAD;
     return STEP_MOVED;
 }
@@ -142,19 +153,19 @@ enum step request_step(struct conn *c)
     if (c->x.handshaking)
         return handshake_step(c);
     if (c->in && buf_len(c->in)) {
-        int r = h1_parse_request(buf_head(c->in), buf_len(c->in), &c->scanned, &wk->req);
+        int r = h1_parse_request(buf_head(c->in), buf_len(c->in), &c->tx->scanned, &wk->req);
         if (r > 0 && r <= HEAD_MAX)
             return request_start(c, (size_t)r);
         if (r == H1_ERROR) {
             conn_log_client_error(c, 400, "malformed request head");
-            c->tx.req_done = false;
+            c->tx->req_done = false;
             return reply_error(c, OWN_BAD_REQUEST);
         }
         /* a complete head over the limit, or an incomplete one that can only end past it */
         if (r > 0 || r == H1_TOO_MANY || buf_len(c->in) >= HEAD_MAX) {
             conn_log_client_error(
                 c, 431, r == H1_TOO_MANY ? "too many header fields" : "request head too large");
-            c->tx.req_done = false;
+            c->tx->req_done = false;
             return reply_error(c, OWN_HEADER_TOO_LARGE);
         }
     }
@@ -162,8 +173,12 @@ enum step request_step(struct conn *c)
         return STEP_WAIT;
     ssize_t n = conn_recv(c, &c->x, &c->in);
     if (n > 0) {
+        if (!conn_txn_begin(c)) {
+            c->st = CS_DEAD; /* out of memory: this connection only */
+            return STEP_MOVED;
+        }
         if (c->st == CS_IDLE) {
-            c->scanned = 0;
+            c->tx->scanned = 0;
             conn_enter(c, CS_HEAD); /* a deadline for the whole head from its first byte */
         }
         return STEP_PROGRESS;
@@ -179,7 +194,7 @@ enum step request_step(struct conn *c)
 /* How many bytes at the front of c->in belong to the request body and may go up. */
 static int scan_request_body(struct conn *c)
 {
-    struct txn *t = &c->tx;
+    struct txn *t = c->tx;
     size_t avail = c->in ? buf_len(c->in) : 0;
     if (t->req_body == H1_BODY_LENGTH) {
         t->req_ready = (uint32_t)(avail < t->req_left ? avail : t->req_left);
@@ -212,7 +227,7 @@ static void update_req_done(struct txn *t)
 /* The rewritten head, then what is ready of the body, to the backend. */
 enum step request_send(struct conn *c)
 {
-    struct txn *t = &c->tx;
+    struct txn *t = c->tx;
     struct upstream *up = c->up;
     if (!up || up->connecting || up->x.handshaking || up->x.wr_blocked)
         return STEP_WAIT;
@@ -223,9 +238,9 @@ enum step request_send(struct conn *c)
     }
     struct iovec iov[2];
     int n = 0;
-    size_t head_left = c->uhead ? buf_len(c->uhead) - t->uhead_sent : 0;
+    size_t head_left = c->tx->uhead ? buf_len(c->tx->uhead) - t->uhead_sent : 0;
     if (head_left) {
-        iov[n].iov_base = buf_head(c->uhead) + t->uhead_sent;
+        iov[n].iov_base = buf_head(c->tx->uhead) + t->uhead_sent;
         iov[n++].iov_len = head_left;
     }
     if (t->req_ready) {
@@ -244,7 +259,7 @@ enum step request_send(struct conn *c)
     conn_touch(c);
     size_t from_head = (size_t)w < head_left ? (size_t)w : head_left;
     t->uhead_sent += (uint32_t)from_head;
-    if (head_left && t->uhead_sent == buf_len(c->uhead) && !t->t_sent)
+    if (head_left && t->uhead_sent == buf_len(c->tx->uhead) && !t->t_sent)
         t->t_sent = ev_now(c->wk->loop);
     size_t body = (size_t)w - from_head;
     if (body) {
@@ -255,6 +270,64 @@ enum step request_send(struct conn *c)
     }
     update_req_done(t);
     return STEP_PROGRESS;
+}
+
+/*
+ * Splice the rest of the body (splice.h) rather than copy it through c->in:
+ * a Content-Length body with at least SPL_MIN_BODY bytes still to come, once
+ * the rewritten head and the body bytes read with it are with the backend,
+ * when lb.splice is "auto" and both sides are plain sockets. Chunked bodies
+ * stay in the buffers, where their framing is checked.
+ */
+bool request_may_splice(const struct conn *c)
+{
+    const struct txn *t = c->tx;
+    const struct upstream *up = c->up;
+    if (t->req_splice || t->req_nosplice || t->req_done || t->req_body != H1_BODY_LENGTH ||
+        t->req_left < SPL_MIN_BODY || !up || up->connecting || c->eof)
+        return false;
+    return t->rt->cfg->splice == CFG_SPLICE_AUTO && t->req_ready == 0 &&
+           !(c->in && buf_len(c->in)) && !(c->tx->uhead && t->uhead_sent < buf_len(c->tx->uhead)) &&
+           xprt_can_splice(&c->x) && xprt_can_splice(&up->x);
+}
+
+/* The body client -> pipe -> backend, exactly the bytes Content-Length
+ * announced; what comes after them stays in the socket for the next request. */
+enum step request_splice(struct conn *c)
+{
+    struct txn *t = c->tx;
+    struct upstream *up = c->up;
+    if (up->x.wr_blocked && !c->x.rd)
+        return STEP_WAIT;
+    t->req_splice = true;
+    buf_put_if_empty(&c->wk->bufs, &c->in);
+    uint64_t pull = c->eof ? 0 : t->req_left - spl_bytes(t->req_pipe);
+    struct spl_io r;
+    conn_splice(c, &c->x, &up->x, &t->req_pipe, pull, &r);
+    if (r.out) {
+        t->req_left -= r.out;
+        cnt_add(&t->be->cnt[c->wk->id].bytes_out, r.out);
+    }
+    if (r.to_err)
+        return forward_failed(c, RF_RESET, NULL);
+    if (r.no_pipe) { /* the buffers take it from here */
+        t->req_splice = false;
+        t->req_nosplice = true;
+        return STEP_PROGRESS;
+    }
+    if (r.eof || r.from_err) {
+        c->eof = true;
+        c->x.rd = false;
+        /* the client left in the middle of its request: not the backend's fault */
+        log_debug("client %s closed during the request body",
+                  conn_peer(c, (char[NET_PEER_MAX]){0}));
+        return reply_abort(c);
+    }
+    if (t->req_left == 0) {
+        t->req_done = true;
+        t->req_splice = false;
+    }
+    return r.in || r.out ? STEP_PROGRESS : STEP_WAIT;
 }
 
 /* Read the request body, or a pipelined request that waits its turn in c->in. */
@@ -274,13 +347,13 @@ enum step request_read(struct conn *c)
     }
     c->eof = true;
     c->x.rd = false;
-    if (c->tx.req_done) {
+    if (c->tx->req_done) {
         c->closing = true; /* a half-close after the request: answer, then close */
         return STEP_PROGRESS;
     }
     /* the client left in the middle of its request: not the backend's fault */
-    log_debug("client %s closed during the request body", c->peer);
-    c->tx.term = "client_closed";
+    log_debug("client %s closed during the request body", conn_peer(c, (char[NET_PEER_MAX]){0}));
+    c->tx->term = "client_closed";
     return reply_abort(c);
 }
 
@@ -288,7 +361,7 @@ enum step request_read(struct conn *c)
 enum step request_finish(struct conn *c)
 {
     struct worker *wk = c->wk;
-    struct txn *t = &c->tx;
+    struct txn *t = c->tx;
     cnt_add(&wk->requests_total, 1);
     struct ls_counters *lsc = &wk->lsc[c->ls];
     if (t->status) {
@@ -305,7 +378,7 @@ enum step request_finish(struct conn *c)
             cnt_add(&pc->latency_sum_us, us);
         }
     }
-    txn_log(t, c->peer, &c->x, ev_now(wk->loop));
+    txn_log(t, &c->peer.sa, &c->x, ev_now(wk->loop));
     forward_drop_inflight(c);
     if (wk->qhead) /* a slot is free: queued requests try again on the next loop iteration */
         ev_feed_event(wk->loop, &wk->queue_poll, EV_TIMER);
@@ -315,8 +388,8 @@ enum step request_finish(struct conn *c)
                      (!up->in || buf_len(up->in) == 0) && !wk->stopping;
         forward_release(c, reuse);
     }
-    buf_put(&wk->bufs, &c->uhead);
-    buf_put(&wk->bufs, &c->out);
+    buf_put(&wk->bufs, &t->uhead);
+    buf_put(&wk->bufs, &t->out);
     if (t->rt) {
         rt_unref(t->rt);
         t->rt = NULL;
@@ -325,12 +398,15 @@ enum step request_finish(struct conn *c)
         conn_linger(c);
         return STEP_MOVED;
     }
-    txn_deinit(t);
-    txn_init(t);
     if (c->in && buf_len(c->in)) {
-        conn_enter(c, CS_HEAD); /* a pipelined request is waiting */
+        /* a pipelined request is waiting: a fresh transaction for it */
+        txn_deinit(t);
+        txn_init(t);
+        conn_enter(c, CS_HEAD);
     } else {
+        /* idle: the connection keeps neither buffer nor transaction */
         buf_put(&wk->bufs, &c->in);
+        conn_txn_end(c);
         conn_enter(c, CS_IDLE);
     }
     return STEP_MOVED;

@@ -15,7 +15,7 @@
  * status the pool retries on. STEP_MOVED when the request went elsewhere. */
 static MUST_USE enum step response_arrived(struct conn *c, const struct h1_response *resp)
 {
-    struct txn *t = &c->tx;
+    struct txn *t = c->tx;
     t->t_resp = ev_now(c->wk->loop);
     struct be_counters *cnt = &t->be->cnt[c->wk->id];
     const struct cfg_pool *pcfg = &t->rt->cfg->pools[t->pool];
@@ -43,7 +43,7 @@ static MUST_USE enum step response_arrived(struct conn *c, const struct h1_respo
  */
 enum step response_parse(struct conn *c)
 {
-    struct txn *t = &c->tx;
+    struct txn *t = c->tx;
     struct upstream *up = c->up;
     struct h1_response *resp = &c->wk->resp;
     size_t have = buf_len(up->in);
@@ -54,14 +54,14 @@ enum step response_parse(struct conn *c)
         return forward_failed(c, RF_INVALID, "response head over the 15 KiB limit");
     if (r < 0)
         return forward_failed(c, RF_INVALID, NULL);
-    if (!c->out && !(c->out = buf_get(&c->wk->bufs))) {
+    if (!c->tx->out && !(c->tx->out = buf_get(&c->wk->bufs))) {
         t->term = "out_of_memory";
         return reply_abort(c);
     }
     if (resp->status < 200 && resp->status != 101) {
         /* interim: 100 Continue, 103 Early Hints go to HTTP/1.1 clients as they came */
         if (t->minor == 1)
-            buf_append(c->out, buf_head(up->in), (size_t)r);
+            buf_append(c->tx->out, buf_head(up->in), (size_t)r);
         buf_consume(up->in, (size_t)r);
         t->uscanned = 0;
         return STEP_PROGRESS;
@@ -72,8 +72,8 @@ enum step response_parse(struct conn *c)
         return STEP_MOVED;
 
     /* the rewritten head was kept for a retry; with the answer here it is not needed */
-    if (c->uhead && t->uhead_sent == buf_len(c->uhead))
-        buf_put(&c->wk->bufs, &c->uhead);
+    if (c->tx->uhead && t->uhead_sent == buf_len(c->tx->uhead))
+        buf_put(&c->wk->bufs, &c->tx->uhead);
     t->status = resp->status;
     t->resp_body = (uint8_t)resp->body;
     t->resp_left = resp->body == H1_BODY_LENGTH ? resp->content_length : 0;
@@ -91,7 +91,7 @@ enum step response_parse(struct conn *c)
         .closing = c->closing,
         .http10 = t->minor == 0,
     };
-    if (!rw_response_head(c->out, resp, &rs))
+    if (!rw_response_head(c->tx->out, resp, &rs))
         return forward_failed(c, RF_INVALID, "response head too large to rewrite");
     t->resp_head = true;
     buf_consume(up->in, (size_t)r);
@@ -108,7 +108,7 @@ enum step response_parse(struct conn *c)
 /* How many bytes at the front of up->in are response body ready for the client. */
 static int scan_response_body(struct conn *c)
 {
-    struct txn *t = &c->tx;
+    struct txn *t = c->tx;
     struct buf *in = c->up ? c->up->in : NULL;
     size_t avail = in ? buf_len(in) : 0;
     switch (t->resp_body) {
@@ -147,7 +147,7 @@ static int scan_response_body(struct conn *c)
 
 static void update_resp_done(struct conn *c)
 {
-    struct txn *t = &c->tx;
+    struct txn *t = c->tx;
     if (!t->resp_head)
         return;
     if (t->resp_body == H1_BODY_LENGTH)
@@ -155,15 +155,16 @@ static void update_resp_done(struct conn *c)
     else if (t->resp_body == H1_BODY_CHUNKED)
         t->resp_done = h1_chunk_done(&t->resp_chunk) && t->resp_ready == 0;
     else if (t->resp_body == H1_BODY_CLOSE)
-        t->resp_done = c->up && c->up->eof && buf_len(c->up->in) == 0;
+        t->resp_done = c->up && c->up->eof && (!c->up->in || buf_len(c->up->in) == 0) &&
+                       !spl_bytes(t->resp_pipe);
     else
         t->resp_done = true;
 }
 
-/* What is waiting in c->out (a head), then response body, to the client. */
+/* What is waiting in c->tx->out (a head), then response body, to the client. */
 enum step response_send(struct conn *c)
 {
-    struct txn *t = &c->tx;
+    struct txn *t = c->tx;
     if (t->resp_head && scan_response_body(c) == -1) {
         forward_count_failure(c, RF_INVALID);
         forward_log_failure(c, "invalid chunked response body");
@@ -173,7 +174,8 @@ enum step response_send(struct conn *c)
     const char *body = t->resp_ready ? buf_head(c->up->in) : NULL;
     ssize_t b = conn_send(c, body, t->resp_ready);
     if (b < 0) {
-        log_debug("client %s went away while sending the response", c->peer);
+        log_debug("client %s went away while sending the response",
+                  conn_peer(c, (char[NET_PEER_MAX]){0}));
         t->term = "client_closed";
         return reply_abort(c);
     }
@@ -194,6 +196,11 @@ enum step response_read(struct conn *c)
     struct upstream *up = c->up;
     if (!up || !up->x.rd || up->eof || up->connecting || up->x.handshaking)
         return STEP_WAIT;
+    /* a body leaves from the front of the buffer, which empties it soon enough:
+     * moving what is left to the front to read the few bytes the head freed
+     * would copy up to a whole buffer per response */
+    if (c->tx->resp_head && up->in && !buf_room(up->in))
+        return STEP_WAIT;
     ssize_t n = conn_recv(c, &up->x, &up->in);
     if (n > 0) {
         conn_touch(c);
@@ -207,17 +214,91 @@ enum step response_read(struct conn *c)
     up->x.rd = false;
     bool reset = n == -1;
     up->eof = true; /* a reset is an end too, only not a clean one */
-    if (!c->tx.resp_head)
+    if (!c->tx->resp_head)
         return forward_failed(c, RF_RESET, NULL);
-    if (c->tx.resp_body == H1_BODY_CLOSE && !reset) {
+    if (c->tx->resp_body == H1_BODY_CLOSE && !reset) {
         update_resp_done(c);
         return STEP_PROGRESS;
     }
     forward_count_failure(c, RF_RESET);
     forward_log_failure(c, "closed in the middle of a response");
-    c->tx.term = reset ? "backend_reset" : "backend_closed";
+    c->tx->term = reset ? "backend_reset" : "backend_closed";
     /* send what we have, then cut the client off */
     if (up->in && buf_len(up->in) && response_send(c) == STEP_MOVED)
         return STEP_MOVED; /* the client went away meanwhile */
     return reply_abort(c);
+}
+
+/*
+ * Splice the rest of the body (splice.h) rather than copy it through
+ * up->in: a Content-Length body with at least SPL_MIN_BODY bytes still to
+ * come, or a close-delimited one, when lb.splice is "auto" and both sides
+ * are plain sockets. Only once everything read into buffers so far (the
+ * head, and the body bytes that came with it) has gone to the client, so
+ * the bytes keep their order. Chunked bodies stay in the buffers: their
+ * framing is checked (and for HTTP/1.0 clients removed) on the way.
+ */
+bool response_may_splice(const struct conn *c)
+{
+    const struct txn *t = c->tx;
+    const struct upstream *up = c->up;
+    if (t->resp_splice || t->resp_nosplice || !t->resp_head || t->resp_done || !up || up->eof)
+        return false;
+    if (t->resp_body == H1_BODY_LENGTH ? t->resp_left < SPL_MIN_BODY
+                                       : t->resp_body != H1_BODY_CLOSE)
+        return false;
+    return t->rt->cfg->splice == CFG_SPLICE_AUTO && t->resp_ready == 0 &&
+           !(up->in && buf_len(up->in)) && !(c->tx->out && buf_len(c->tx->out)) &&
+           xprt_can_splice(&up->x) && xprt_can_splice(&c->x);
+}
+
+/*
+ * The body backend -> pipe -> client. Exact to the byte: a Content-Length
+ * body takes no more from the backend than it still owes; a close-delimited
+ * one runs to the backend's close. A backend that closes or resets before
+ * the end is a failure (as in response_read()): what the pipe holds goes to
+ * the client if it can take it now, then the client is cut off.
+ */
+enum step response_splice(struct conn *c)
+{
+    struct txn *t = c->tx;
+    struct upstream *up = c->up;
+    bool by_length = t->resp_body == H1_BODY_LENGTH;
+    t->resp_splice = true;
+    buf_put_if_empty(&c->wk->bufs, &up->in);
+    uint64_t pull = up->eof ? 0 : by_length ? t->resp_left - spl_bytes(t->resp_pipe) : UINT64_MAX;
+    struct spl_io r;
+    conn_splice(c, &up->x, &c->x, &t->resp_pipe, pull, &r);
+    if (r.out) {
+        t->resp_bytes += r.out;
+        if (by_length)
+            t->resp_left -= r.out;
+        cnt_add(&t->be->cnt[c->wk->id].bytes_in, r.out);
+    }
+    if (r.to_err) {
+        log_debug("client %s went away while sending the response",
+                  conn_peer(c, (char[NET_PEER_MAX]){0}));
+        return reply_abort(c);
+    }
+    if (r.no_pipe) { /* the buffers take it from here */
+        t->resp_splice = false;
+        t->resp_nosplice = true;
+        return STEP_PROGRESS;
+    }
+    if (r.eof || r.from_err) {
+        up->eof = true;
+        up->x.rd = false;
+        if (by_length || r.from_err) {
+            forward_count_failure(c, RF_RESET);
+            forward_log_failure(c, "closed in the middle of a response");
+            return reply_abort(c);
+        }
+    }
+    if (by_length)
+        t->resp_done = t->resp_left == 0;
+    else
+        t->resp_done = up->eof && !spl_bytes(t->resp_pipe);
+    if (t->resp_done)
+        t->resp_splice = false;
+    return r.in || r.out || r.eof ? STEP_PROGRESS : STEP_WAIT;
 }

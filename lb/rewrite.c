@@ -22,18 +22,8 @@ enum hdr_kind {
     HK_REQUEST_ID,
 };
 
-/* Does A[0..n) equal LOWER (already lowercase) ignoring ASCII case? Inline: no libc call. */
-static inline bool name_eq(const char *a, const char *lower, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)a[i];
-        if ((unsigned)(ch - 'A') < 26u)
-            ch |= 0x20;
-        if (ch != (unsigned char)lower[i])
-            return false;
-    }
-    return true;
-}
+/* Header names are tokens and the names below lowercase letters and '-'. */
+#define name_eq h1_token_eq_lower
 
 static enum hdr_kind hdr_kind(const struct h1_header *h)
 {

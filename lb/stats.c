@@ -490,11 +490,14 @@ void stats_json(struct lb *lb, struct sbuf *o)
 {
     struct rt *rt = atomic_load(&lb->rt);
     const struct cfg *cfg = rt->cfg;
-    uint64_t total = 0, reqs = 0, bufs = 0;
+    uint64_t total = 0, reqs = 0, bufs = 0, spl_bytes = 0, spl_pipes = 0, spl_failed = 0;
     for (int w = 0; w < lb->nworkers; w++) {
         total += cnt_get(&lb->workers[w].conns_total);
         reqs += cnt_get(&lb->workers[w].requests_total);
         bufs += cnt_get(&lb->workers[w].bufs.in_use);
+        spl_bytes += cnt_get(&lb->workers[w].spl.bytes);
+        spl_pipes += cnt_get(&lb->workers[w].spl.pipes);
+        spl_failed += cnt_get(&lb->workers[w].spl.failed);
     }
     sbuf_printf(o, "{\"version\":\"%s\",\"uptime_s\":%.3f,\"pid\":%d,\"workers\":%d,", LB_VERSION,
                 ev_time() - lb->start_time, (int)getpid(), lb->nworkers);
@@ -518,10 +521,14 @@ void stats_json(struct lb *lb, struct sbuf *o)
     sbuf_printf(o,
                 "},\"connections\":{\"current\":%lld,\"total\":%llu,\"max\":%u},"
                 "\"requests\":{\"total\":%llu},\"memory\":{\"rss_bytes\":%llu,"
-                "\"buffers_in_use\":%llu,\"buffer_size\":%d},",
+                "\"buffers_in_use\":%llu,\"buffer_size\":%d},"
+                "\"splice\":{\"mode\":\"%s\",\"bytes\":%llu,\"pipes_in_use\":%llu,"
+                "\"pipes_failed\":%llu},",
                 (long long)atomic_load(&lb->conns_current), (unsigned long long)total,
                 cfg->max_connections, (unsigned long long)reqs,
-                (unsigned long long)stats_rss_bytes(), (unsigned long long)bufs, BUF_SIZE);
+                (unsigned long long)stats_rss_bytes(), (unsigned long long)bufs, BUF_SIZE,
+                cfg->splice == CFG_SPLICE_AUTO ? "auto" : "off", (unsigned long long)spl_bytes,
+                (unsigned long long)spl_pipes, (unsigned long long)spl_failed);
     listeners_json(lb, cfg, o);
     pools_array(lb, rt, o);
     sbuf_put(o, "}\n", 2);

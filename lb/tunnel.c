@@ -48,20 +48,20 @@ enum step tunnel_step(struct conn *c)
 {
     struct upstream *up = c->up;
     /* the 101 head first, with whatever the backend sent right behind it */
-    if (c->out && buf_len(c->out)) {
+    if (c->tx->out && buf_len(c->tx->out)) {
         ssize_t b = conn_send(c, NULL, 0);
         if (b < 0) {
-            c->tx.term = "client_closed";
+            c->tx->term = "client_closed";
             return reply_abort(c);
         }
-        if (buf_len(c->out))
+        if (buf_len(c->tx->out))
             return STEP_WAIT;
-        buf_put(&c->wk->bufs, &c->out);
+        buf_put(&c->wk->bufs, &c->tx->out);
     }
     int p1 = pump(c, &c->x, &c->in, &c->eof, &up->x, &c->shut_up);
     int p2 = pump(c, &up->x, &up->in, &up->eof, &c->x, &c->shut_client);
     if (p1 < 0 || p2 < 0) {
-        c->tx.term = p1 < 0 ? "tunnel_client_error" : "tunnel_backend_error";
+        c->tx->term = p1 < 0 ? "tunnel_client_error" : "tunnel_backend_error";
         return reply_abort(c);
     }
     if (p1 || p2)
@@ -69,7 +69,7 @@ enum step tunnel_step(struct conn *c)
     if (c->eof && up->eof && (!c->in || !buf_len(c->in)) && (!up->in || !buf_len(up->in))) {
         c->closing = true;
         forward_drop_inflight(c);
-        txn_log(&c->tx, c->peer, &c->x, ev_now(c->wk->loop));
+        txn_log(c->tx, &c->peer.sa, &c->x, ev_now(c->wk->loop));
         forward_release(c, false);
         c->st = CS_DEAD;
         return STEP_MOVED;

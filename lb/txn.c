@@ -4,9 +4,11 @@
 #include "lb/txn.h"
 
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lb/access.h"
+#include "lb/core/net.h"
 #include "lb/core/tls.h"
 
 void txn_init(struct txn *t)
@@ -32,6 +34,45 @@ void txn_init(struct txn *t)
 void txn_deinit(struct txn *t)
 {
     bset_free(&t->tried);
+}
+
+struct txn *txn_get(struct txn_pool *p)
+{
+    struct txn *t = p->free;
+    if (t) {
+        p->free = t->pool_next;
+        p->nfree--;
+    } else if (!(t = malloc(sizeof(*t)))) {
+        return NULL;
+    }
+    txn_init(t);
+    return t;
+}
+
+void txn_put(struct txn_pool *p, struct txn **tp)
+{
+    struct txn *t = *tp;
+    if (!t)
+        return;
+    *tp = NULL;
+    txn_deinit(t);
+    if (p->nfree >= p->max_free) {
+        free(t);
+        return;
+    }
+    t->pool_next = p->free;
+    p->free = t;
+    p->nfree++;
+}
+
+void txn_pool_deinit(struct txn_pool *p)
+{
+    while (p->free) {
+        struct txn *t = p->free;
+        p->free = t->pool_next;
+        free(t);
+    }
+    p->nfree = 0;
 }
 
 void txn_set_request_id(struct txn *t, const struct h1_header *h, struct rng *rng)
@@ -87,14 +128,17 @@ const char *txn_termination(const struct txn *t)
     return "ok";
 }
 
-void txn_log(const struct txn *t, const char *client, const struct xprt *x, ev_tstamp now)
+void txn_log(const struct txn *t, const struct sockaddr *client, const struct xprt *x,
+             ev_tstamp now)
 {
     if (!access_enabled())
         return;
     SSL *ssl = xprt_ssl(x);
+    char ip[NET_IP_MAX], peer[NET_PEER_MAX];
+    net_peer_text(client, ip, peer);
     struct access_rec r = {
         .time = t->t_start, /* ev_now() is wall-clock time */
-        .client = client,
+        .client = peer,
         .method = t->lmeth,
         .method_len = strlen(t->lmeth),
         .path = t->lpath,

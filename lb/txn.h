@@ -14,6 +14,7 @@
 #include <ev.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "lb/bitset.h"
 #include "lb/core/h1.h"
@@ -22,7 +23,9 @@
 #include "lb/rewrite.h"
 #include "lb/rt.h"
 
+struct buf;
 struct conn;
+struct spl_pipe;
 
 struct txn {
     /* where it goes */
@@ -50,7 +53,10 @@ struct txn {
     uint64_t req_left;  /* LENGTH: body bytes not yet sent */
     uint32_t req_ready; /* body bytes at the front of the input that may be sent */
     struct h1_chunk req_chunk;
-    uint32_t uhead_sent; /* bytes of the rewritten head sent */
+    uint32_t uhead_sent;       /* bytes of the rewritten head sent */
+    bool req_splice;           /* the body goes client -> pipe -> backend (splice.h) */
+    bool req_nosplice;         /* no pipe could be had: buffers for the rest of it */
+    struct spl_pipe *req_pipe; /* while it holds bytes */
 
     /* the response */
     size_t uscanned; /* response head scan progress */
@@ -62,10 +68,13 @@ struct txn {
     uint64_t resp_left;
     uint32_t resp_ready; /* body bytes at the front of the upstream's input that may be sent */
     struct h1_chunk resp_chunk;
-    int status;          /* of the response sent to the client */
-    uint8_t own;         /* enum own_reason + 1 when the proxy answered itself, else 0 */
-    const char *term;    /* why it ended early ("client_closed", ...); NULL: as it should */
-    uint64_t resp_bytes; /* bytes sent to the client for this request */
+    bool resp_splice;           /* the body goes backend -> pipe -> client */
+    bool resp_nosplice;         /* no pipe could be had: buffers for the rest of it */
+    struct spl_pipe *resp_pipe; /* while it holds bytes */
+    int status;                 /* of the response sent to the client */
+    uint8_t own;                /* enum own_reason + 1 when the proxy answered itself, else 0 */
+    const char *term;           /* why it ended early ("client_closed", ...); NULL: as it should */
+    uint64_t resp_bytes;        /* bytes sent to the client for this request */
 
     /* timings, ev_now() */
     ev_tstamp t_start; /* head complete */
@@ -73,6 +82,11 @@ struct txn {
     ev_tstamp t_resp;  /* response head received */
 
     struct conn *qnext, *qprev; /* the worker's queue of requests waiting for a backend */
+
+    struct buf *out;       /* bytes for the client that we wrote: response head or error */
+    struct buf *uhead;     /* the rewritten request head; kept until the response head */
+    size_t scanned;        /* request head scan progress (h1_parse_request) */
+    struct txn *pool_next; /* free-list link of a txn_pool */
 
     /* what the access log and the request id header need; last: txn_init()
      * clears what comes before rid_len only (these are set before use) */
@@ -85,9 +99,23 @@ struct txn {
     char lua[128];
 };
 
+/* A worker's spare transactions: a connection holds one only while it
+ * serves a request, so an idle connection costs none. */
+struct txn_pool {
+    struct txn *free;
+    uint32_t nfree;
+    uint32_t max_free; /* beyond this, released ones go back to malloc */
+};
+
 /* A fresh transaction: nothing routed or chosen, no body either way. */
 void txn_init(struct txn *t);
 void txn_deinit(struct txn *t);
+
+/* A fresh transaction from the pool, or NULL when memory is exhausted. */
+struct txn *txn_get(struct txn_pool *p);
+/* Give *tp back (its buffers, snapshot and pipes already released) and NULL it. */
+void txn_put(struct txn_pool *p, struct txn **tp);
+void txn_pool_deinit(struct txn_pool *p);
 
 /* Take the client's X-Request-Id (an acceptable one, see rw_scan), or make one when NULL. */
 void txn_set_request_id(struct txn *t, const struct h1_header *client, struct rng *rng);
@@ -95,9 +123,10 @@ void txn_set_request_id(struct txn *t, const struct h1_header *client, struct rn
 /* Keep method, target, Host and User-Agent for the access log. */
 void txn_remember(struct txn *t, const struct h1_request *req);
 
-/* The access log line of the transaction, if the access log is on; X is the client's
- * transport (its TLS version, cipher and server name are logged). */
-void txn_log(const struct txn *t, const char *client, const struct xprt *x, ev_tstamp now);
+/* The access log line of the transaction, if the access log is on; CLIENT is the
+ * client's address, X its transport (its TLS version, cipher and server name are logged). */
+void txn_log(const struct txn *t, const struct sockaddr *client, const struct xprt *x,
+             ev_tstamp now);
 
 /* Why T ended: its term, the reason of the proxy's own answer, or "ok". */
 const char *txn_termination(const struct txn *t);

@@ -374,6 +374,8 @@ int worker_init(struct worker *wk, struct lb *lb, int id)
         return -1;
     }
     buf_pool_init(&wk->bufs, 1024);
+    spl_pool_init(&wk->spl);
+    wk->txns = (struct txn_pool){.max_free = 1024};
     up_pool_init(&wk->ups, wk->loop, &wk->bufs, id);
     worker_set_timeouts(wk, wk->rt->cfg);
     pthread_mutex_init(&wk->ho_lock, NULL);
@@ -433,6 +435,8 @@ void worker_deinit(struct worker *wk)
     free(wk->ls);
     free(wk->lsc);
     buf_pool_deinit(&wk->bufs);
+    spl_pool_deinit(&wk->spl);
+    txn_pool_deinit(&wk->txns);
     rt_unref(wk->rt);
     ev_loop_destroy(wk->loop);
     wk->loop = NULL;

@@ -18,7 +18,9 @@
 #include "lb/core/rng.h"
 #include "lb/pick.h"
 #include "lb/retry.h"
+#include "lb/splice.h"
 #include "lb/tls.h"
+#include "lb/txn.h"
 #include "lb/upstream.h"
 
 #define WORKER_BACKLOG 4096 /* listen() backlog of every worker socket */
@@ -95,6 +97,8 @@ struct worker {
     struct up_pool ups; /* connections to backends, idle ones by backend */
 
     struct buf_pool bufs;
+    struct spl_pool spl;     /* pipes for spliced bodies */
+    struct txn_pool txns;    /* transactions of connections between requests */
     struct h1_request req;   /* scratch: the head being parsed */
     struct h1_response resp; /* scratch */
     struct rng rng;          /* request ids, breaker jitter */

@@ -30,7 +30,16 @@
 #   BENCH_STORM_INTERVAL_MS=100  time between two reload signals
 #   BENCH_STORM_MODES=keepalive   the storm's load: keep-alive and/or newconn (a new
 #                         connection per request), comma-separated
-#   BENCH_PROXIES=lb,haproxy,nginx  (add lb-base to measure BENCH_LB_BASE too)
+#   BENCH_PROXIES=lb,lb-nosplice,haproxy,nginx,haproxy-plain,nginx-plain
+#                         (add lb-base to measure BENCH_LB_BASE too); lb-nosplice is lb
+#                         with lb.splice = "off", measured in 64k only; haproxy-plain and
+#                         nginx-plain are the peers without the header rules, measured in
+#                         every workload but openloop
+#   BENCH_WORKERS=1       workers of every proxy: lb.workers, HAProxy nbthread, nginx
+#                         worker_processes (2: nginx with a master; the proxy may use both
+#                         CPUs, shared with client and backends)
+#   BENCH_IDLE_CONNS=5000 idle keep-alive client connections opened to lb, haproxy and nginx
+#                         for the memory per connection (0: skip)
 #   BENCH_LB_BASE=PATH    another lb binary (a build of an earlier commit), measured as
 #                         proxy "lb-base" with the same config: before/after in one run
 #   BENCH_PORT=18400      first port tried; the ports used are the first free ones from there
@@ -72,7 +81,9 @@ OPEN_RATE_FIXED=${BENCH_OPEN_RATE:-}
 STORM_SECONDS=${BENCH_STORM_SECONDS:-8}
 STORM_INTERVAL_MS=${BENCH_STORM_INTERVAL_MS:-100}
 STORM_MODES=${BENCH_STORM_MODES:-keepalive}
-PROXIES=${BENCH_PROXIES:-lb,haproxy,nginx}
+PROXIES=${BENCH_PROXIES:-lb,lb-nosplice,haproxy,nginx,haproxy-plain,nginx-plain}
+WORKERS=${BENCH_WORKERS:-1}
+IDLE_CONNS=${BENCH_IDLE_CONNS:-5000}
 BASE_PORT=${BENCH_PORT:-18400}
 PIN=${BENCH_PIN:-1}
 BACKEND=${BENCH_BACKEND:-lb-backend}
@@ -95,6 +106,8 @@ done
 [[ $OPEN_FRACTION =~ ^(0?\.[0-9]+|1(\.0*)?)$ && ! $OPEN_FRACTION =~ ^0?\.0*$ ]] || die "BENCH_OPEN_FRACTION must be in (0, 1] (is '$OPEN_FRACTION')"
 [[ -z $OPEN_RATE_FIXED || $OPEN_RATE_FIXED =~ ^[1-9][0-9]*$ ]] || die "BENCH_OPEN_RATE must be a positive integer (req/s)"
 [[ $LOCALITY == 0 || $LOCALITY == 1 ]] || die "BENCH_LOCALITY is 0 or 1 (is '$LOCALITY')"
+[[ $WORKERS == 1 || $WORKERS == 2 ]] || die "BENCH_WORKERS is 1 or 2 (is '$WORKERS')"
+[[ $IDLE_CONNS =~ ^[0-9]+$ && $IDLE_CONNS -le 9000 ]] || die "BENCH_IDLE_CONNS must be 0..9000 (is '$IDLE_CONNS')"
 [[ ${BENCH_LOCALITY_SECONDS:-5} =~ ^[1-9][0-9]*$ && ${BENCH_LOCALITY_SECONDS:-5} -le 120 ]] ||
     die "BENCH_LOCALITY_SECONDS must be 1..120 (is '${BENCH_LOCALITY_SECONDS:-}')"
 [[ ${BENCH_LOCALITY_RATE:-2000} =~ ^[1-9][0-9]*$ ]] || die "BENCH_LOCALITY_RATE must be a positive integer (req/s)"
@@ -151,11 +164,11 @@ if [[ ${#STORM[@]} -gt 0 && -z $OPEN_RATE_FIXED ]] &&
 fi
 for p in "${PX[@]}"; do
     case $p in
-    lb) ;;
+    lb | lb-nosplice) ;;
     lb-base) [[ -n ${BENCH_LB_BASE:-} && -x ${BENCH_LB_BASE:-} ]] || die "lb-base needs BENCH_LB_BASE=PATH of an lb binary" ;;
-    haproxy) need haproxy "apt-get install haproxy" ;;
-    nginx) need nginx "apt-get install nginx-light" ;;
-    *) die "unknown proxy '$p' (lb, lb-base, haproxy, nginx)" ;;
+    haproxy | haproxy-plain) need haproxy "apt-get install haproxy" ;;
+    nginx | nginx-plain) need nginx "apt-get install nginx-light" ;;
+    *) die "unknown proxy '$p' (lb, lb-nosplice, lb-base, haproxy, nginx, haproxy-plain, nginx-plain)" ;;
     esac
 done
 if [[ $LOCALITY == 1 && ,$PROXIES, != *,lb,* ]]; then
@@ -176,10 +189,16 @@ esac
 # Pinning: the proxy under test alone on CPU 1 (in the storm: its master and
 # workers); the client (and the storm's signal sender) and the two backends
 # share CPU 0. The same for every proxy.
+PROXY_CPU=1
 if [[ $PIN == 1 ]]; then
     need taskset "apt-get install util-linux"
     [[ $(nproc) -ge 2 ]] || die "pinning needs 2 CPUs (nproc is $(nproc)); set BENCH_PIN=0"
     export BENCH_PIN_DESC="proxy on CPU 1, client+backends on CPU 0"
+    if [[ $WORKERS == 2 ]]; then
+        # two workers need both CPUs: the client and backends stay on CPU 0 and share it
+        PROXY_CPU=0,1
+        BENCH_PIN_DESC="proxy on CPUs 0-1, client+backends on CPU 0"
+    fi
 else
     export BENCH_PIN_DESC="no pinning"
 fi
@@ -230,18 +249,21 @@ spawn() { # cpu logfile command...: start it in the background; sets SPAWNED
 CLK_TCK=$(getconf CLK_TCK)
 if [[ -r /proc/self/schedstat ]]; then CPU_SOURCE=schedstat; else CPU_SOURCE=stat; fi
 export BENCH_CPU_SOURCE=$CPU_SOURCE
-cpu_ns() { # pid -> "ON_CPU_NS RUNQUEUE_WAIT_NS" (the wait is 0 without schedstat)
-    local total=0 waited=0 f v w rest s
-    if [[ $CPU_SOURCE == schedstat ]]; then
-        for f in /proc/"$1"/task/*/schedstat; do
-            [[ -r $f ]] && read -r v w rest <"$f" 2>/dev/null && total=$((total + v)) && waited=$((waited + w))
-        done
-    else
-        s=$(<"/proc/$1/stat")
-        s=${s##*) }
-        read -r -a f <<<"$s"
-        total=$(((f[11] + f[12]) * 1000000000 / CLK_TCK))
-    fi
+cpu_ns() { # pid -> "ON_CPU_NS RUNQUEUE_WAIT_NS" (the wait is 0 without schedstat),
+    # the process and its descendants (nginx's workers under BENCH_WORKERS=2)
+    local total=0 waited=0 f v w rest s p
+    for p in "$1" $(descendants "$1"); do
+        if [[ $CPU_SOURCE == schedstat ]]; then
+            for f in /proc/"$p"/task/*/schedstat; do
+                [[ -r $f ]] && read -r v w rest <"$f" 2>/dev/null && total=$((total + v)) && waited=$((waited + w))
+            done
+        else
+            s=$(<"/proc/$p/stat")
+            s=${s##*) }
+            read -r -a f <<<"$s"
+            total=$((total + (f[11] + f[12]) * 1000000000 / CLK_TCK))
+        fi
+    done
     echo "$total $waited"
 }
 
@@ -331,9 +353,9 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -su
     -out "$WORK/tls/site.pem" >"$WORK/tls/openssl.log" 2>&1 || { cat "$WORK/tls/openssl.log" >&2; die "cannot make the TLS certificate"; }
 cat "$WORK/tls/site.pem" "$WORK/tls/site.key" >"$WORK/tls/site-haproxy.pem"
 
-render() { # template output
+render() { # template output [plain]
     local strip=()
-    [[ $PEER_HEADERS == 1 ]] || strip=(-e '/# hdr$/d')
+    [[ $PEER_HEADERS == 1 && -z ${3:-} ]] || strip=(-e '/# hdr$/d')
     sed "${strip[@]}" -e "s|@DIR@|$WORK|g" -e "s|@PORT@|$PORT|g" -e "s|@ADMIN_PORT@|$APORT|g" \
         -e "s|@B1@|$B1|g" -e "s|@B2@|$B2|g" -e "s|@TLS_PORT@|$TPORT|g" "$1" >"$2"
 }
@@ -399,6 +421,21 @@ fi
 render "$TEMPLATES/lb.conf.in" "$WORK/lb.conf"
 render "$TEMPLATES/haproxy.cfg.in" "$WORK/haproxy.cfg"
 render "$TEMPLATES/nginx.conf.in" "$WORK/nginx.conf"
+render "$TEMPLATES/haproxy.cfg.in" "$WORK/haproxy-plain.cfg" plain
+render "$TEMPLATES/nginx.conf.in" "$WORK/nginx-plain.conf" plain
+sed -e 's|^lb: {|lb: { splice = "off";|' "$WORK/lb.conf" >"$WORK/lb-nosplice.conf"
+grep -q 'splice = "off"' "$WORK/lb-nosplice.conf" || die "cannot make lb-nosplice.conf (the lb line of lb.conf.in changed?)"
+if [[ $WORKERS == 2 ]]; then
+    # nginx runs one process only without a master: two workers need one
+    for c in nginx nginx-plain; do
+        sed -i -e 's/^master_process off;/master_process on;/' "$WORK/$c.conf"
+    done
+fi
+# Idle connections: room for BENCH_IDLE_CONNS client connections in each peer
+# (the file-descriptor limit here is 20000: HAProxy wants two per connection).
+sed -e 's/^\( *maxconn\) [0-9]*/\1 9500/' "$WORK/haproxy.cfg" >"$WORK/haproxy-idle.cfg"
+sed -e 's/^\( *worker_connections\) [0-9]*;/\1 12000;/' -e 's/^worker_processes \(.*\);/worker_processes \1;\nworker_rlimit_nofile 16000;/' \
+    "$WORK/nginx.conf" >"$WORK/nginx-idle.conf"
 # The reload storm's nginx: the same, with a master process (reloads need one)
 # and notice-level logging (each reload and each new worker leaves a line).
 sed -e 's/^master_process off;/master_process on;/' -e 's|^\(error_log .*\) warn;|\1 notice;|' \
@@ -412,8 +449,12 @@ for p in "${PX[@]}"; do # check each config once, clearly
         { cat "$WORK/check-lb.log" >&2; die "bin/lb rejects the bench config"; } ;;
     lb-base) "$LB_BASE" -t -c "$WORK/lb.conf" >"$WORK/check-lb-base.log" 2>&1 ||
         { cat "$WORK/check-lb-base.log" >&2; die "BENCH_LB_BASE rejects the bench config"; } ;;
-    haproxy) haproxy -c -q -f "$WORK/haproxy.cfg" >"$WORK/check-haproxy.log" 2>&1 ||
-        { cat "$WORK/check-haproxy.log" >&2; die "haproxy rejects the bench config"; } ;;
+    lb-nosplice) "$LB" -t -c "$WORK/lb-nosplice.conf" >"$WORK/check-lb-nosplice.log" 2>&1 ||
+        { cat "$WORK/check-lb-nosplice.log" >&2; die "bin/lb rejects the bench config with splice off"; } ;;
+    haproxy | haproxy-plain) haproxy -c -q -f "$WORK/$p.cfg" >"$WORK/check-$p.log" 2>&1 ||
+        { cat "$WORK/check-$p.log" >&2; die "haproxy rejects the bench config ($p.cfg)"; } ;;
+    nginx-plain) nginx -t -q -e "$WORK/$p-error.log" -p "$WORK" -c "$WORK/$p.conf" >"$WORK/check-$p.log" 2>&1 ||
+        { cat "$WORK/check-$p.log" >&2; die "nginx rejects the bench config ($p.conf)"; } ;;
     nginx) for c in nginx nginx-storm; do
         nginx -t -q -e "$WORK/$c-error.log" -p "$WORK" -c "$WORK/$c.conf" >"$WORK/check-$c.log" 2>&1 ||
             { cat "$WORK/check-$c.log" >&2; die "nginx rejects the bench config ($c.conf)"; }
@@ -424,15 +465,17 @@ done
 PROXY_PID=
 start_proxy() { # name [storm]; sets PROXY_PID
     local logf="$WORK/$1${2:+-$2}.log"
+    local cpu=$PROXY_CPU
     case $1${2:+-$2} in
-    lb | lb-storm) spawn 1 "$logf" "$LB" -c "$WORK/lb.conf" ;;
-    lb-base | lb-base-storm) spawn 1 "$logf" "$LB_BASE" -c "$WORK/lb.conf" ;;
-    haproxy) spawn 1 "$logf" haproxy -db -f "$WORK/haproxy.cfg" ;;
+    lb | lb-storm | lb-idle) spawn "$cpu" "$logf" "$LB" -c "$WORK/lb.conf" ;;
+    lb-nosplice) spawn "$cpu" "$logf" "$LB" -c "$WORK/lb-nosplice.conf" ;;
+    lb-base | lb-base-storm) spawn "$cpu" "$logf" "$LB_BASE" -c "$WORK/lb.conf" ;;
+    haproxy | haproxy-plain | haproxy-idle) spawn "$cpu" "$logf" haproxy -db -f "$WORK/$1${2:+-$2}.cfg" ;;
     # master-worker, master in the foreground; SIGUSR2 to the master reloads
-    haproxy-storm) spawn 1 "$logf" haproxy -W -db -f "$WORK/haproxy.cfg" ;;
-    nginx) spawn 1 "$logf" nginx -e "$WORK/nginx-error.log" -p "$WORK" -c "$WORK/nginx.conf" ;;
+    haproxy-storm) spawn "$cpu" "$logf" haproxy -W -db -f "$WORK/haproxy.cfg" ;;
+    nginx | nginx-plain | nginx-idle) spawn "$cpu" "$logf" nginx -e "$WORK/$1${2:+-$2}-error.log" -p "$WORK" -c "$WORK/$1${2:+-$2}.conf" ;;
     # master and one worker, master in the foreground; SIGHUP to the master reloads
-    nginx-storm) spawn 1 "$logf" nginx -e "$WORK/nginx-storm-error.log" -p "$WORK" -c "$WORK/nginx-storm.conf" ;;
+    nginx-storm) spawn "$cpu" "$logf" nginx -e "$WORK/nginx-storm-error.log" -p "$WORK" -c "$WORK/nginx-storm.conf" ;;
     esac
     PROXY_PID=$SPAWNED
     wait_accepting "$PROXY_PID" "$PORT" "$1" "$logf"
@@ -541,7 +584,17 @@ START=$(date +%s)
 export BENCH_START_ISO BENCH_STAMP
 BENCH_START_ISO=$(date +%Y-%m-%dT%H:%M:%S%z)
 BENCH_STAMP=$(date +%Y%m%d-%H%M%S)
-n_total=$((${#WL[@]} * ROUNDS * ${#PX[@]}))
+# Which proxy runs which workload: lb-nosplice only where splicing matters,
+# the plain peers in the closed loops (openloop compares latency at one rate).
+measured() { # proxy workload
+    case $1 in
+    lb-nosplice) [[ $2 == 64k ]] ;;
+    haproxy-plain | nginx-plain) [[ $2 != openloop ]] ;;
+    *) true ;;
+    esac
+}
+n_total=0
+for w in "${WL[@]}"; do for p in "${PX[@]}"; do measured "$p" "$w" && n_total=$((n_total + ROUNDS)); done; done
 n=0
 read -r load1 _ </proc/loadavg
 if awk -v l="$load1" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }'; then
@@ -573,6 +626,7 @@ for w in "${WL[@]}"; do
     cl=$(client_of "$w")
     for r in $(seq "$ROUNDS"); do
         for p in "${PX[@]}"; do
+            measured "$p" "$w" || continue
             n=$((n + 1))
             start_proxy "$p"
             out=$WORK/$cl-$w-$p-$r.txt
@@ -642,6 +696,7 @@ for m in "${STORM[@]}"; do
     [[ -n $src ]] && how="$OPEN_FRACTION x HAProxy's median $src req/s"
     log "storm $m: $rate req/s ($how), ${STORM_SECONDS}s of reloads every ${STORM_INTERVAL_MS} ms"
     for p in "${PX[@]}"; do
+        case $p in haproxy-plain | nginx-plain | lb-nosplice) continue ;; esac # the same reloads
         start_proxy "$p" storm
         pid=$PROXY_PID
         sig=$(storm_signal "$p")
@@ -677,6 +732,7 @@ export BENCH_ROUNDS=$ROUNDS BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_
 export BENCH_WORKLOADS=$WORKLOADS BENCH_PROXIES=$PROXIES BENCH_BACKEND=$BACKEND BENCH_PEER_HEADERS=$PEER_HEADERS
 export BENCH_OPEN_FRACTION=$OPEN_FRACTION BENCH_OPEN_RATE=$OPEN_RATE_FIXED BENCH_STORM_SECONDS=$STORM_SECONDS
 export BENCH_STORM_INTERVAL_MS=$STORM_INTERVAL_MS BENCH_STORM_MODES=$STORM_MODES
+export BENCH_WORKERS=$WORKERS BENCH_IDLE_CONNS=$IDLE_CONNS
 export BENCH_ELAPSED_S=$(($(date +%s) - START))
 "$PY" "$HELPER" report "$RUNS" "$RESULTS" "$STORMS" "$IDLES"
 

@@ -30,6 +30,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/types.h>
 
 #define H1_INCOMPLETE (-2)
@@ -180,6 +181,29 @@ static inline bool h1_method_idempotent(int meth)
 
 /* Case-insensitive comparison of a header's name with NAME (a C string). */
 bool h1_name_is(const struct h1_header *h, const char *name);
+
+/*
+ * Do the n bytes at TOKEN (token characters, as a parsed header name is)
+ * equal LOWER (lowercase letters, digits and '-') ignoring case? A token
+ * byte ORed with 0x20 equals such a byte only when it is that byte or its
+ * uppercase form, so eight bytes compare at once: the hot path of naming
+ * headers (no libc call, no per-byte branch).
+ */
+static inline bool h1_token_eq_lower(const char *token, const char *lower, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x, y;
+        memcpy(&x, token + i, 8);
+        memcpy(&y, lower + i, 8);
+        if ((x | 0x2020202020202020ull) != y)
+            return false;
+    }
+    for (; i < n; i++)
+        if (((unsigned char)token[i] | 0x20) != (unsigned char)lower[i])
+            return false;
+    return true;
+}
 
 /* Does the comma-separated token list v[0..len) contain TOKEN (case-insensitive)? */
 bool h1_list_has(const char *v, size_t len, const char *token);

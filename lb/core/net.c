@@ -35,6 +35,9 @@ int net_listen(const struct cfg_addr *a, bool reuseport, int backlog, char *err,
         if (a->sa.ss_family == AF_INET6)
             setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
     }
+    /* accepted sockets inherit TCP_NODELAY from their listener (Linux): one
+     * setsockopt here instead of one per connection */
+    set_nodelay(fd, a->sa.ss_family);
     if (bind(fd, (const struct sockaddr *)&a->sa, a->len) == -1) {
         snprintf(err, errlen, "bind %s: %s", a->text, strerror(errno));
         goto fail;
@@ -52,10 +55,7 @@ fail:
 int net_accept(int lfd, struct sockaddr_storage *ss)
 {
     socklen_t len = sizeof(*ss);
-    int fd = accept4(lfd, (struct sockaddr *)ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd != -1)
-        set_nodelay(fd, ss->ss_family);
-    return fd;
+    return accept4(lfd, (struct sockaddr *)ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 }
 
 int net_connect(const struct cfg_addr *a, bool *in_progress)
@@ -92,20 +92,63 @@ void net_abortive_close_on(int fd)
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 }
 
-void net_peer_text(const struct sockaddr *sa, char ip[NET_IP_MAX], char peer[NET_PEER_MAX])
+void net_sa_keep(union net_sa *dst, const struct sockaddr *sa)
+{
+    memset(dst, 0, sizeof(*dst));
+    if (sa->sa_family == AF_INET)
+        dst->in4 = *(const struct sockaddr_in *)sa;
+    else if (sa->sa_family == AF_INET6)
+        dst->in6 = *(const struct sockaddr_in6 *)sa;
+    else
+        dst->sa.sa_family = AF_UNIX;
+}
+
+/* Decimal digits of V (0-255) at P; the end. */
+static char *octet_text(char *p, unsigned v)
+{
+    if (v >= 100) {
+        *p++ = (char)('0' + v / 100);
+        v %= 100;
+        *p++ = (char)('0' + v / 10);
+    } else if (v >= 10) {
+        *p++ = (char)('0' + v / 10);
+    }
+    *p++ = (char)('0' + v % 10);
+    return p;
+}
+
+size_t net_ip_text(const struct sockaddr *sa, char ip[NET_IP_MAX])
 {
     if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &s4->sin_addr, ip, NET_IP_MAX);
-        snprintf(peer, NET_PEER_MAX, "%s:%u", ip, ntohs(s4->sin_port));
-    } else if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
-        inet_ntop(AF_INET6, &s6->sin6_addr, ip, NET_IP_MAX);
-        snprintf(peer, NET_PEER_MAX, "[%s]:%u", ip, ntohs(s6->sin6_port));
-    } else {
-        snprintf(ip, NET_IP_MAX, "unix");
-        snprintf(peer, NET_PEER_MAX, "unix");
+        const unsigned char *a = (const unsigned char *)&((const struct sockaddr_in *)sa)->sin_addr;
+        char *p = ip;
+        for (int i = 0; i < 4; i++) {
+            if (i)
+                *p++ = '.';
+            p = octet_text(p, a[i]);
+        }
+        *p = 0;
+        return (size_t)(p - ip);
     }
+    if (sa->sa_family == AF_INET6) {
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, ip, NET_IP_MAX);
+        return strlen(ip);
+    }
+    memcpy(ip, "unix", 5);
+    return 4;
+}
+
+void net_peer_text(const struct sockaddr *sa, char ip[NET_IP_MAX], char peer[NET_PEER_MAX])
+{
+    net_ip_text(sa, ip);
+    if (sa->sa_family == AF_INET)
+        snprintf(peer, NET_PEER_MAX, "%s:%u", ip,
+                 ntohs(((const struct sockaddr_in *)sa)->sin_port));
+    else if (sa->sa_family == AF_INET6)
+        snprintf(peer, NET_PEER_MAX, "[%s]:%u", ip,
+                 ntohs(((const struct sockaddr_in6 *)sa)->sin6_port));
+    else
+        snprintf(peer, NET_PEER_MAX, "unix");
 }
 
 void net_host_of(const struct cfg_addr *a, char out[NET_HOST_MAX])

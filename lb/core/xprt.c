@@ -4,6 +4,7 @@
 #include "lb/core/xprt.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -53,6 +54,22 @@ static void tcp_close(struct xprt *x)
     close(x->fd);
 }
 
+static ssize_t tcp_splice_in(struct xprt *x, int pipe_wr, size_t len)
+{
+    ssize_t n = splice(x->fd, NULL, pipe_wr, NULL, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (n >= 0)
+        return n;
+    return would_block(errno) ? XPRT_WANT_READ : XPRT_ERROR;
+}
+
+static ssize_t tcp_splice_out(struct xprt *x, int pipe_rd, size_t len)
+{
+    ssize_t n = splice(pipe_rd, NULL, x->fd, NULL, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (n >= 0)
+        return n;
+    return would_block(errno) ? XPRT_WANT_WRITE : XPRT_ERROR;
+}
+
 const struct xprt_ops xprt_tcp = {
     .name = "tcp",
     .recv = tcp_recv,
@@ -61,6 +78,8 @@ const struct xprt_ops xprt_tcp = {
     .shutw = tcp_shutw,
     .pending = tcp_pending,
     .close = tcp_close,
+    .splice_in = tcp_splice_in,
+    .splice_out = tcp_splice_out,
 };
 
 void xprt_tcp_init(struct xprt *x, int fd)

@@ -18,6 +18,8 @@
  *               shows it drained, unless xprt_pending() says more is
  *               buffered inside the transport);
  *   wr_blocked  the last send could not finish: wait before sending more.
+ * A transport that can splice (plain TCP, unix sockets) also moves bytes
+ * between its socket and a pipe: xprt_can_splice(), xprt_splice_in/out().
  * Single-threaded: a transport belongs to the worker of its connection.
  */
 #ifndef LB_CORE_XPRT_H
@@ -46,6 +48,10 @@ struct xprt_ops {
     int (*shutw)(struct xprt *x);          /* no more sending: FIN (TLS: close_notify first) */
     bool (*pending)(const struct xprt *x); /* bytes received but still inside the transport */
     void (*close)(struct xprt *x);         /* release everything, close the socket */
+    /* splice(2) between the socket and a pipe, no copy through user space;
+     * NULL when the transport cannot (TLS: its bytes must be decrypted here) */
+    ssize_t (*splice_in)(struct xprt *x, int pipe_wr, size_t len);  /* socket -> pipe */
+    ssize_t (*splice_out)(struct xprt *x, int pipe_rd, size_t len); /* pipe -> socket */
 };
 
 struct xprt {
@@ -136,6 +142,38 @@ static inline int xprt_shutw(struct xprt *x)
 static inline bool xprt_pending(const struct xprt *x)
 {
     return x->ops->pending(x);
+}
+
+/* Can bytes move between this transport's socket and a pipe with splice(2)?
+ * Only a plain socket with nothing buffered inside the transport. */
+static inline bool xprt_can_splice(const struct xprt *x)
+{
+    return x->ops && x->ops->splice_in && !x->handshaking && !x->ops->pending(x);
+}
+
+/*
+ * Move up to len bytes from the socket into the pipe whose writing end is
+ * PIPE_WR: like a receive (0 is the peer's close). XPRT_WANT_READ clears rd,
+ * but it may also mean that the pipe had no room left (a pipe holds a number
+ * of page slots, not of bytes): the caller, who knows whether the pipe held
+ * bytes, tells the two apart.
+ */
+static inline ssize_t xprt_splice_in(struct xprt *x, int pipe_wr, size_t len)
+{
+    ssize_t n = x->ops->splice_in(x, pipe_wr, len);
+    if (n == XPRT_WANT_READ)
+        x->rd = false;
+    return n;
+}
+
+/* Move up to len bytes from the pipe whose reading end is PIPE_RD into the
+ * socket: like a send (a short or blocked one sets wr_blocked). */
+static inline ssize_t xprt_splice_out(struct xprt *x, int pipe_rd, size_t len)
+{
+    ssize_t n = x->ops->splice_out(x, pipe_rd, len);
+    if ((n >= 0 && (size_t)n < len) || n == XPRT_WANT_WRITE)
+        x->wr_blocked = true;
+    return n;
 }
 
 /* Close the transport and its socket; x is then closed (xprt_is_open false). */

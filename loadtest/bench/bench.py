@@ -30,6 +30,12 @@ RUNS holds one JSON object per measured run, written by bench.sh:
 where "out" is the client's result: the line loadtest/bench/report.lua prints
 (client "wrk") or lb-load's --json object (client "lb-load").
 STORMS holds one JSON object per reload storm (mode and proxy), written by bench.sh.
+IDLE holds one JSON object per proxy: loadtest/bench/idle_mem.py's result, with "proxy".
+
+Two comparisons come out of one run: the peers doing the header work lb does
+(proxies "haproxy" and "nginx", ratios to "haproxy"), and the peers in their plain
+configuration ("haproxy-plain", "nginx-plain", ratios to "haproxy-plain"). "lb" is
+in both; "lb-nosplice" (lb.splice = "off") and "lb-base" are in the first.
 The settings and the start time come from the environment (BENCH_*).
 """
 import hashlib
@@ -45,8 +51,16 @@ import time
 
 WORKLOAD_ORDER = ["keepalive", "newconn", "64k", "openloop", "tls-full", "tls-resumed", "tls-keepalive"]
 STORM_ORDER = ["newconn", "keepalive"]
-PROXY_ORDER = ["lb", "lb-base", "haproxy", "nginx"]
+PROXY_ORDER = ["lb", "lb-nosplice", "lb-base", "haproxy", "nginx", "haproxy-plain", "nginx-plain"]
 REF = "haproxy"
+REF_PLAIN = "haproxy-plain"
+# the two tables: (title, proxies, reference)
+TABLES = [
+    ("peers doing lb's header work (X-Forwarded-For/-Proto, X-Request-Id)",
+     ["lb", "lb-nosplice", "lb-base", "haproxy", "nginx"], REF),
+    ("peers in their plain configuration (no added headers)",
+     ["lb", "haproxy-plain", "nginx-plain"], REF_PLAIN),
+]
 
 
 def free_ports(base, n):
@@ -133,6 +147,8 @@ def settings():
         "backend": env.get("BENCH_BACKEND", "lb-backend"),
         "peer_headers": env.get("BENCH_PEER_HEADERS", "1") == "1",
         "pinning": env.get("BENCH_PIN_DESC", ""),
+        "workers": int(env.get("BENCH_WORKERS", "1")),
+        "idle_connections": int(env.get("BENCH_IDLE_CONNS", "0")),
         "cpu_source": env.get("BENCH_CPU_SOURCE", ""),
     }
 
@@ -515,21 +531,24 @@ def report(runs_path, outdir, storms_path=None, idle_path=None):
             by_key[(w, p)] = entry
 
     for e in results:
-        ref = by_key.get((e["workload"], REF))
-        e["vs_haproxy"] = {k: ratio(e["median"][k], ref["median"][k]) if ref else None
-                           for k in ("rps", "cpu_us_per_req", "p50_ms", "p99_ms", "p99.9_ms")}
+        for key, refname in (("vs_haproxy", REF), ("vs_haproxy_plain", REF_PLAIN)):
+            ref = by_key.get((e["workload"], refname))
+            e[key] = {k: ratio(e["median"][k], ref["median"][k]) if ref else None
+                      for k in ("rps", "cpu_us_per_req", "p50_ms", "p99_ms", "p99.9_ms")}
 
     bar = {}
+    bar_plain = {}
     for w in workloads:
-        lb, ref = by_key.get((w, "lb")), by_key.get((w, REF))
-        if lb and ref and lb["median"]["cpu_us_per_req"] is not None:
-            bar[w] = {
-                "lb_cpu_us_per_req": lb["median"]["cpu_us_per_req"],
-                "haproxy_cpu_us_per_req": ref["median"]["cpu_us_per_req"],
-                "ratio": lb["vs_haproxy"]["cpu_us_per_req"],
-                "pass": lb["median"]["cpu_us_per_req"] <= ref["median"]["cpu_us_per_req"]
-                        and not lb["errors"],
-            }
+        for out, refname, key in ((bar, REF, "vs_haproxy"), (bar_plain, REF_PLAIN, "vs_haproxy_plain")):
+            lb, ref = by_key.get((w, "lb")), by_key.get((w, refname))
+            if lb and ref and lb["median"]["cpu_us_per_req"] is not None:
+                out[w] = {
+                    "lb_cpu_us_per_req": lb["median"]["cpu_us_per_req"],
+                    "haproxy_cpu_us_per_req": ref["median"]["cpu_us_per_req"],
+                    "ratio": lb[key]["cpu_us_per_req"],
+                    "pass": lb["median"]["cpu_us_per_req"] <= ref["median"]["cpu_us_per_req"]
+                            and not lb["errors"],
+                }
 
     storms.sort(key=lambda x: (order(x["mode"], STORM_ORDER), order(x["proxy"], PROXY_ORDER)))
     for x in storms:
@@ -569,7 +588,9 @@ def report(runs_path, outdir, storms_path=None, idle_path=None):
                      "tls-keepalive: wrk over TLS; one ECDSA P-256 certificate for all; "
                      "cpu us/req = proxy CPU per connection (per request for tls-keepalive)")
     lines.append("# haproxy and nginx " + ("add X-Forwarded-For/-Proto and X-Request-Id like lb"
-                                          if st["peer_headers"] else "proxy plainly (no added headers)"))
+                                          if st["peer_headers"] else "proxy plainly (no added headers)")
+                 + "; haproxy-plain and nginx-plain proxy plainly; lb-nosplice is lb with lb.splice = off"
+                 + f"; {st['workers']} worker(s)/thread(s) each")
     loads = [run["loadavg"] for e in results for run in e["runs"] if run.get("loadavg") is not None]
     if loads:
         # the bench itself keeps about nproc tasks runnable

@@ -66,7 +66,7 @@ static uint32_t ipv4_of(const struct cfg_addr *a)
 /* clang-format off */
 static const char full_text[] =
     "lb: { workers = 3; zone = \"zone-b\"; region = \"eu-1\"; max_connections = 500;\n" /* 1 */
-    "      user = \"nobody\"; watch_config = true; };\n"
+    "      user = \"nobody\"; watch_config = true; splice = \"off\"; };\n"
     "log: { level = \"debug\"; access = \"stdout\"; format = \"json\"; };\n"
     "admin: { listen = \"0.0.0.0:9901\"; token = \"s3cret\"; };\n"
     "timeouts: { connect = \"250ms\"; client_header = \"5s\"; client_idle = \"2m\";\n" /* 5 */
@@ -111,6 +111,7 @@ static void test_full_top_level(void **state)
     assert_string_equal(cfg->region, "eu-1");
     assert_int_equal(cfg->max_connections, 500);
     assert_string_equal(cfg->user, "nobody");
+    assert_int_equal(cfg->splice, CFG_SPLICE_OFF);
     assert_int_equal(cfg->log_level, CFG_LOG_DEBUG);
     assert_string_equal(cfg->log_access, "stdout");
     assert_int_equal(cfg->log_format, CFG_FMT_JSON);
@@ -276,6 +277,7 @@ static void assert_top_defaults(const struct cfg *cfg)
     assert_string_equal(cfg->region, "");
     assert_int_equal(cfg->max_connections, 20000);
     assert_null(cfg->user);
+    assert_int_equal(cfg->splice, CFG_SPLICE_AUTO);
     assert_int_equal(cfg->log_level, CFG_LOG_INFO);
     assert_null(cfg->log_access);
     assert_int_equal(cfg->log_format, CFG_FMT_TEXT);
@@ -672,6 +674,10 @@ static const struct err_case err_cases[] = {
               "you mean \"zone-aware\"?)"}},
     {"bad_log_level", .top = "log: { level = \"verbose\"; };",
      .want = {"t.conf:7: log.level: \"verbose\" is not one of error, warn, info, debug"}},
+    {"bad_splice", .top = "lb: { splice = \"on\"; };",
+     .want = {"t.conf:7: lb.splice: \"on\" is not one of auto, off"}},
+    {"bad_splice_type", .top = "lb: { splice = 1; };",
+     .want = {"t.conf:7: lb.splice: expected a string, got 1"}},
     {"bad_log_format", .top = "log: { format = \"xml\"; };",
      .want = {"t.conf:7: log.format: \"xml\" is not one of text, json"}},
     {"bad_backend_state", .backend = "state = \"down\";",
