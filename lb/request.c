@@ -321,6 +321,7 @@ enum step request_splice(struct conn *c)
         /* the client left in the middle of its request: not the backend's fault */
         log_debug("client %s closed during the request body",
                   conn_peer(c, (char[NET_PEER_MAX]){0}));
+        t->term = "client_closed";
         return reply_abort(c);
     }
     if (t->req_left == 0) {

@@ -278,6 +278,7 @@ enum step response_splice(struct conn *c)
     if (r.to_err) {
         log_debug("client %s went away while sending the response",
                   conn_peer(c, (char[NET_PEER_MAX]){0}));
+        t->term = "client_closed";
         return reply_abort(c);
     }
     if (r.no_pipe) { /* the buffers take it from here */
@@ -291,6 +292,7 @@ enum step response_splice(struct conn *c)
         if (by_length || r.from_err) {
             forward_count_failure(c, RF_RESET);
             forward_log_failure(c, "closed in the middle of a response");
+            t->term = r.from_err ? "backend_reset" : "backend_closed";
             return reply_abort(c);
         }
     }
