@@ -245,7 +245,7 @@ struct cfg {
     const char *zone;   /* "" when not given */
     const char *region; /* "" when not given */
     uint32_t max_connections;
-    const char *user; /* NULL: do not drop privileges */
+    const char *user;  /* NULL: do not drop privileges */
     bool watch_config; /* reload by itself when the file (or admin.token_file) changes */
     enum cfg_splice splice;
 
@@ -256,7 +256,7 @@ struct cfg {
 
     /* admin */
     struct cfg_addr admin_listen;
-    const char *admin_token; /* NULL: read-only admin; from token or token_file */
+    const char *admin_token;      /* NULL: read-only admin; from token or token_file */
     const char *admin_token_file; /* admin.token_file as opened (the token is in admin_token) */
 
     /* timeouts, milliseconds */
@@ -265,9 +265,9 @@ struct cfg {
     uint32_t client_idle_ms;
     uint32_t backend_ms;
     uint32_t drain_ms;
-    uint32_t tunnel_ms;       /* idle timeout of an upgraded (WebSocket) tunnel */
-    uint32_t backend_idle_ms; /* timeouts.backend_idle: how long an idle keep-alive
-                               * connection to a backend is kept (default "10s") */
+    uint32_t tunnel_ms;         /* idle timeout of an upgraded (WebSocket) tunnel */
+    uint32_t backend_idle_ms;   /* timeouts.backend_idle: how long an idle keep-alive
+                                 * connection to a backend is kept (default "10s") */
     uint32_t shutdown_grace_ms; /* after SIGTERM: /healthz 503 but still accepting, so an
                                  * outer balancer stops sending first (default 0) */
 

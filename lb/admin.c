@@ -509,7 +509,7 @@ static void handle(struct admin_conn *ac, const struct h1_request *req)
         if (status != 200)
             ctype = "text/plain; charset=utf-8";
     } else {
-                respond_text(ac, 404, "not found\n");
+        respond_text(ac, 404, "not found\n");
         recycle(ac->adm, &body);
         return;
     }

@@ -7,15 +7,14 @@
  * relative to the mean weight, at hashes of its name, so with equal weights
  * removing one of N backends moves only the keys it held (about 1/N of
  * them) and a reload that keeps a backend keeps its points (unequal weights:
- * a change of the mean moves some keys between the others too). A pick finds the key's place on the ring (binary search) and walks
- * clockwise to the first backend that can take the request and is under its
- * bound: no backend carries more than ceil(hash_balance x (in flight + 1) /
- * eligible backends) requests, counted over the candidates: the whole pool,
- * or the locality tier being walked (which may carry all of the pool's
- * requests while the pool is healthy). A hot key that finds its owner at
- * the bound spills to the next backends on the ring, in the same order for
- * the same key, and comes back when the load falls. Backends that cannot
- * take requests are walked past, the ring is never rebuilt for them.
+ * a change of the mean moves some keys between the others too). A pick finds the key's place on the
+ * ring (binary search) and walks clockwise to the first backend that can take the request and is
+ * under its bound: no backend carries more than ceil(hash_balance x (in flight + 1) / eligible
+ * backends) requests, counted over the candidates: the whole pool, or the locality tier being
+ * walked (which may carry all of the pool's requests while the pool is healthy). A hot key that
+ * finds its owner at the bound spills to the next backends on the ring, in the same order for the
+ * same key, and comes back when the load falls. Backends that cannot take requests are walked past,
+ * the ring is never rebuilt for them.
  *
  * A request without the key is balanced by p2c-ewma, whose estimates this
  * pool keeps up to date for that purpose.
