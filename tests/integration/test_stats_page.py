@@ -267,7 +267,10 @@ def test_stats_page_browser(t):
 
     br = _browser(t)
     page = br.page("http://127.0.0.1:%d/stats" % lb.admin_port, 1500, 1000)
-    page.wait("document.querySelectorAll('tr.be').length === 6", 10, "the six backend rows")
+    # rows are made at once and filled (cells, chart, buttons) when on screen, a frame later
+    page.wait("document.querySelectorAll('tr.be').length === 6 && "
+              "[...document.querySelectorAll('tr.be')].every((tr) => tr.querySelector('svg'))", 10,
+              "the six backend rows, filled")
     keys = sorted(_rows(page))
     eq(keys, sorted(["api/" + n for n in names] + ["search/s1", "search/s2"]), "rows (pool/backend)")
 
@@ -422,3 +425,36 @@ def test_stats_page_1000_backends(t):
     with open(os.path.join(t.tmp, "timings.json"), "w") as f:
         json.dump({"rows_loaded_s": loaded, "first_draw_ms_after_open": page.eval("+document.getElementById('live').dataset.firstMs"),
                    "render_ms": ms, "rows_written": painted}, f)
+
+
+@timeout(60)
+def test_stats_page_marks_backends_from_dns(t):
+    """A pool with discover shows its DNS name and how many addresses it gave; its backends
+    carry a `dns` badge; a failing resolver turns the pool's badge to `dns stale`."""
+    from dnsserver import DnsServer
+    dns = DnsServer(t.port())
+    t.on_cleanup(dns.stop)
+    port = t.port()
+    for i in (2, 3):
+        t.backend("b%d" % i, host="127.0.0.%d" % i, port=port)
+    dns.set("api.test", "A", ["127.0.0.2", "127.0.0.3"], ttl=1)
+    lb = t.lb(t.config(pools=[{"name": "api", "health": {"type": "off"}, "slow_start": "0s",
+                               "discover": {"name": "api.test", "port": port}}],
+                       extra={"resolvers": [dns.addr]}))
+    br = _browser(t)
+    page = br.page("http://127.0.0.1:%d/stats" % lb.admin_port, 1500, 800)
+    page.wait("document.querySelectorAll('tr.be').length === 2 && "
+              "[...document.querySelectorAll('tr.be')].every((tr) => tr.querySelector('svg'))", 10,
+              "the two discovered rows, filled")
+    badges = "document.querySelector('section[data-pool=\"api\"] .pbadges').textContent"
+    page.wait("/dns api\\.test A: 2/.test(%s)" % badges, 5, "the pool's dns badge")
+    rows = page.eval("[...document.querySelectorAll('tr.be')].map((tr) => [tr.dataset.key, "
+                     "[...tr.querySelectorAll('.b')].map((b) => b.textContent)])")
+    eq(sorted(k for k, _ in rows), ["api/127.0.0.2:%d" % port, "api/127.0.0.3:%d" % port], "rows")
+    for k, bs in rows:
+        check("dns" in bs, "row %s has a dns badge: %r" % (k, bs))
+    dns.fail("api.test", "servfail")
+    page.wait("/dns stale/.test(%s)" % badges, 8 * t.slow, "dns stale on the pool")
+    eq(page.eval("document.querySelectorAll('tr.be').length"), 2, "both rows kept while stale")
+    bad = _page_problems(page, allow=["favicon"])
+    check(not bad, "problems on the page: %s" % bad)
