@@ -357,7 +357,8 @@ render() { # template output [plain]
     local strip=()
     [[ $PEER_HEADERS == 1 && -z ${3:-} ]] || strip=(-e '/# hdr$/d')
     sed "${strip[@]}" -e "s|@DIR@|$WORK|g" -e "s|@PORT@|$PORT|g" -e "s|@ADMIN_PORT@|$APORT|g" \
-        -e "s|@B1@|$B1|g" -e "s|@B2@|$B2|g" -e "s|@TLS_PORT@|$TPORT|g" "$1" >"$2"
+        -e "s|@B1@|$B1|g" -e "s|@B2@|$B2|g" -e "s|@TLS_PORT@|$TPORT|g" -e "s|@WORKERS@|$WORKERS|g" "$1" >"$2"
+    ! grep -q '@[A-Z_]*@' "$2" || die "$2 keeps a placeholder: $(grep -o '@[A-Z_]*@' "$2" | sort -u | tr '\n' ' ')"
 }
 
 accepts() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
