@@ -63,6 +63,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
+die() { echo "bench: $*" >&2; exit 1; }
+log() { echo "bench: $*" >&2; }
+
 ROUNDS=${BENCH_ROUNDS:-3}
 DURATION=${BENCH_DURATION:-5}
 WARMUP=${BENCH_WARMUP:-1}
@@ -93,9 +96,6 @@ TEMPLATES=${BENCH_TEMPLATES:-$ROOT/loadtest/bench}
 RESULTS=${BENCH_RESULTS:-$ROOT/loadtest/results}
 LOCALITY=${BENCH_LOCALITY:-1}
 STATS=${BENCH_STATS:-1}
-
-die() { echo "bench: $*" >&2; exit 1; }
-log() { echo "bench: $*" >&2; }
 
 for v in ROUNDS DURATION WARMUP CONNS BASE_PORT; do
     [[ ${!v} =~ ^[0-9]+$ && ${!v} -ge 1 ]] || die "BENCH_$v must be a positive integer (is '${!v}')"
