@@ -18,11 +18,13 @@
 #   BENCH_CLIENT=wrk      closed-loop client: wrk or lb-load (the open loop is always lb-load)
 #   BENCH_WORKLOADS=keepalive,newconn,64k,openloop (+ tls-full,tls-resumed,tls-keepalive
 #                         with BENCH_TLS=1)
-#   BENCH_TLS=0           1: add the TLS workloads to the default list and measure the
-#                         memory of idle connections (about 4 minutes more)
-#   BENCH_IDLE_CONNS=N    idle keep-alive connections per proxy and mode for the memory
-#                         measurement (default 2000 with BENCH_TLS=1, else 0: none)
-#   BENCH_IDLE_MODES=tls,plain  which connections to hold idle (plain: for comparison)
+#   BENCH_TLS=0           1: add the TLS workloads to the default list and the memory of
+#                         idle TLS connections to that of plain ones (about 5 minutes more)
+#   BENCH_IDLE_CONNS=5000 idle keep-alive client connections opened to each of lb, haproxy
+#                         and nginx (and lb-base), per mode, for the memory per connection
+#                         (0: skip)
+#   BENCH_IDLE_MODES=plain  which connections to hold idle: plain and/or tls (default
+#                         tls,plain with BENCH_TLS=1)
 #   BENCH_OPEN_FRACTION=0.5  open-loop rate as a fraction of HAProxy's median keepalive req/s
 #                         measured in this run (so keepalive must come first)
 #   BENCH_OPEN_RATE=R     a fixed open-loop (and storm) rate in req/s instead
@@ -76,9 +78,10 @@ TLS=${BENCH_TLS:-0}
 DEFAULT_WORKLOADS=keepalive,newconn,64k,openloop
 [[ $TLS == 1 ]] && DEFAULT_WORKLOADS+=,tls-full,tls-resumed,tls-keepalive
 WORKLOADS=${BENCH_WORKLOADS:-$DEFAULT_WORKLOADS}
-IDLE_CONNS=${BENCH_IDLE_CONNS:-0}
-[[ $TLS == 1 ]] && IDLE_CONNS=${BENCH_IDLE_CONNS:-2000}
-IDLE_MODES=${BENCH_IDLE_MODES:-tls,plain}
+IDLE_CONNS=${BENCH_IDLE_CONNS:-5000}
+DEFAULT_IDLE_MODES=plain
+[[ $TLS == 1 ]] && DEFAULT_IDLE_MODES=tls,plain
+IDLE_MODES=${BENCH_IDLE_MODES:-$DEFAULT_IDLE_MODES}
 OPEN_FRACTION=${BENCH_OPEN_FRACTION:-0.5}
 OPEN_RATE_FIXED=${BENCH_OPEN_RATE:-}
 STORM_SECONDS=${BENCH_STORM_SECONDS:-8}
@@ -437,6 +440,9 @@ fi
 sed -e 's/^\( *maxconn\) [0-9]*/\1 9500/' "$WORK/haproxy.cfg" >"$WORK/haproxy-idle.cfg"
 sed -e 's/^\( *worker_connections\) [0-9]*;/\1 12000;/' -e 's/^worker_processes \(.*\);/worker_processes \1;\nworker_rlimit_nofile 16000;/' \
     "$WORK/nginx.conf" >"$WORK/nginx-idle.conf"
+{ grep -q '^ *maxconn 9500$' "$WORK/haproxy-idle.cfg" && grep -q 'worker_connections 12000;' "$WORK/nginx-idle.conf" &&
+    grep -q '^worker_rlimit_nofile 16000;' "$WORK/nginx-idle.conf"; } ||
+    die "cannot make the idle connections' configs (maxconn/worker_connections lines of the templates changed?)"
 # The reload storm's nginx: the same, with a master process (reloads need one)
 # and notice-level logging (each reload and each new worker leaves a line).
 sed -e 's/^master_process off;/master_process on;/' -e 's|^\(error_log .*\) warn;|\1 notice;|' \
@@ -452,11 +458,16 @@ for p in "${PX[@]}"; do # check each config once, clearly
         { cat "$WORK/check-lb-base.log" >&2; die "BENCH_LB_BASE rejects the bench config"; } ;;
     lb-nosplice) "$LB" -t -c "$WORK/lb-nosplice.conf" >"$WORK/check-lb-nosplice.log" 2>&1 ||
         { cat "$WORK/check-lb-nosplice.log" >&2; die "bin/lb rejects the bench config with splice off"; } ;;
-    haproxy | haproxy-plain) haproxy -c -q -f "$WORK/$p.cfg" >"$WORK/check-$p.log" 2>&1 ||
-        { cat "$WORK/check-$p.log" >&2; die "haproxy rejects the bench config ($p.cfg)"; } ;;
+    haproxy | haproxy-plain)
+        cs=("$p")
+        [[ $p == haproxy ]] && cs+=(haproxy-idle)
+        for c in "${cs[@]}"; do
+            haproxy -c -q -f "$WORK/$c.cfg" >"$WORK/check-$c.log" 2>&1 ||
+                { cat "$WORK/check-$c.log" >&2; die "haproxy rejects the bench config ($c.cfg)"; }
+        done ;;
     nginx-plain) nginx -t -q -e "$WORK/$p-error.log" -p "$WORK" -c "$WORK/$p.conf" >"$WORK/check-$p.log" 2>&1 ||
         { cat "$WORK/check-$p.log" >&2; die "nginx rejects the bench config ($p.conf)"; } ;;
-    nginx) for c in nginx nginx-storm; do
+    nginx) for c in nginx nginx-storm nginx-idle; do
         nginx -t -q -e "$WORK/$c-error.log" -p "$WORK" -c "$WORK/$c.conf" >"$WORK/check-$c.log" 2>&1 ||
             { cat "$WORK/check-$c.log" >&2; die "nginx rejects the bench config ($c.conf)"; }
     done ;;
@@ -470,7 +481,7 @@ start_proxy() { # name [storm]; sets PROXY_PID
     case $1${2:+-$2} in
     lb | lb-storm | lb-idle) spawn "$cpu" "$logf" "$LB" -c "$WORK/lb.conf" ;;
     lb-nosplice) spawn "$cpu" "$logf" "$LB" -c "$WORK/lb-nosplice.conf" ;;
-    lb-base | lb-base-storm) spawn "$cpu" "$logf" "$LB_BASE" -c "$WORK/lb.conf" ;;
+    lb-base | lb-base-storm | lb-base-idle) spawn "$cpu" "$logf" "$LB_BASE" -c "$WORK/lb.conf" ;;
     haproxy | haproxy-plain | haproxy-idle) spawn "$cpu" "$logf" haproxy -db -f "$WORK/$1${2:+-$2}.cfg" ;;
     # master-worker, master in the foreground; SIGUSR2 to the master reloads
     haproxy-storm) spawn "$cpu" "$logf" haproxy -W -db -f "$WORK/haproxy.cfg" ;;
@@ -602,8 +613,8 @@ if awk -v l="$load1" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }'; then
     log "WARNING: load average $load1 on $(nproc) CPUs before starting: other work will skew the numbers"
 fi
 log "$n_total runs of ${DURATION}s (+${WARMUP}s warm-up): workloads ${WORKLOADS}; proxies ${PROXIES}; client $CLIENT; $ROUNDS rounds; $BENCH_PIN_DESC"
-[[ ${#IDLE[@]} -gt 0 ]] && log "then memory: $IDLE_CONNS idle keep-alive connections (${IDLE_MODES}) per proxy"
-[[ ${#STORM[@]} -gt 0 ]] && log "then the reload storm: ${STORM_MODES} x ${PROXIES}, ${STORM_SECONDS}s each, a reload every ${STORM_INTERVAL_MS} ms"
+[[ ${#IDLE[@]} -gt 0 ]] && log "then memory: $IDLE_CONNS idle keep-alive connections (${IDLE_MODES}) to each proxy but lb-nosplice and the plain peers"
+[[ ${#STORM[@]} -gt 0 ]] && log "then the reload storm: ${STORM_MODES} x the proxies but lb-nosplice and the plain peers, ${STORM_SECONDS}s each, a reload every ${STORM_INTERVAL_MS} ms"
 [[ $LOCALITY == 1 ]] && log "then lb alone: 4 locality runs and 5 hash runs of ${BENCH_LOCALITY_SECONDS:-5}s (+1s warm-up) at ${BENCH_LOCALITY_RATE:-2000} req/s"
 [[ $STATS == 1 ]] && log "then lb alone with ${BENCH_STATS_BACKENDS:-1000} backends: the cost of reading /stats.json and /metrics, and req/s with and without a stats poller"
 
@@ -654,23 +665,27 @@ for w in "${WL[@]}"; do
 done
 
 # --- memory of idle connections ------------------------------------------------------
-# For each mode and proxy: a fresh proxy, BENCH_IDLE_CONNS keep-alive connections
-# (TLS or plain) opened one after the other with one request each and held idle;
-# the proxy's RSS growth per connection.
+# For each mode (plain; tls with BENCH_TLS=1) and each of lb, lb-base, haproxy and
+# nginx (lb-nosplice and the plain peers would hold the same): a fresh proxy, with
+# room for the connections (haproxy-idle.cfg, nginx-idle.conf), a warm-up of 200
+# connections closed again, then BENCH_IDLE_CONNS keep-alive connections opened one
+# after the other with one request each and held idle (bench.py idle); the growth of
+# the RSS of all the proxy's processes, per connection.
 IDLES=$WORK/idle.jsonl
 : >"$IDLES"
 for m in "${IDLE[@]}"; do
     port=$PORT
     [[ $m == tls ]] && port=$TPORT
     for p in "${PX[@]}"; do
-        start_proxy "$p"
+        case $p in lb-nosplice | haproxy-plain | nginx-plain) continue ;; esac
+        start_proxy "$p" idle
         out=$WORK/idle-$m-$p.json
-        spawn 0 "$out" timeout -k 2 120 "$PY" "$HELPER" idle "127.0.0.1:$port" "$IDLE_CONNS" "$PROXY_PID" "$m"
+        spawn 0 "$out" timeout -k 2 300 "$PY" "$HELPER" idle "127.0.0.1:$port" "$IDLE_CONNS" "$PROXY_PID" "$m"
         ipid=$SPAWNED
         wait "$ipid" || { cat "$out" >&2; die "the idle-connection measurement failed ($m, $p)"; }
         forget_pid "$ipid"
-        kill -0 "$PROXY_PID" 2>/dev/null || die "$p died holding idle connections (log: $WORK/$p.log)"
-        stop "$PROXY_PID"
+        kill -0 "$PROXY_PID" 2>/dev/null || die "$p died holding idle connections (log: $WORK/$p-idle.log)"
+        stop_tree "$PROXY_PID"
         line=$(grep -m1 '^{' "$out") || { cat "$out" >&2; die "no result from the idle measurement ($m, $p)"; }
         printf '{"proxy": "%s", %s\n' "$p" "${line#\{}" >>"$IDLES"
         log "idle $m $p: $line"

@@ -17,10 +17,11 @@
                                  HTTP/1.0 request each; one line "BENCH {json}" like
                                  report.lua's, plus "reused" (resumed handshakes)
   bench.py idle HOST:PORT N PID tls|plain
-                                 open N keep-alive connections (TLS or not), one
+                                 after a warm-up of 200 connections, open N keep-alive
+                                 connections (TLS or not) one after the other, one
                                  request each, hold them idle: PID's (and its
                                  descendants') RSS growth per connection, as JSON
-  bench.py report RUNS OUTDIR [STORMS]
+  bench.py report RUNS OUTDIR [STORMS [IDLE]]
                                  medians, ratios to HAProxy, the tables (stdout,
                                  OUTDIR/bench-STAMP.txt, latest.txt) and the JSON
                                  (OUTDIR/bench-STAMP.json, latest.json)
@@ -30,7 +31,7 @@ RUNS holds one JSON object per measured run, written by bench.sh:
 where "out" is the client's result: the line loadtest/bench/report.lua prints
 (client "wrk") or lb-load's --json object (client "lb-load").
 STORMS holds one JSON object per reload storm (mode and proxy), written by bench.sh.
-IDLE holds one JSON object per proxy: loadtest/bench/idle_mem.py's result, with "proxy".
+IDLE holds one JSON object per proxy and mode: "bench.py idle"'s result, with "proxy".
 
 Two comparisons come out of one run: the peers doing the header work lb does
 (proxies "haproxy" and "nginx", ratios to "haproxy"), and the peers in their plain
@@ -415,16 +416,32 @@ def stime(addr, mode, seconds):
                                  "bytes_per_conn": per}))
 
 
+IDLE_WARMUP = 200  # connections opened and closed again before the first reading
+IDLE_SETTLE_S = 1.0  # before each reading
+
+
 def idle(addr, n, pid, mode):
-    """N keep-alive connections (TLS or plain), one GET / each, then held idle:
-    the proxy's RSS before (after one warm-up connection) and after."""
+    """N keep-alive connections (TLS or plain) to a freshly started proxy, opened one
+    after the other, one GET / answered on each, then held idle: the RSS of PID and
+    its descendants (nginx's workers), summed and read again at each reading, before
+    and after, and the growth per connection, as one line of JSON.
+
+    One request in flight at a time: every proxy keeps the buffers of finished
+    requests for later ones, so concurrent requests would count pool growth as
+    connection memory. The warm-up (IDLE_WARMUP connections of the same kind, closed
+    again) fills those pools and caches first, so that what is counted is the
+    connections. The proxies' keep-alive timeouts are 60 s: a connection the proxy
+    closed before the reading would make the figure too low, so every one is checked
+    (closed: "closed_by_proxy", and the exit status is 1)."""
     import resource
     import ssl
     host, port = addr.rsplit(":", 1)
     n, pid = int(n), int(pid)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < n + 64:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, n + 64), hard))
+        if hard < n + 64:
+            sys.exit(f"bench.py idle: {n} connections need {n + 64} file descriptors, the limit is {hard}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n + 64, hard))
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
@@ -452,22 +469,42 @@ def idle(addr, n, pid, mode):
             raise RuntimeError("answer %r" % head[:40])
         return s
 
-    one().close()
-    time.sleep(0.5)
-    rss0 = tree(pid)["rss_kb"]
-    conns = []
+    def closed(s):
+        """The proxy closed it: EOF, a reset, or (TLS) an alert record waiting
+        (close_notify); a session ticket or nothing at all is an open connection."""
+        s.settimeout(0)  # a socket with a timeout would wait for data first
+        try:
+            d = socket.socket.recv(s, 1, socket.MSG_PEEK)
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+        return d == b"" or (mode == "tls" and d == b"\x15")
+
     t0 = time.monotonic()
+    for _ in range(IDLE_WARMUP):
+        one().close()
+    time.sleep(IDLE_SETTLE_S)
+    before = tree(pid)
+    conns = []
+    t1 = time.monotonic()
     try:
         for _ in range(n):
             conns.append(one())
-        took = time.monotonic() - t0
-        time.sleep(1.0)
-        rss1 = tree(pid)["rss_kb"]
+        took = time.monotonic() - t1
+        time.sleep(IDLE_SETTLE_S)
+        after = tree(pid)
+        gone = sum(1 for c in conns if closed(c))
     finally:
         for c in conns:
             c.close()
-    print(json.dumps({"mode": mode, "connections": n, "rss_kb_before": rss0, "rss_kb_after": rss1,
-                      "kib_per_conn": (rss1 - rss0) / n, "open_s": round(took, 2)}))
+    print(json.dumps({"mode": mode, "connections": n, "warmup": IDLE_WARMUP,
+                      "rss_kb_before": before["rss_kb"], "rss_kb_after": after["rss_kb"],
+                      "kib_per_conn": round((after["rss_kb"] - before["rss_kb"]) / n, 3),
+                      "procs": after["procs"], "open_s": round(took, 2),
+                      "total_s": round(time.monotonic() - t0, 2), "closed_by_proxy": gone}))
+    if gone:
+        sys.exit(f"bench.py idle: the proxy closed {gone} of the {n} connections before the reading")
 
 
 def median(vals):
