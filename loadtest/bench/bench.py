@@ -52,6 +52,7 @@ import time
 
 WORKLOAD_ORDER = ["keepalive", "newconn", "64k", "openloop", "tls-full", "tls-resumed", "tls-keepalive"]
 STORM_ORDER = ["newconn", "keepalive"]
+IDLE_ORDER = ["plain", "tls"]
 PROXY_ORDER = ["lb", "lb-nosplice", "lb-base", "haproxy", "nginx", "haproxy-plain", "nginx-plain"]
 REF = "haproxy"
 REF_PLAIN = "haproxy-plain"
@@ -243,7 +244,7 @@ def progress(runs_path, i, n, t):
     errs = {k: v for k, v in m["errors"].items() if v}
     ol = m.get("open_loop")
     p99 = f"{m['p99_ms']:.3f} ms" if m["p99_ms"] is not None else "-"
-    print(f"bench: [{i}/{n} t+{t}s] {r['workload']:<13} {r['proxy']:<7} round {r['round']}: "
+    print(f"bench: [{i}/{n} t+{t}s] {r['workload']:<13} {r['proxy']:<13} round {r['round']}: "
           f"{m['rps']:9.0f} req/s  p99 {p99}  "
           f"{m['cpu_us_per_req'] or 0:.2f} us/req"
           + (f"  (rate {ol['rate']:.0f}/s, dropped {ol['dropped']}, backlog max {ol['backlog_max']})" if ol else "")
@@ -598,8 +599,8 @@ def report(runs_path, outdir, storms_path=None, idle_path=None):
     root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
     m = meta(root)
     st = settings()
-    doc = {"meta": m, "settings": st, "results": results, "bar": bar, "storm": storms,
-           "idle": idles, "elapsed_s": None}
+    doc = {"meta": m, "settings": st, "results": results, "bar": bar, "bar_plain": bar_plain,
+           "storm": storms, "idle": idles, "elapsed_s": None}
 
     lines = []
     v = m["versions"]
@@ -635,39 +636,52 @@ def report(runs_path, outdir, storms_path=None, idle_path=None):
         lines.append(f"# load average during the runs {min(loads):.1f}..{max(loads):.1f}"
                      + (f" -- the machine was busy with other work; expect noise" if busy else ""))
         m["loadavg_range"] = [min(loads), max(loads)]
-    hdr = (f"{'workload':<13} {'proxy':<8} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'p99.9 ms':>8} "
-           f"{'cpu us/req':>10} {'cpu vs haproxy':>14} {'req/s vs haproxy':>16} {'p99 vs haproxy':>14} "
-           f"{'proxy cpu%':>10} {'wait%':>5} {'be conn/req':>11} {'spread rps/cpu':>14}  errors")
-    if results:
-        lines.append(hdr)
-    for e in results:
-        md, vs, sp = e["median"], e["vs_haproxy"], e["spread_pct"]
-        err = str(e["errors"]) if e["errors"] else "0"
-        if e["flagged_runs"]:
-            err += " FLAGGED (rounds " + ",".join(map(str, e["flagged_runs"])) + ")"
-        sp_s = f"{sp['rps']:.0f}%/{sp['cpu_us_per_req']:.0f}%" if sp["rps"] is not None \
-            and sp["cpu_us_per_req"] is not None else "-"
-        lines.append(
-            f"{e['workload']:<13} {e['proxy']:<8} {fmt(md['rps'], '.0f', 9)} "
-            f"{fmt(md['p50_ms'], '.3f', 7)} {fmt(md['p99_ms'], '.3f', 7)} {fmt(md['p99.9_ms'], '.3f', 8)} "
-            f"{fmt(md['cpu_us_per_req'], '.2f', 10)} {fmt(vs['cpu_us_per_req'], '.2f', 14)} "
-            f"{fmt(vs['rps'], '.2f', 16)} {fmt(vs['p99_ms'], '.2f', 14)} {fmt(md['proxy_cpu_pct'], '.0f', 10)} "
-            f"{fmt(md['proxy_runq_wait_pct'], '.0f', 5)} {fmt(md['backend_conns_per_req'], '.3f', 11)} "
-            f"{sp_s:>14}  {err}")
-    for w, b in bar.items():
-        lines.append(f"bar {w:<13} lb {b['lb_cpu_us_per_req']:.2f} us/req vs haproxy "
-                     f"{b['haproxy_cpu_us_per_req']:.2f} us/req (x{b['ratio']:.2f}): "
-                     f"{'ok' if b['pass'] else 'NOT MET'}")
+    for title, members, refname in TABLES:
+        # a workload where lb is alone in this table compares nothing (openloop has no
+        # plain peers), nor does the table when no peer of it ran
+        peered = {e["workload"] for e in results if e["proxy"] in members and e["proxy"] != "lb"}
+        rows = [e for e in results if e["proxy"] in members and e["workload"] in peered]
+        if not rows:
+            continue
+        key, bars = ("vs_haproxy", bar) if refname == REF else ("vs_haproxy_plain", bar_plain)
+        lines.append("")
+        lines.append(f"# {title}: ratios to {refname}")
+        lines.append(f"{'workload':<13} {'proxy':<13} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'p99.9 ms':>8} "
+                     f"{'cpu us/req':>10} {'cpu vs ' + refname:>20} {'req/s vs ref':>12} {'p99 vs ref':>10} "
+                     f"{'proxy cpu%':>10} {'wait%':>5} {'be conn/req':>11} {'spread rps/cpu':>14}  errors")
+        for e in rows:
+            md, vs, sp = e["median"], e[key], e["spread_pct"]
+            err = str(e["errors"]) if e["errors"] else "0"
+            if e["flagged_runs"]:
+                err += " FLAGGED (rounds " + ",".join(map(str, e["flagged_runs"])) + ")"
+            sp_s = f"{sp['rps']:.0f}%/{sp['cpu_us_per_req']:.0f}%" if sp["rps"] is not None \
+                and sp["cpu_us_per_req"] is not None else "-"
+            lines.append(
+                f"{e['workload']:<13} {e['proxy']:<13} {fmt(md['rps'], '.0f', 9)} "
+                f"{fmt(md['p50_ms'], '.3f', 7)} {fmt(md['p99_ms'], '.3f', 7)} {fmt(md['p99.9_ms'], '.3f', 8)} "
+                f"{fmt(md['cpu_us_per_req'], '.2f', 10)} {fmt(vs['cpu_us_per_req'], '.2f', 20)} "
+                f"{fmt(vs['rps'], '.2f', 12)} {fmt(vs['p99_ms'], '.2f', 10)} {fmt(md['proxy_cpu_pct'], '.0f', 10)} "
+                f"{fmt(md['proxy_runq_wait_pct'], '.0f', 5)} {fmt(md['backend_conns_per_req'], '.3f', 11)} "
+                f"{sp_s:>14}  {err}")
+        for w, b in bars.items():
+            lines.append(f"bar {w:<13} lb {b['lb_cpu_us_per_req']:.2f} us/req vs {refname} "
+                         f"{b['haproxy_cpu_us_per_req']:.2f} us/req (x{b['ratio']:.2f}): "
+                         f"{'ok' if b['pass'] else 'NOT MET'}")
 
     if idles:
         lines.append("")
-        lines.append(f"# idle keep-alive connections: {idles[0]['connections']} per proxy and mode, opened one after "
-                     "the other, one GET / each, then held idle for 1 s; KiB/conn = the proxy's RSS growth / "
-                     "connections (after one warm-up connection)")
-        lines.append(f"{'idle':<13} {'proxy':<8} {'KiB/conn':>8} {'rss MB before/after':>19}")
-        for x in sorted(idles, key=lambda x: (x["mode"] != "tls", order(x["proxy"], PROXY_ORDER))):
-            lines.append(f"{x['mode']:<13} {x['proxy']:<8} {x['kib_per_conn']:>8.1f} "
-                         f"{x['rss_kb_before'] / 1024:>9.1f}/{x['rss_kb_after'] / 1024:.1f}")
+        lines.append(f"# idle keep-alive client connections: {idles[0]['connections']} to each proxy and mode, "
+                     f"opened one after the other after a warm-up of {idles[0].get('warmup', 0)}, one GET / each, "
+                     "then held idle for 1 s; KiB/conn = the growth of the RSS of all the proxy's processes "
+                     "/ connections")
+        lines.append(f"{'idle':<13} {'proxy':<13} {'KiB/conn':>8} {'vs haproxy':>10} {'rss MB before/after':>19} "
+                     f"{'procs':>5}")
+        for x in sorted(idles, key=lambda x: (order(x["mode"], IDLE_ORDER), order(x["proxy"], PROXY_ORDER))):
+            ref = next((y for y in idles if y["mode"] == x["mode"] and y["proxy"] == REF), None)
+            x["vs_haproxy"] = ratio(x["kib_per_conn"], ref["kib_per_conn"]) if ref else None
+            rss = f"{x['rss_kb_before'] / 1024:.1f}/{x['rss_kb_after'] / 1024:.1f}"
+            lines.append(f"{x['mode']:<13} {x['proxy']:<13} {x['kib_per_conn']:>8.2f} "
+                         f"{fmt(x['vs_haproxy'], '.2f', 10)} {rss:>19} {x.get('procs', 1):>5}")
 
     if storms:
         x0 = storms[0]
