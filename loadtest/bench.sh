@@ -39,9 +39,9 @@
 #                         every workload but openloop
 #   BENCH_WORKERS=1       workers of every proxy: lb.workers, HAProxy nbthread, nginx
 #                         worker_processes (2: nginx with a master; the proxy may use both
-#                         CPUs, shared with client and backends)
-#   BENCH_IDLE_CONNS=5000 idle keep-alive client connections opened to lb, haproxy and nginx
-#                         for the memory per connection (0: skip)
+#                         CPUs, shared with client and backends; the results go to
+#                         BENCH_RESULTS/workers2, and the locality runs and the stats step,
+#                         which do not depend on it, are off unless asked for)
 #   BENCH_LB_BASE=PATH    another lb binary (a build of an earlier commit), measured as
 #                         proxy "lb-base" with the same config: before/after in one run
 #   BENCH_PORT=18400      first port tried; the ports used are the first free ones from there
@@ -89,16 +89,24 @@ STORM_INTERVAL_MS=${BENCH_STORM_INTERVAL_MS:-100}
 STORM_MODES=${BENCH_STORM_MODES:-keepalive}
 PROXIES=${BENCH_PROXIES:-lb,lb-nosplice,haproxy,nginx,haproxy-plain,nginx-plain}
 WORKERS=${BENCH_WORKERS:-1}
-IDLE_CONNS=${BENCH_IDLE_CONNS:-5000}
 BASE_PORT=${BENCH_PORT:-18400}
 PIN=${BENCH_PIN:-1}
 BACKEND=${BENCH_BACKEND:-lb-backend}
 PEER_HEADERS=${BENCH_PEER_HEADERS:-1}
 HELPER=$ROOT/loadtest/bench/bench.py
 TEMPLATES=${BENCH_TEMPLATES:-$ROOT/loadtest/bench}
-RESULTS=${BENCH_RESULTS:-$ROOT/loadtest/results}
-LOCALITY=${BENCH_LOCALITY:-1}
-STATS=${BENCH_STATS:-1}
+[[ $WORKERS == 1 || $WORKERS == 2 ]] || die "BENCH_WORKERS is 1 or 2 (is '$WORKERS')"
+# A two-worker run is kept apart from the one-worker figures, and skips by default
+# what it would only repeat: the locality runs and the stats step use one worker.
+if [[ $WORKERS == 2 ]]; then
+    RESULTS=${BENCH_RESULTS:-$ROOT/loadtest/results/workers2}
+    LOCALITY=${BENCH_LOCALITY:-0}
+    STATS=${BENCH_STATS:-0}
+else
+    RESULTS=${BENCH_RESULTS:-$ROOT/loadtest/results}
+    LOCALITY=${BENCH_LOCALITY:-1}
+    STATS=${BENCH_STATS:-1}
+fi
 
 for v in ROUNDS DURATION WARMUP CONNS BASE_PORT; do
     [[ ${!v} =~ ^[0-9]+$ && ${!v} -ge 1 ]] || die "BENCH_$v must be a positive integer (is '${!v}')"
@@ -109,12 +117,11 @@ done
 [[ $OPEN_FRACTION =~ ^(0?\.[0-9]+|1(\.0*)?)$ && ! $OPEN_FRACTION =~ ^0?\.0*$ ]] || die "BENCH_OPEN_FRACTION must be in (0, 1] (is '$OPEN_FRACTION')"
 [[ -z $OPEN_RATE_FIXED || $OPEN_RATE_FIXED =~ ^[1-9][0-9]*$ ]] || die "BENCH_OPEN_RATE must be a positive integer (req/s)"
 [[ $LOCALITY == 0 || $LOCALITY == 1 ]] || die "BENCH_LOCALITY is 0 or 1 (is '$LOCALITY')"
-[[ $WORKERS == 1 || $WORKERS == 2 ]] || die "BENCH_WORKERS is 1 or 2 (is '$WORKERS')"
+# (HAProxy takes two file descriptors per connection, and the limit here is 20000)
 [[ $IDLE_CONNS =~ ^[0-9]+$ && $IDLE_CONNS -le 9000 ]] || die "BENCH_IDLE_CONNS must be 0..9000 (is '$IDLE_CONNS')"
 [[ ${BENCH_LOCALITY_SECONDS:-5} =~ ^[1-9][0-9]*$ && ${BENCH_LOCALITY_SECONDS:-5} -le 120 ]] ||
     die "BENCH_LOCALITY_SECONDS must be 1..120 (is '${BENCH_LOCALITY_SECONDS:-}')"
 [[ ${BENCH_LOCALITY_RATE:-2000} =~ ^[1-9][0-9]*$ ]] || die "BENCH_LOCALITY_RATE must be a positive integer (req/s)"
-[[ $IDLE_CONNS =~ ^[0-9]+$ && $IDLE_CONNS -le 10000 ]] || die "BENCH_IDLE_CONNS must be 0..10000 (is '$IDLE_CONNS')"
 [[ $STATS == 0 || $STATS == 1 ]] || die "BENCH_STATS is 0 or 1 (is '$STATS')"
 [[ ${BENCH_STATS_BACKENDS:-1000} =~ ^[1-9][0-9]*$ && ${BENCH_STATS_BACKENDS:-1000} -ge 2 && ${BENCH_STATS_BACKENDS:-1000} -le 100000 ]] ||
     die "BENCH_STATS_BACKENDS must be 2..100000 (is '${BENCH_STATS_BACKENDS:-}')"
