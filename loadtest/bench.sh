@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # `make bench`: bin/lb side by side with HAProxy and nginx, on the same two
 # backends (bin/lb-backend) and the same clients (wrk for the closed loops,
-# bin/lb-load for the open loop and the storm), each proxy with one worker. For every workload the
-# proxies run in turn, round after round (lb haproxy nginx lb haproxy nginx
-# ...), each started fresh for each measurement; the report gives the medians,
-# the proxy's CPU time per request and the ratios to HAProxy. Then the reload
+# bin/lb-load for the open loop and the storm, openssl s_time for TLS
+# handshakes), each proxy with BENCH_WORKERS workers (one). The peers run in
+# two configurations: doing the header work lb does (haproxy, nginx) and plain
+# (haproxy-plain, nginx-plain); lb-nosplice is lb with splicing off. For every
+# workload the proxies run in turn, round after round (lb haproxy nginx lb
+# haproxy nginx ...), each started fresh for each measurement; the report gives
+# the medians, the proxy's CPU time per request and the ratios to HAProxy, one
+# table per peer configuration. Then the memory each proxy holds per idle
+# keep-alive connection (plain, and TLS with BENCH_TLS=1). Then the reload
 # storm: each proxy reloaded every 100 ms under open-loop load, failed requests
 # side by side. Then bin/lb alone on locality tiers and consistent hashing
 # (loadtest/bench/locality.py), and last what reading its stats costs with
