@@ -586,13 +586,14 @@ lb_reloads() {
 
 # Reloads a proxy has done so far: lb counts them (/stats.json); HAProxy's
 # master logs "New worker (PID) forked" and nginx's "start worker process PID"
-# (notice level) for the first worker and for each reload.
+# (notice level) for the first worker and for each reload: one line per worker
+# process, so BENCH_WORKERS lines per reload (HAProxy's threads share one process).
 reload_count() { # proxy -> "DONE FAILED"
     local n
     case $1 in
     lb | lb-base) lb_reloads ;;
     haproxy) n=$(grep -c 'New worker (' "$WORK/haproxy-storm.log" || true); echo "$((n - 1)) -1" ;;
-    nginx) n=$(grep -c 'start worker process [0-9]' "$WORK/nginx-storm-error.log" || true); echo "$((n - 1)) -1" ;;
+    nginx) n=$(grep -c 'start worker process [0-9]' "$WORK/nginx-storm-error.log" || true); echo "$((n / WORKERS - 1)) -1" ;;
     esac
 }
 
