@@ -628,7 +628,8 @@ def report(runs_path, outdir, storms_path=None, idle_path=None):
     lines.append("# haproxy and nginx " + ("add X-Forwarded-For/-Proto and X-Request-Id like lb"
                                           if st["peer_headers"] else "proxy plainly (no added headers)")
                  + "; haproxy-plain and nginx-plain proxy plainly; lb-nosplice is lb with lb.splice = off"
-                 + f"; {st['workers']} worker(s)/thread(s) each")
+                 + (f"; {st['workers']} workers each (lb.workers, haproxy nbthread, nginx worker_processes)"
+                    if st["workers"] > 1 else "; one worker each"))
     loads = [run["loadavg"] for e in results for run in e["runs"] if run.get("loadavg") is not None]
     if loads:
         # the bench itself keeps about nproc tasks runnable
@@ -689,7 +690,7 @@ def report(runs_path, outdir, storms_path=None, idle_path=None):
         lines.append(f"# reload storm: a reload every {x0['interval_ms']} ms for {x0['seconds']} s under "
                      f"lb-load --rate R -c{st['connections']} (from 0.5 s before the first reload to 0.5 s after the storm); "
                      f"lb: SIGHUP; haproxy -W (master-worker): SIGUSR2 to the master; "
-                     f"nginx (master + 1 worker): SIGHUP to the master")
+                     f"nginx (master + {st['workers']} worker{'s' if st['workers'] > 1 else ''}): SIGHUP to the master")
         lines.append("# failed = connect + reset + timeout + parse + other errors + non-2xx responses; "
                      "proxy cpu%: all its processes, during the reloads (compare openloop: same rate, no reload); "
                      "rss: the proxy's processes summed, before the first reload / highest during / 0.5 s after")
