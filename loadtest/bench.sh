@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # `make bench`: bin/lb side by side with HAProxy and nginx, on the same two
 # backends (bin/lb-backend) and the same clients (wrk for the closed loops,
-# bin/lb-load for the open loop and the storm), each proxy with one worker. For every workload the
-# proxies run in turn, round after round (lb haproxy nginx lb haproxy nginx
-# ...), each started fresh for each measurement; the report gives the medians,
-# the proxy's CPU time per request and the ratios to HAProxy. Then the reload
+# bin/lb-load for the open loop and the storm, openssl s_time for TLS
+# handshakes), each proxy with BENCH_WORKERS workers (one). The peers run in
+# two configurations: doing the header work lb does (haproxy, nginx) and plain
+# (haproxy-plain, nginx-plain); lb-nosplice is lb with splicing off. For every
+# workload the proxies run in turn, round after round (lb haproxy nginx lb
+# haproxy nginx ...), each started fresh for each measurement; the report gives
+# the medians, the proxy's CPU time per request and the ratios to HAProxy, one
+# table per peer configuration. Then the memory each proxy holds per idle
+# keep-alive connection (plain, and TLS with BENCH_TLS=1). Then the reload
 # storm: each proxy reloaded every 100 ms under open-loop load, failed requests
 # side by side. Then bin/lb alone on locality tiers and consistent hashing
 # (loadtest/bench/locality.py), and last what reading its stats costs with
@@ -18,11 +23,13 @@
 #   BENCH_CLIENT=wrk      closed-loop client: wrk or lb-load (the open loop is always lb-load)
 #   BENCH_WORKLOADS=keepalive,newconn,64k,openloop (+ tls-full,tls-resumed,tls-keepalive
 #                         with BENCH_TLS=1)
-#   BENCH_TLS=0           1: add the TLS workloads to the default list and measure the
-#                         memory of idle connections (about 4 minutes more)
-#   BENCH_IDLE_CONNS=N    idle keep-alive connections per proxy and mode for the memory
-#                         measurement (default 2000 with BENCH_TLS=1, else 0: none)
-#   BENCH_IDLE_MODES=tls,plain  which connections to hold idle (plain: for comparison)
+#   BENCH_TLS=0           1: add the TLS workloads to the default list and the memory of
+#                         idle TLS connections to that of plain ones (about 5 minutes more)
+#   BENCH_IDLE_CONNS=5000 idle keep-alive client connections opened to each of lb, haproxy
+#                         and nginx (and lb-base), per mode, for the memory per connection
+#                         (0: skip)
+#   BENCH_IDLE_MODES=plain  which connections to hold idle: plain and/or tls (default
+#                         tls,plain with BENCH_TLS=1)
 #   BENCH_OPEN_FRACTION=0.5  open-loop rate as a fraction of HAProxy's median keepalive req/s
 #                         measured in this run (so keepalive must come first)
 #   BENCH_OPEN_RATE=R     a fixed open-loop (and storm) rate in req/s instead
@@ -37,9 +44,9 @@
 #                         every workload but openloop
 #   BENCH_WORKERS=1       workers of every proxy: lb.workers, HAProxy nbthread, nginx
 #                         worker_processes (2: nginx with a master; the proxy may use both
-#                         CPUs, shared with client and backends)
-#   BENCH_IDLE_CONNS=5000 idle keep-alive client connections opened to lb, haproxy and nginx
-#                         for the memory per connection (0: skip)
+#                         CPUs, shared with client and backends; the results go to
+#                         BENCH_RESULTS/workers2, and the locality runs and the stats step,
+#                         which do not depend on it, are off unless asked for)
 #   BENCH_LB_BASE=PATH    another lb binary (a build of an earlier commit), measured as
 #                         proxy "lb-base" with the same config: before/after in one run
 #   BENCH_PORT=18400      first port tried; the ports used are the first free ones from there
@@ -63,6 +70,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
+die() { echo "bench: $*" >&2; exit 1; }
+log() { echo "bench: $*" >&2; }
+
 ROUNDS=${BENCH_ROUNDS:-3}
 DURATION=${BENCH_DURATION:-5}
 WARMUP=${BENCH_WARMUP:-1}
@@ -73,9 +83,10 @@ TLS=${BENCH_TLS:-0}
 DEFAULT_WORKLOADS=keepalive,newconn,64k,openloop
 [[ $TLS == 1 ]] && DEFAULT_WORKLOADS+=,tls-full,tls-resumed,tls-keepalive
 WORKLOADS=${BENCH_WORKLOADS:-$DEFAULT_WORKLOADS}
-IDLE_CONNS=${BENCH_IDLE_CONNS:-0}
-[[ $TLS == 1 ]] && IDLE_CONNS=${BENCH_IDLE_CONNS:-2000}
-IDLE_MODES=${BENCH_IDLE_MODES:-tls,plain}
+IDLE_CONNS=${BENCH_IDLE_CONNS:-5000}
+DEFAULT_IDLE_MODES=plain
+[[ $TLS == 1 ]] && DEFAULT_IDLE_MODES=tls,plain
+IDLE_MODES=${BENCH_IDLE_MODES:-$DEFAULT_IDLE_MODES}
 OPEN_FRACTION=${BENCH_OPEN_FRACTION:-0.5}
 OPEN_RATE_FIXED=${BENCH_OPEN_RATE:-}
 STORM_SECONDS=${BENCH_STORM_SECONDS:-8}
@@ -83,19 +94,24 @@ STORM_INTERVAL_MS=${BENCH_STORM_INTERVAL_MS:-100}
 STORM_MODES=${BENCH_STORM_MODES:-keepalive}
 PROXIES=${BENCH_PROXIES:-lb,lb-nosplice,haproxy,nginx,haproxy-plain,nginx-plain}
 WORKERS=${BENCH_WORKERS:-1}
-IDLE_CONNS=${BENCH_IDLE_CONNS:-5000}
 BASE_PORT=${BENCH_PORT:-18400}
 PIN=${BENCH_PIN:-1}
 BACKEND=${BENCH_BACKEND:-lb-backend}
 PEER_HEADERS=${BENCH_PEER_HEADERS:-1}
 HELPER=$ROOT/loadtest/bench/bench.py
 TEMPLATES=${BENCH_TEMPLATES:-$ROOT/loadtest/bench}
-RESULTS=${BENCH_RESULTS:-$ROOT/loadtest/results}
-LOCALITY=${BENCH_LOCALITY:-1}
-STATS=${BENCH_STATS:-1}
-
-die() { echo "bench: $*" >&2; exit 1; }
-log() { echo "bench: $*" >&2; }
+[[ $WORKERS == 1 || $WORKERS == 2 ]] || die "BENCH_WORKERS is 1 or 2 (is '$WORKERS')"
+# A two-worker run is kept apart from the one-worker figures, and skips by default
+# what it would only repeat: the locality runs and the stats step use one worker.
+if [[ $WORKERS == 2 ]]; then
+    RESULTS=${BENCH_RESULTS:-$ROOT/loadtest/results/workers2}
+    LOCALITY=${BENCH_LOCALITY:-0}
+    STATS=${BENCH_STATS:-0}
+else
+    RESULTS=${BENCH_RESULTS:-$ROOT/loadtest/results}
+    LOCALITY=${BENCH_LOCALITY:-1}
+    STATS=${BENCH_STATS:-1}
+fi
 
 for v in ROUNDS DURATION WARMUP CONNS BASE_PORT; do
     [[ ${!v} =~ ^[0-9]+$ && ${!v} -ge 1 ]] || die "BENCH_$v must be a positive integer (is '${!v}')"
@@ -106,12 +122,11 @@ done
 [[ $OPEN_FRACTION =~ ^(0?\.[0-9]+|1(\.0*)?)$ && ! $OPEN_FRACTION =~ ^0?\.0*$ ]] || die "BENCH_OPEN_FRACTION must be in (0, 1] (is '$OPEN_FRACTION')"
 [[ -z $OPEN_RATE_FIXED || $OPEN_RATE_FIXED =~ ^[1-9][0-9]*$ ]] || die "BENCH_OPEN_RATE must be a positive integer (req/s)"
 [[ $LOCALITY == 0 || $LOCALITY == 1 ]] || die "BENCH_LOCALITY is 0 or 1 (is '$LOCALITY')"
-[[ $WORKERS == 1 || $WORKERS == 2 ]] || die "BENCH_WORKERS is 1 or 2 (is '$WORKERS')"
+# (HAProxy takes two file descriptors per connection, and the limit here is 20000)
 [[ $IDLE_CONNS =~ ^[0-9]+$ && $IDLE_CONNS -le 9000 ]] || die "BENCH_IDLE_CONNS must be 0..9000 (is '$IDLE_CONNS')"
 [[ ${BENCH_LOCALITY_SECONDS:-5} =~ ^[1-9][0-9]*$ && ${BENCH_LOCALITY_SECONDS:-5} -le 120 ]] ||
     die "BENCH_LOCALITY_SECONDS must be 1..120 (is '${BENCH_LOCALITY_SECONDS:-}')"
 [[ ${BENCH_LOCALITY_RATE:-2000} =~ ^[1-9][0-9]*$ ]] || die "BENCH_LOCALITY_RATE must be a positive integer (req/s)"
-[[ $IDLE_CONNS =~ ^[0-9]+$ && $IDLE_CONNS -le 10000 ]] || die "BENCH_IDLE_CONNS must be 0..10000 (is '$IDLE_CONNS')"
 [[ $STATS == 0 || $STATS == 1 ]] || die "BENCH_STATS is 0 or 1 (is '$STATS')"
 [[ ${BENCH_STATS_BACKENDS:-1000} =~ ^[1-9][0-9]*$ && ${BENCH_STATS_BACKENDS:-1000} -ge 2 && ${BENCH_STATS_BACKENDS:-1000} -le 100000 ]] ||
     die "BENCH_STATS_BACKENDS must be 2..100000 (is '${BENCH_STATS_BACKENDS:-}')"
@@ -357,7 +372,8 @@ render() { # template output [plain]
     local strip=()
     [[ $PEER_HEADERS == 1 && -z ${3:-} ]] || strip=(-e '/# hdr$/d')
     sed "${strip[@]}" -e "s|@DIR@|$WORK|g" -e "s|@PORT@|$PORT|g" -e "s|@ADMIN_PORT@|$APORT|g" \
-        -e "s|@B1@|$B1|g" -e "s|@B2@|$B2|g" -e "s|@TLS_PORT@|$TPORT|g" "$1" >"$2"
+        -e "s|@B1@|$B1|g" -e "s|@B2@|$B2|g" -e "s|@TLS_PORT@|$TPORT|g" -e "s|@WORKERS@|$WORKERS|g" "$1" >"$2"
+    ! grep -q '@[A-Z_]*@' "$2" || die "$2 keeps a placeholder: $(grep -o '@[A-Z_]*@' "$2" | sort -u | tr '\n' ' ')"
 }
 
 accepts() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -436,6 +452,9 @@ fi
 sed -e 's/^\( *maxconn\) [0-9]*/\1 9500/' "$WORK/haproxy.cfg" >"$WORK/haproxy-idle.cfg"
 sed -e 's/^\( *worker_connections\) [0-9]*;/\1 12000;/' -e 's/^worker_processes \(.*\);/worker_processes \1;\nworker_rlimit_nofile 16000;/' \
     "$WORK/nginx.conf" >"$WORK/nginx-idle.conf"
+{ grep -q '^ *maxconn 9500$' "$WORK/haproxy-idle.cfg" && grep -q 'worker_connections 12000;' "$WORK/nginx-idle.conf" &&
+    grep -q '^worker_rlimit_nofile 16000;' "$WORK/nginx-idle.conf"; } ||
+    die "cannot make the idle connections' configs (maxconn/worker_connections lines of the templates changed?)"
 # The reload storm's nginx: the same, with a master process (reloads need one)
 # and notice-level logging (each reload and each new worker leaves a line).
 sed -e 's/^master_process off;/master_process on;/' -e 's|^\(error_log .*\) warn;|\1 notice;|' \
@@ -451,11 +470,16 @@ for p in "${PX[@]}"; do # check each config once, clearly
         { cat "$WORK/check-lb-base.log" >&2; die "BENCH_LB_BASE rejects the bench config"; } ;;
     lb-nosplice) "$LB" -t -c "$WORK/lb-nosplice.conf" >"$WORK/check-lb-nosplice.log" 2>&1 ||
         { cat "$WORK/check-lb-nosplice.log" >&2; die "bin/lb rejects the bench config with splice off"; } ;;
-    haproxy | haproxy-plain) haproxy -c -q -f "$WORK/$p.cfg" >"$WORK/check-$p.log" 2>&1 ||
-        { cat "$WORK/check-$p.log" >&2; die "haproxy rejects the bench config ($p.cfg)"; } ;;
+    haproxy | haproxy-plain)
+        cs=("$p")
+        [[ $p == haproxy ]] && cs+=(haproxy-idle)
+        for c in "${cs[@]}"; do
+            haproxy -c -q -f "$WORK/$c.cfg" >"$WORK/check-$c.log" 2>&1 ||
+                { cat "$WORK/check-$c.log" >&2; die "haproxy rejects the bench config ($c.cfg)"; }
+        done ;;
     nginx-plain) nginx -t -q -e "$WORK/$p-error.log" -p "$WORK" -c "$WORK/$p.conf" >"$WORK/check-$p.log" 2>&1 ||
         { cat "$WORK/check-$p.log" >&2; die "nginx rejects the bench config ($p.conf)"; } ;;
-    nginx) for c in nginx nginx-storm; do
+    nginx) for c in nginx nginx-storm nginx-idle; do
         nginx -t -q -e "$WORK/$c-error.log" -p "$WORK" -c "$WORK/$c.conf" >"$WORK/check-$c.log" 2>&1 ||
             { cat "$WORK/check-$c.log" >&2; die "nginx rejects the bench config ($c.conf)"; }
     done ;;
@@ -469,7 +493,7 @@ start_proxy() { # name [storm]; sets PROXY_PID
     case $1${2:+-$2} in
     lb | lb-storm | lb-idle) spawn "$cpu" "$logf" "$LB" -c "$WORK/lb.conf" ;;
     lb-nosplice) spawn "$cpu" "$logf" "$LB" -c "$WORK/lb-nosplice.conf" ;;
-    lb-base | lb-base-storm) spawn "$cpu" "$logf" "$LB_BASE" -c "$WORK/lb.conf" ;;
+    lb-base | lb-base-storm | lb-base-idle) spawn "$cpu" "$logf" "$LB_BASE" -c "$WORK/lb.conf" ;;
     haproxy | haproxy-plain | haproxy-idle) spawn "$cpu" "$logf" haproxy -db -f "$WORK/$1${2:+-$2}.cfg" ;;
     # master-worker, master in the foreground; SIGUSR2 to the master reloads
     haproxy-storm) spawn "$cpu" "$logf" haproxy -W -db -f "$WORK/haproxy.cfg" ;;
@@ -562,13 +586,14 @@ lb_reloads() {
 
 # Reloads a proxy has done so far: lb counts them (/stats.json); HAProxy's
 # master logs "New worker (PID) forked" and nginx's "start worker process PID"
-# (notice level) for the first worker and for each reload.
+# (notice level) for the first worker and for each reload: one line per worker
+# process, so BENCH_WORKERS lines per reload (HAProxy's threads share one process).
 reload_count() { # proxy -> "DONE FAILED"
     local n
     case $1 in
     lb | lb-base) lb_reloads ;;
     haproxy) n=$(grep -c 'New worker (' "$WORK/haproxy-storm.log" || true); echo "$((n - 1)) -1" ;;
-    nginx) n=$(grep -c 'start worker process [0-9]' "$WORK/nginx-storm-error.log" || true); echo "$((n - 1)) -1" ;;
+    nginx) n=$(grep -c 'start worker process [0-9]' "$WORK/nginx-storm-error.log" || true); echo "$((n / WORKERS - 1)) -1" ;;
     esac
 }
 
@@ -601,8 +626,8 @@ if awk -v l="$load1" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }'; then
     log "WARNING: load average $load1 on $(nproc) CPUs before starting: other work will skew the numbers"
 fi
 log "$n_total runs of ${DURATION}s (+${WARMUP}s warm-up): workloads ${WORKLOADS}; proxies ${PROXIES}; client $CLIENT; $ROUNDS rounds; $BENCH_PIN_DESC"
-[[ ${#IDLE[@]} -gt 0 ]] && log "then memory: $IDLE_CONNS idle keep-alive connections (${IDLE_MODES}) per proxy"
-[[ ${#STORM[@]} -gt 0 ]] && log "then the reload storm: ${STORM_MODES} x ${PROXIES}, ${STORM_SECONDS}s each, a reload every ${STORM_INTERVAL_MS} ms"
+[[ ${#IDLE[@]} -gt 0 ]] && log "then memory: $IDLE_CONNS idle keep-alive connections (${IDLE_MODES}) to each proxy but lb-nosplice and the plain peers"
+[[ ${#STORM[@]} -gt 0 ]] && log "then the reload storm: ${STORM_MODES} x the proxies but lb-nosplice and the plain peers, ${STORM_SECONDS}s each, a reload every ${STORM_INTERVAL_MS} ms"
 [[ $LOCALITY == 1 ]] && log "then lb alone: 4 locality runs and 5 hash runs of ${BENCH_LOCALITY_SECONDS:-5}s (+1s warm-up) at ${BENCH_LOCALITY_RATE:-2000} req/s"
 [[ $STATS == 1 ]] && log "then lb alone with ${BENCH_STATS_BACKENDS:-1000} backends: the cost of reading /stats.json and /metrics, and req/s with and without a stats poller"
 
@@ -653,23 +678,27 @@ for w in "${WL[@]}"; do
 done
 
 # --- memory of idle connections ------------------------------------------------------
-# For each mode and proxy: a fresh proxy, BENCH_IDLE_CONNS keep-alive connections
-# (TLS or plain) opened one after the other with one request each and held idle;
-# the proxy's RSS growth per connection.
+# For each mode (plain; tls with BENCH_TLS=1) and each of lb, lb-base, haproxy and
+# nginx (lb-nosplice and the plain peers would hold the same): a fresh proxy, with
+# room for the connections (haproxy-idle.cfg, nginx-idle.conf), a warm-up of 200
+# connections closed again, then BENCH_IDLE_CONNS keep-alive connections opened one
+# after the other with one request each and held idle (bench.py idle); the growth of
+# the RSS of all the proxy's processes, per connection.
 IDLES=$WORK/idle.jsonl
 : >"$IDLES"
 for m in "${IDLE[@]}"; do
     port=$PORT
     [[ $m == tls ]] && port=$TPORT
     for p in "${PX[@]}"; do
-        start_proxy "$p"
+        case $p in lb-nosplice | haproxy-plain | nginx-plain) continue ;; esac
+        start_proxy "$p" idle
         out=$WORK/idle-$m-$p.json
-        spawn 0 "$out" timeout -k 2 120 "$PY" "$HELPER" idle "127.0.0.1:$port" "$IDLE_CONNS" "$PROXY_PID" "$m"
+        spawn 0 "$out" timeout -k 2 300 "$PY" "$HELPER" idle "127.0.0.1:$port" "$IDLE_CONNS" "$PROXY_PID" "$m"
         ipid=$SPAWNED
         wait "$ipid" || { cat "$out" >&2; die "the idle-connection measurement failed ($m, $p)"; }
         forget_pid "$ipid"
-        kill -0 "$PROXY_PID" 2>/dev/null || die "$p died holding idle connections (log: $WORK/$p.log)"
-        stop "$PROXY_PID"
+        kill -0 "$PROXY_PID" 2>/dev/null || die "$p died holding idle connections (log: $WORK/$p-idle.log)"
+        stop_tree "$PROXY_PID"
         line=$(grep -m1 '^{' "$out") || { cat "$out" >&2; die "no result from the idle measurement ($m, $p)"; }
         printf '{"proxy": "%s", %s\n' "$p" "${line#\{}" >>"$IDLES"
         log "idle $m $p: $line"

@@ -17,10 +17,11 @@
                                  HTTP/1.0 request each; one line "BENCH {json}" like
                                  report.lua's, plus "reused" (resumed handshakes)
   bench.py idle HOST:PORT N PID tls|plain
-                                 open N keep-alive connections (TLS or not), one
+                                 after a warm-up of 200 connections, open N keep-alive
+                                 connections (TLS or not) one after the other, one
                                  request each, hold them idle: PID's (and its
                                  descendants') RSS growth per connection, as JSON
-  bench.py report RUNS OUTDIR [STORMS]
+  bench.py report RUNS OUTDIR [STORMS [IDLE]]
                                  medians, ratios to HAProxy, the tables (stdout,
                                  OUTDIR/bench-STAMP.txt, latest.txt) and the JSON
                                  (OUTDIR/bench-STAMP.json, latest.json)
@@ -30,7 +31,7 @@ RUNS holds one JSON object per measured run, written by bench.sh:
 where "out" is the client's result: the line loadtest/bench/report.lua prints
 (client "wrk") or lb-load's --json object (client "lb-load").
 STORMS holds one JSON object per reload storm (mode and proxy), written by bench.sh.
-IDLE holds one JSON object per proxy: loadtest/bench/idle_mem.py's result, with "proxy".
+IDLE holds one JSON object per proxy and mode: "bench.py idle"'s result, with "proxy".
 
 Two comparisons come out of one run: the peers doing the header work lb does
 (proxies "haproxy" and "nginx", ratios to "haproxy"), and the peers in their plain
@@ -51,6 +52,7 @@ import time
 
 WORKLOAD_ORDER = ["keepalive", "newconn", "64k", "openloop", "tls-full", "tls-resumed", "tls-keepalive"]
 STORM_ORDER = ["newconn", "keepalive"]
+IDLE_ORDER = ["plain", "tls"]
 PROXY_ORDER = ["lb", "lb-nosplice", "lb-base", "haproxy", "nginx", "haproxy-plain", "nginx-plain"]
 REF = "haproxy"
 REF_PLAIN = "haproxy-plain"
@@ -242,7 +244,7 @@ def progress(runs_path, i, n, t):
     errs = {k: v for k, v in m["errors"].items() if v}
     ol = m.get("open_loop")
     p99 = f"{m['p99_ms']:.3f} ms" if m["p99_ms"] is not None else "-"
-    print(f"bench: [{i}/{n} t+{t}s] {r['workload']:<13} {r['proxy']:<7} round {r['round']}: "
+    print(f"bench: [{i}/{n} t+{t}s] {r['workload']:<13} {r['proxy']:<13} round {r['round']}: "
           f"{m['rps']:9.0f} req/s  p99 {p99}  "
           f"{m['cpu_us_per_req'] or 0:.2f} us/req"
           + (f"  (rate {ol['rate']:.0f}/s, dropped {ol['dropped']}, backlog max {ol['backlog_max']})" if ol else "")
@@ -415,16 +417,32 @@ def stime(addr, mode, seconds):
                                  "bytes_per_conn": per}))
 
 
+IDLE_WARMUP = 200  # connections opened and closed again before the first reading
+IDLE_SETTLE_S = 1.0  # before each reading
+
+
 def idle(addr, n, pid, mode):
-    """N keep-alive connections (TLS or plain), one GET / each, then held idle:
-    the proxy's RSS before (after one warm-up connection) and after."""
+    """N keep-alive connections (TLS or plain) to a freshly started proxy, opened one
+    after the other, one GET / answered on each, then held idle: the RSS of PID and
+    its descendants (nginx's workers), summed and read again at each reading, before
+    and after, and the growth per connection, as one line of JSON.
+
+    One request in flight at a time: every proxy keeps the buffers of finished
+    requests for later ones, so concurrent requests would count pool growth as
+    connection memory. The warm-up (IDLE_WARMUP connections of the same kind, closed
+    again) fills those pools and caches first, so that what is counted is the
+    connections. The proxies' keep-alive timeouts are 60 s: a connection the proxy
+    closed before the reading would make the figure too low, so every one is checked
+    (closed: "closed_by_proxy", and the exit status is 1)."""
     import resource
     import ssl
     host, port = addr.rsplit(":", 1)
     n, pid = int(n), int(pid)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < n + 64:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, n + 64), hard))
+        if hard < n + 64:
+            sys.exit(f"bench.py idle: {n} connections need {n + 64} file descriptors, the limit is {hard}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n + 64, hard))
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
@@ -452,22 +470,42 @@ def idle(addr, n, pid, mode):
             raise RuntimeError("answer %r" % head[:40])
         return s
 
-    one().close()
-    time.sleep(0.5)
-    rss0 = tree(pid)["rss_kb"]
-    conns = []
+    def closed(s):
+        """The proxy closed it: EOF, a reset, or (TLS) an alert record waiting
+        (close_notify); a session ticket or nothing at all is an open connection."""
+        s.settimeout(0)  # a socket with a timeout would wait for data first
+        try:
+            d = socket.socket.recv(s, 1, socket.MSG_PEEK)
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+        return d == b"" or (mode == "tls" and d == b"\x15")
+
     t0 = time.monotonic()
+    for _ in range(IDLE_WARMUP):
+        one().close()
+    time.sleep(IDLE_SETTLE_S)
+    before = tree(pid)
+    conns = []
+    t1 = time.monotonic()
     try:
         for _ in range(n):
             conns.append(one())
-        took = time.monotonic() - t0
-        time.sleep(1.0)
-        rss1 = tree(pid)["rss_kb"]
+        took = time.monotonic() - t1
+        time.sleep(IDLE_SETTLE_S)
+        after = tree(pid)
+        gone = sum(1 for c in conns if closed(c))
     finally:
         for c in conns:
             c.close()
-    print(json.dumps({"mode": mode, "connections": n, "rss_kb_before": rss0, "rss_kb_after": rss1,
-                      "kib_per_conn": (rss1 - rss0) / n, "open_s": round(took, 2)}))
+    print(json.dumps({"mode": mode, "connections": n, "warmup": IDLE_WARMUP,
+                      "rss_kb_before": before["rss_kb"], "rss_kb_after": after["rss_kb"],
+                      "kib_per_conn": round((after["rss_kb"] - before["rss_kb"]) / n, 3),
+                      "procs": after["procs"], "open_s": round(took, 2),
+                      "total_s": round(time.monotonic() - t0, 2), "closed_by_proxy": gone}))
+    if gone:
+        sys.exit(f"bench.py idle: the proxy closed {gone} of the {n} connections before the reading")
 
 
 def median(vals):
@@ -561,8 +599,8 @@ def report(runs_path, outdir, storms_path=None, idle_path=None):
     root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
     m = meta(root)
     st = settings()
-    doc = {"meta": m, "settings": st, "results": results, "bar": bar, "storm": storms,
-           "idle": idles, "elapsed_s": None}
+    doc = {"meta": m, "settings": st, "results": results, "bar": bar, "bar_plain": bar_plain,
+           "storm": storms, "idle": idles, "elapsed_s": None}
 
     lines = []
     v = m["versions"]
@@ -590,7 +628,8 @@ def report(runs_path, outdir, storms_path=None, idle_path=None):
     lines.append("# haproxy and nginx " + ("add X-Forwarded-For/-Proto and X-Request-Id like lb"
                                           if st["peer_headers"] else "proxy plainly (no added headers)")
                  + "; haproxy-plain and nginx-plain proxy plainly; lb-nosplice is lb with lb.splice = off"
-                 + f"; {st['workers']} worker(s)/thread(s) each")
+                 + (f"; {st['workers']} workers each (lb.workers, haproxy nbthread, nginx worker_processes)"
+                    if st["workers"] > 1 else "; one worker each"))
     loads = [run["loadavg"] for e in results for run in e["runs"] if run.get("loadavg") is not None]
     if loads:
         # the bench itself keeps about nproc tasks runnable
@@ -598,39 +637,52 @@ def report(runs_path, outdir, storms_path=None, idle_path=None):
         lines.append(f"# load average during the runs {min(loads):.1f}..{max(loads):.1f}"
                      + (f" -- the machine was busy with other work; expect noise" if busy else ""))
         m["loadavg_range"] = [min(loads), max(loads)]
-    hdr = (f"{'workload':<13} {'proxy':<8} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'p99.9 ms':>8} "
-           f"{'cpu us/req':>10} {'cpu vs haproxy':>14} {'req/s vs haproxy':>16} {'p99 vs haproxy':>14} "
-           f"{'proxy cpu%':>10} {'wait%':>5} {'be conn/req':>11} {'spread rps/cpu':>14}  errors")
-    if results:
-        lines.append(hdr)
-    for e in results:
-        md, vs, sp = e["median"], e["vs_haproxy"], e["spread_pct"]
-        err = str(e["errors"]) if e["errors"] else "0"
-        if e["flagged_runs"]:
-            err += " FLAGGED (rounds " + ",".join(map(str, e["flagged_runs"])) + ")"
-        sp_s = f"{sp['rps']:.0f}%/{sp['cpu_us_per_req']:.0f}%" if sp["rps"] is not None \
-            and sp["cpu_us_per_req"] is not None else "-"
-        lines.append(
-            f"{e['workload']:<13} {e['proxy']:<8} {fmt(md['rps'], '.0f', 9)} "
-            f"{fmt(md['p50_ms'], '.3f', 7)} {fmt(md['p99_ms'], '.3f', 7)} {fmt(md['p99.9_ms'], '.3f', 8)} "
-            f"{fmt(md['cpu_us_per_req'], '.2f', 10)} {fmt(vs['cpu_us_per_req'], '.2f', 14)} "
-            f"{fmt(vs['rps'], '.2f', 16)} {fmt(vs['p99_ms'], '.2f', 14)} {fmt(md['proxy_cpu_pct'], '.0f', 10)} "
-            f"{fmt(md['proxy_runq_wait_pct'], '.0f', 5)} {fmt(md['backend_conns_per_req'], '.3f', 11)} "
-            f"{sp_s:>14}  {err}")
-    for w, b in bar.items():
-        lines.append(f"bar {w:<13} lb {b['lb_cpu_us_per_req']:.2f} us/req vs haproxy "
-                     f"{b['haproxy_cpu_us_per_req']:.2f} us/req (x{b['ratio']:.2f}): "
-                     f"{'ok' if b['pass'] else 'NOT MET'}")
+    for title, members, refname in TABLES:
+        # a workload where lb is alone in this table compares nothing (openloop has no
+        # plain peers), nor does the table when no peer of it ran
+        peered = {e["workload"] for e in results if e["proxy"] in members and e["proxy"] != "lb"}
+        rows = [e for e in results if e["proxy"] in members and e["workload"] in peered]
+        if not rows:
+            continue
+        key, bars = ("vs_haproxy", bar) if refname == REF else ("vs_haproxy_plain", bar_plain)
+        lines.append("")
+        lines.append(f"# {title}: ratios to {refname}")
+        lines.append(f"{'workload':<13} {'proxy':<13} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'p99.9 ms':>8} "
+                     f"{'cpu us/req':>10} {'cpu vs ' + refname:>20} {'req/s vs ref':>12} {'p99 vs ref':>10} "
+                     f"{'proxy cpu%':>10} {'wait%':>5} {'be conn/req':>11} {'spread rps/cpu':>14}  errors")
+        for e in rows:
+            md, vs, sp = e["median"], e[key], e["spread_pct"]
+            err = str(e["errors"]) if e["errors"] else "0"
+            if e["flagged_runs"]:
+                err += " FLAGGED (rounds " + ",".join(map(str, e["flagged_runs"])) + ")"
+            sp_s = f"{sp['rps']:.0f}%/{sp['cpu_us_per_req']:.0f}%" if sp["rps"] is not None \
+                and sp["cpu_us_per_req"] is not None else "-"
+            lines.append(
+                f"{e['workload']:<13} {e['proxy']:<13} {fmt(md['rps'], '.0f', 9)} "
+                f"{fmt(md['p50_ms'], '.3f', 7)} {fmt(md['p99_ms'], '.3f', 7)} {fmt(md['p99.9_ms'], '.3f', 8)} "
+                f"{fmt(md['cpu_us_per_req'], '.2f', 10)} {fmt(vs['cpu_us_per_req'], '.2f', 20)} "
+                f"{fmt(vs['rps'], '.2f', 12)} {fmt(vs['p99_ms'], '.2f', 10)} {fmt(md['proxy_cpu_pct'], '.0f', 10)} "
+                f"{fmt(md['proxy_runq_wait_pct'], '.0f', 5)} {fmt(md['backend_conns_per_req'], '.3f', 11)} "
+                f"{sp_s:>14}  {err}")
+        for w, b in bars.items():
+            lines.append(f"bar {w:<13} lb {b['lb_cpu_us_per_req']:.2f} us/req vs {refname} "
+                         f"{b['haproxy_cpu_us_per_req']:.2f} us/req (x{b['ratio']:.2f}): "
+                         f"{'ok' if b['pass'] else 'NOT MET'}")
 
     if idles:
         lines.append("")
-        lines.append(f"# idle keep-alive connections: {idles[0]['connections']} per proxy and mode, opened one after "
-                     "the other, one GET / each, then held idle for 1 s; KiB/conn = the proxy's RSS growth / "
-                     "connections (after one warm-up connection)")
-        lines.append(f"{'idle':<13} {'proxy':<8} {'KiB/conn':>8} {'rss MB before/after':>19}")
-        for x in sorted(idles, key=lambda x: (x["mode"] != "tls", order(x["proxy"], PROXY_ORDER))):
-            lines.append(f"{x['mode']:<13} {x['proxy']:<8} {x['kib_per_conn']:>8.1f} "
-                         f"{x['rss_kb_before'] / 1024:>9.1f}/{x['rss_kb_after'] / 1024:.1f}")
+        lines.append(f"# idle keep-alive client connections: {idles[0]['connections']} to each proxy and mode, "
+                     f"opened one after the other after a warm-up of {idles[0].get('warmup', 0)}, one GET / each, "
+                     "then held idle for 1 s; KiB/conn = the growth of the RSS of all the proxy's processes "
+                     "/ connections")
+        lines.append(f"{'idle':<13} {'proxy':<13} {'KiB/conn':>8} {'vs haproxy':>10} {'rss MB before/after':>19} "
+                     f"{'procs':>5}")
+        for x in sorted(idles, key=lambda x: (order(x["mode"], IDLE_ORDER), order(x["proxy"], PROXY_ORDER))):
+            ref = next((y for y in idles if y["mode"] == x["mode"] and y["proxy"] == REF), None)
+            x["vs_haproxy"] = ratio(x["kib_per_conn"], ref["kib_per_conn"]) if ref else None
+            rss = f"{x['rss_kb_before'] / 1024:.1f}/{x['rss_kb_after'] / 1024:.1f}"
+            lines.append(f"{x['mode']:<13} {x['proxy']:<13} {x['kib_per_conn']:>8.2f} "
+                         f"{fmt(x['vs_haproxy'], '.2f', 10)} {rss:>19} {x.get('procs', 1):>5}")
 
     if storms:
         x0 = storms[0]
@@ -638,7 +690,7 @@ def report(runs_path, outdir, storms_path=None, idle_path=None):
         lines.append(f"# reload storm: a reload every {x0['interval_ms']} ms for {x0['seconds']} s under "
                      f"lb-load --rate R -c{st['connections']} (from 0.5 s before the first reload to 0.5 s after the storm); "
                      f"lb: SIGHUP; haproxy -W (master-worker): SIGUSR2 to the master; "
-                     f"nginx (master + 1 worker): SIGHUP to the master")
+                     f"nginx (master + {st['workers']} worker{'s' if st['workers'] > 1 else ''}): SIGHUP to the master")
         lines.append("# failed = connect + reset + timeout + parse + other errors + non-2xx responses; "
                      "proxy cpu%: all its processes, during the reloads (compare openloop: same rate, no reload); "
                      "rss: the proxy's processes summed, before the first reload / highest during / 0.5 s after")
