@@ -175,6 +175,11 @@ void conn_txn_end(struct conn *c);
 
 /* request.c */
 enum step request_step(struct conn *c);
+/* One receive of request head bytes when c->x.rd says there may be some:
+ * STEP_PROGRESS when bytes came (the transaction is begun), STEP_WAIT when
+ * none did (no buffer is kept for them), STEP_MOVED when the client left
+ * (CS_DEAD) or memory ran out. */
+enum step request_recv_head(struct conn *c) MUST_USE;
 enum step request_send(struct conn *c) MUST_USE;
 enum step request_read(struct conn *c) MUST_USE;
 enum step request_finish(struct conn *c) MUST_USE;

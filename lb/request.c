@@ -169,6 +169,11 @@ enum step request_step(struct conn *c)
             return reply_error(c, OWN_HEADER_TOO_LARGE);
         }
     }
+    return request_recv_head(c);
+}
+
+enum step request_recv_head(struct conn *c)
+{
     if (!c->x.rd)
         return STEP_WAIT;
     ssize_t n = conn_recv(c, &c->x, &c->in);
@@ -183,8 +188,11 @@ enum step request_step(struct conn *c)
         }
         return STEP_PROGRESS;
     }
-    if (n == -2)
+    if (n == -2) {
+        /* nothing yet: a connection waiting for its first byte holds no buffer */
+        buf_put_if_empty(&c->wk->bufs, &c->in);
         return STEP_WAIT;
+    }
     /* EOF or error: a client that leaves between requests is normal */
     c->eof = true;
     c->st = CS_DEAD;
