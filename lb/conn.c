@@ -18,6 +18,7 @@
 #include "lb/core/container.h"
 #include "lb/core/log.h"
 #include "lb/core/tls.h"
+#include "lb/early.h"
 #include "lb/tls.h"
 #include "lb/upstream.h"
 #include "lb/worker.h"
@@ -159,6 +160,15 @@ static void conn_update_watchers(struct conn *c)
         want_read = true;
         break;
     case CS_PROXY: /* read on even after the request: no epoll change per request */
+        if (c->tx->req_done && !ev_is_active(&c->io)) {
+            /* ... but a connection read early (conn_read_early) is not
+             * registered just to read ahead of a complete request: a
+             * pipelined request or the client's close waits in the socket
+             * until the response is out (a send to a client gone fails) */
+            want_read = false;
+            break;
+        }
+        /* fall through */
     case CS_TUNNEL:
         if (c->tx->req_splice)
             want_read = !c->eof && spl_has_room(c->tx->req_pipe) &&
@@ -448,6 +458,20 @@ static void conn_on_timeout(struct ev_loop *loop, ev_timer *w, int revents)
     conn_resume(c, conn_expired(c));
 }
 
+/*
+ * A new plain connection's request is often in its socket already (early.h):
+ * one receive now, and the machine runs on what it found. The connection is
+ * registered with the loop only once it has to wait (conn_run's watcher
+ * update), so one answered before it ever waits never is. May free C.
+ */
+static void conn_read_early(struct conn *c)
+{
+    c->x.rd = true;
+    enum step r = request_recv_head(c);
+    early_note(&c->wk->early, r != STEP_WAIT);
+    conn_resume(c, r);
+}
+
 void conn_accept(struct worker *wk, int fd, const struct sockaddr *sa, int ls)
 {
     struct conn *c = calloc(1, sizeof(*c));
@@ -477,9 +501,13 @@ void conn_accept(struct worker *wk, int fd, const struct sockaddr *sa, int ls)
     wk->nconns++;
     ev_io_init(&c->io, conn_on_io, fd, EV_READ);
     ev_init(&c->tm, conn_on_timeout);
-    ev_io_start(wk->loop, &c->io);
     /* a new connection gets client_header to send its first request */
     conn_enter(c, CS_HEAD);
+    if (tls || !early_should_try(&wk->early)) {
+        ev_io_start(wk->loop, &c->io);
+        return;
+    }
+    conn_read_early(c);
 }
 
 void conn_shutdown_all(struct worker *wk)

@@ -82,7 +82,8 @@ const char *conn_peer(const struct conn *c, char buf[NET_PEER_MAX]);
 
 /* ---- for the worker ----------------------------------------------------- */
 
-/* Take over an accepted socket on worker WK. */
+/* Take over an accepted socket on worker WK. A plain (not TLS) one is read at
+ * once when early.h says so, and may be answered or closed before this returns. */
 void conn_accept(struct worker *wk, int fd, const struct sockaddr *sa, int ls);
 
 /* Try to start requests waiting for a backend (a slot may have freed up). */

@@ -380,6 +380,7 @@ int worker_init(struct worker *wk, struct lb *lb, int id)
     worker_set_timeouts(wk, wk->rt->cfg);
     pthread_mutex_init(&wk->ho_lock, NULL);
     rng_seed_random(&wk->rng);
+    early_init(&wk->early);
     ev_async_init(&wk->wake, on_wake);
     ev_async_start(wk->loop, &wk->wake);
     ev_init(&wk->accept_retry, on_accept_retry);

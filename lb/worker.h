@@ -13,6 +13,7 @@
 #include "lb/bal.h"
 #include "lb/buf.h"
 #include "lb/core/h1.h"
+#include "lb/early.h"
 #include "lb/lb.h"
 #include "lb/core/log.h"
 #include "lb/core/rng.h"
@@ -105,6 +106,7 @@ struct worker {
 
     struct conn *conns; /* every client connection, for shutdown */
     uint32_t nconns;
+    struct early_read early;    /* whether new connections are read before they wait */
     struct conn *qhead, *qtail; /* requests waiting for a backend under its limits, oldest first */
     ev_timer queue_poll;  /* while the queue is not empty: slots free up on other workers too */
     ev_timer drain_sweep; /* cuts requests on backends draining past timeouts.drain */
