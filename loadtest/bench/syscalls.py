@@ -7,7 +7,7 @@ perf stat on the syscalls:sys_enter_* tracepoints of the proxy process alone.
 One worker each, two bin/lb-backend backends, all on 127.0.0.1. Per proxy and
 workload (keep-alive: 50 connections; new-conn: a new connection per request,
 Connection: close, 50 at once): 2000 requests to warm up, then N requests
-(SYSCALLS_N, 20000) under perf. Prints the total per request and the calls
+(SYSCALLS_N, 20000) under perf; SYSCALLS_WORKLOADS=new-conn runs one. Prints the total per request and the calls
 that make up most of it. Needs root (or perf_event_paranoid <= 1) and perf.
 """
 import os
@@ -23,7 +23,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("BIN", os.path.join(ROOT, "bin"))
 N = int(os.environ.get("SYSCALLS_N", "20000"))
-WORKLOADS = [("keep-alive", []), ("new-conn", ["--new-conn"])]
+WORKLOADS = [w for w in [("keep-alive", []), ("new-conn", ["--new-conn"])]
+             if w[0] in os.environ.get("SYSCALLS_WORKLOADS", "keep-alive,new-conn").split(",")]
 
 LB_CONF = """lb: { workers = 1; };
 log: { level = "warn"; access = "off"; };
