@@ -8,7 +8,8 @@ One worker each, two bin/lb-backend backends, all on 127.0.0.1. Per proxy and
 workload (keep-alive: 50 connections; new-conn: a new connection per request,
 Connection: close, 50 at once): 2000 requests to warm up, then N requests
 (SYSCALLS_N, 20000) under perf; SYSCALLS_WORKLOADS=new-conn runs one. Prints the total per request and the calls
-that make up most of it. Needs root (or perf_event_paranoid <= 1) and perf.
+that make up most of it, then (SYSCALLS_CPU_N requests more, 100000, without
+perf) the proxy's user and system CPU time per request from /proc. Needs root (or perf_event_paranoid <= 1) and perf.
 """
 import os
 import re
@@ -23,6 +24,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("BIN", os.path.join(ROOT, "bin"))
 N = int(os.environ.get("SYSCALLS_N", "20000"))
+CPU_N = int(os.environ.get("SYSCALLS_CPU_N", "100000"))  # requests of the user/sys split (0: none)
+HZ = os.sysconf("SC_CLK_TCK")
 WORKLOADS = [w for w in [("keep-alive", []), ("new-conn", ["--new-conn"])]
              if w[0] in os.environ.get("SYSCALLS_WORKLOADS", "keep-alive,new-conn").split(",")]
 
@@ -123,7 +126,7 @@ def start_proxy(name, d, ports):
 
 
 def load(port, n, extra):
-    url = f"http://127.0.0.1:{port}/"
+    url = f"http://127.0.0.1:{port}" + os.environ.get("SYSCALLS_PATH", "/")
     cmd = [os.path.join(BIN, "lb-load"), url, "-c", "50", "-n", str(n)] + extra
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, timeout=120)
 
@@ -147,6 +150,25 @@ def measure(pid, port, extra):
     return counts
 
 
+def cpu_ticks(pid):
+    """User and system clock ticks of every thread of PID."""
+    user = system = 0
+    for t in os.listdir(f"/proc/{pid}/task"):
+        f = open(f"/proc/{pid}/task/{t}/stat").read().rsplit(")", 1)[1].split()
+        user += int(f[11])
+        system += int(f[12])
+    return user, system
+
+
+def cpu_split(pid, port, extra):
+    """User and system CPU per request over CPU_N requests, without perf attached."""
+    u0, s0 = cpu_ticks(pid)
+    load(port, CPU_N, extra)
+    u1, s1 = cpu_ticks(pid)
+    per = 1e6 / HZ / CPU_N
+    return (u1 - u0) * per, (s1 - s0) * per
+
+
 def main(argv):
     proxies = argv or ["lb", "haproxy", "nginx"]
     d = tempfile.mkdtemp(prefix="syscalls-")
@@ -168,6 +190,10 @@ def main(argv):
                     top = sorted(c.items(), key=lambda kv: -kv[1])[:8]
                     parts = " ".join(f"{k}={v / N:.2f}" for k, v in top)
                     print(f"{name:8} {wl:10} {total:5.2f} syscalls/request  {parts}", flush=True)
+                    if CPU_N:
+                        u, k = cpu_split(p.pid, ports["port"], extra)
+                        print(f"{name:8} {wl:10} cpu: user {u:.1f} us/request, system {k:.1f} "
+                              f"us/request ({CPU_N} requests, no perf)", flush=True)
             finally:
                 p.terminate()
                 p.wait(timeout=10)
