@@ -339,6 +339,20 @@ enum step request_splice(struct conn *c)
     return r.in || r.out ? STEP_PROGRESS : STEP_WAIT;
 }
 
+/* Is the rest of the request body in c->in already, read before the client's
+ * close? Then the close is a half-close after the request, not an abort. */
+static bool request_body_buffered(struct conn *c)
+{
+    struct txn *t = c->tx;
+    if (t->req_splice)
+        return false;
+    if (t->req_body == H1_BODY_LENGTH)
+        return c->in && buf_len(c->in) >= t->req_left;
+    if (t->req_body == H1_BODY_CHUNKED)
+        return scan_request_body(c) == 0 && h1_chunk_done(&t->req_chunk);
+    return false;
+}
+
 /* Read the request body, or a pipelined request that waits its turn in c->in. */
 enum step request_read(struct conn *c)
 {
@@ -356,7 +370,7 @@ enum step request_read(struct conn *c)
     }
     c->eof = true;
     c->x.rd = false;
-    if (c->tx->req_done) {
+    if (c->tx->req_done || request_body_buffered(c)) {
         c->closing = true; /* a half-close after the request: answer, then close */
         return STEP_PROGRESS;
     }
