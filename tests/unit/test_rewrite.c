@@ -330,8 +330,7 @@ static const struct row response_rows[] = {
      "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nX-Request-Id: " RID
      "\r\nConnection: close\r\n\r\n"},
     {"close-delimited gzip to HTTP/1.0", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
-     CLOSING | KEEP_AL10,
-     "HTTP/1.1 200 OK\r\nX-Request-Id: " RID "\r\nConnection: close\r\n\r\n"},
+     CLOSING | KEEP_AL10, "HTTP/1.1 200 OK\r\nX-Request-Id: " RID "\r\nConnection: close\r\n\r\n"},
     /* HEAD and 304: no body; the first Content-Length says what it would be, as received */
     {"HEAD keeps Content-Length",
      "HTTP/1.1 200 OK\r\nContent-Length: 1234\r\nETag: \"e\"\r\nContent-Length: 1234\r\n\r\n",
