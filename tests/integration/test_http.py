@@ -313,6 +313,52 @@ def test_client_half_close_after_request_gets_response(t):
     check(c.closed_within(2 * t.slow), "connection not closed after the answer to a half-closed client")
 
 
+def _listener_that_never_accepts():
+    """A loopback port whose accept queue is full: a further connect to it
+    hangs (the kernel drops its SYNs) until the connecting side gives up."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(0)
+    fillers = []
+    for _ in range(3):
+        s = socket.socket()
+        s.setblocking(False)
+        try:
+            s.connect(lsock.getsockname())
+        except BlockingIOError:
+            pass
+        fillers.append(s)
+    return lsock, fillers
+
+
+def test_client_half_close_while_backend_connect_pending_is_not_an_abort(t):
+    """The client sends its whole POST and shuts down its sending side while
+    lb still connects to the backend, so the body and the EOF are read before
+    any of it can go up: lb must still answer (the connect times out: 502),
+    not drop the request as a client abort."""
+    lsock, fillers = _listener_that_never_accepts()
+    try:
+        stuck = {"name": "stuck", "address": "127.0.0.1:%d" % lsock.getsockname()[1]}
+        lb = t.lb(t.config(backends=[stuck], timeouts={"connect": "300ms"},
+                           pool={"retry": {"attempts": 0}}))
+        bodies = [
+            ("Content-Length", build_request("POST", "/echo", body=b"z" * 5000)),
+            ("chunked", build_request("POST", "/echo", headers=[("Transfer-Encoding", "chunked")],
+                                      body=chunked(b"z" * 5000))),
+        ]
+        for kind, wire in bodies:
+            c = lb.conn()
+            c.send(wire)
+            c.sock.shutdown(socket.SHUT_WR)
+            r = c.read_response()
+            eq(r.status, 502, "%s body: status when the backend cannot be reached, after the client's half-close" % kind)
+            check(c.closed_within(2 * t.slow), "%s body: connection not closed after the answer" % kind)
+    finally:
+        for s in fillers:
+            s.close()
+        lsock.close()
+
+
 def test_many_request_headers_forwarded_intact(t):
     lb = _one(t)
     hs = [("X-H%02d" % i, "value-%d-%s" % (i, "v" * i)) for i in range(90)]
