@@ -22,6 +22,9 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "loadtest", "scenarios"))
+import lib  # noqa: E402  (free_ports, wait_until)
+
 BIN = os.environ.get("BIN", os.path.join(ROOT, "bin"))
 N = int(os.environ.get("SYSCALLS_N", "20000"))
 CPU_N = int(os.environ.get("SYSCALLS_CPU_N", "100000"))  # requests of the user/sys split (0: none)
@@ -85,25 +88,22 @@ http {
 """
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def wait_port(port, proc, seconds=10):
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
+    """Until PORT accepts a connection; exits if PROC dies or the time runs out."""
+
+    def accepting():
         if proc.poll() is not None:
             sys.exit(f"syscalls.py: {proc.args[0]} exited early")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
+            return True
         except OSError:
-            time.sleep(0.05)
-    sys.exit(f"syscalls.py: nothing listens on port {port}")
+            return False
+
+    try:
+        lib.wait_until(accepting, seconds, interval=0.05, what=f"a listener on port {port}")
+    except lib.ScenarioError as e:
+        sys.exit(f"syscalls.py: {e}")
 
 
 def start_proxy(name, d, ports):
@@ -172,7 +172,7 @@ def cpu_split(pid, port, extra):
 def main(argv):
     proxies = argv or ["lb", "haproxy", "nginx"]
     d = tempfile.mkdtemp(prefix="syscalls-")
-    ports = {"port": free_port(), "b1": free_port(), "b2": free_port()}
+    ports = dict(zip(("port", "b1", "b2"), lib.free_ports(3)))
     backs = []
     try:
         for b in ("b1", "b2"):
